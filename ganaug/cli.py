@@ -1,0 +1,200 @@
+"""The ``ganaug`` command line. Defaults come from the config dataclasses, never from here."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from .errors import GanaugError
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    from .models import SUPPORTED_IMAGE_SIZES, list_architectures
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser(
+        "train", help="train a class-conditional GAN on labelled images",
+        description="Train a class-conditional GAN. DATA is a folder of class sub-folders "
+        "(DATA/<class>/*.png|jpg|jpeg|bmp|webp, or DATA/<split>/<class>/...), a folder with the "
+        "Fashion-MNIST IDX files, or a tar(.gz) of class folders such as the CIFAR-10 JPEG archive.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("data", metavar="DATA", help="the training images (see above)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR",
+                   help="run folder for checkpoint, samples, metrics and loss curve")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in RUN_DIR from its checkpoint (saved settings win; "
+                   "--steps may extend it)")
+    g = p.add_argument_group("data")
+    g.add_argument("--split", default="train", help="split folder/prefix to read, where the data has splits")
+    g.add_argument("--image-size", type=int, default=32, choices=SUPPORTED_IMAGE_SIZES,
+                   help="images are resized (shorter side) and centre-cropped to this")
+    g.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="1 = grey, 3 = RGB; default: grey if every image is grey")
+    g.add_argument("--skip-unreadable", action="store_true",
+                   help="leave out images that cannot be decoded (they are reported) instead of stopping")
+    g.add_argument("--max-per-class", type=int, default=None,
+                   help="use at most this many images per class (quick experiments)")
+    m = p.add_argument_group("model")
+    m.add_argument("--arch", default="sngan", choices=list_architectures(), help="architecture")
+    m.add_argument("--g-width", type=int, default=None, help="generator base width (arch default if unset)")
+    m.add_argument("--d-width", type=int, default=None, help="discriminator base width (arch default if unset)")
+    m.add_argument("--z-dim", type=int, default=None, help="latent size (default 128)")
+    m.add_argument("--attn-resolution", type=int, default=None,
+                   help="feature-map size with self-attention, 0 = none (arch default if unset)")
+    t = p.add_argument_group("training")
+    t.add_argument("--steps", type=int, default=d.steps, help="generator updates in total")
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--lr-g", type=float, default=d.lr_g, help="generator Adam learning rate")
+    t.add_argument("--lr-d", type=float, default=d.lr_d, help="discriminator Adam learning rate (TTUR: > lr-g)")
+    t.add_argument("--beta1", type=float, default=d.beta1)
+    t.add_argument("--beta2", type=float, default=d.beta2)
+    t.add_argument("--n-dis", type=int, default=d.n_dis, help="D updates per G update")
+    t.add_argument("--loss", default=d.loss, choices=("hinge", "nonsat"))
+    t.add_argument("--feature-matching", type=float, default=d.feature_matching,
+                   help="weight of a feature-matching term in G's loss")
+    t.add_argument("--ortho-reg", type=float, default=d.ortho_reg,
+                   help="BigGAN orthogonal regularisation weight for G (e.g. 1e-4)")
+    t.add_argument("--diffaugment", default=d.diffaugment,
+                   help="'auto' (on when the smallest class has < 5000 images), 'off', or ops "
+                   "such as 'color,translation,cutout'")
+    t.add_argument("--class-balanced", action=argparse.BooleanOptionalAction, default=d.class_balanced,
+                   help="draw real batches with every class equally often (default: when imbalanced)")
+    t.add_argument("--ema-beta", type=float, default=d.ema_beta, help="EMA decay of the sampled generator")
+    t.add_argument("--precision", default=d.precision, choices=("auto", "fp32", "bf16", "fp16"),
+                   help="autocast dtype; auto = bf16 on a GPU that has it, else fp32")
+    t.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    t.add_argument("--sample-every", type=int, default=d.sample_every)
+    t.add_argument("--log-every", type=int, default=d.log_every)
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cmd_train(a: argparse.Namespace) -> None:
+    from .data import load_images
+    from .models import make_config
+    from .train import TrainConfig, train
+    from .train.rundir import RUN_CONFIG
+
+    run_cfg = Path(a.out) / RUN_CONFIG
+    if a.resume and run_cfg.is_file():
+        # A resumed run must see its data exactly as before: take size and channels from it.
+        saved = json.loads(run_cfg.read_text())["model"]
+        a.image_size, a.channels = saved["image_size"], saved["channels"]
+    data = load_images(a.data, split=a.split, image_size=a.image_size, channels=a.channels,
+                       skip_unreadable=a.skip_unreadable, max_per_class=a.max_per_class)
+    model_config = make_config(a.arch, data.num_classes, data.class_names,
+                               image_size=a.image_size, channels=data.channels,
+                               g_width=a.g_width, d_width=a.d_width, z_dim=a.z_dim,
+                               attn_resolution=a.attn_resolution)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    train_config = TrainConfig(**{k: v for k, v in vars(a).items() if k in fields})
+    print(f"data: {len(data)} images, {data.num_classes} classes, {data.channels}x"
+          f"{data.image_size}x{data.image_size} from {data.source}")
+    out = train(data, model_config, train_config, a.out, resume=a.resume,
+                progress=not a.no_progress, command=shlex.join(["ganaug", *sys.argv[1:]]))
+    print(f"done: {out}")
+
+
+def _sample_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="generate images from a trained run",
+                       description="Generate images with the EMA generator of a training run.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run", metavar="RUN_DIR", help="a run folder written by `ganaug train`")
+    p.add_argument("--classes", nargs="+", default=None,
+                   help="class names or indices (default: all classes)")
+    p.add_argument("--n", type=int, default=8, help="images per class")
+    p.add_argument("--out", required=True,
+                   help="a .png path for one grid (a row per class), or a folder for one PNG "
+                   "per image in <class>/ sub-folders")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same images")
+    p.add_argument("--truncation", type=float, default=None,
+                   help="truncation trick threshold (e.g. 1.0); lower = less varied, cleaner")
+    p.add_argument("--device", default="auto")
+
+
+def _cmd_sample(a: argparse.Namespace) -> None:
+    import torch
+    from PIL import Image
+
+    from .data.images import model_to_uint8
+    from .grid import save_class_grid
+    from .models import sample_latents
+    from .train import load_run_generator, pick_device
+
+    if a.n < 1:
+        raise GanaugError("--n must be at least 1.")
+    device = pick_device(a.device)
+    G, cfg, step = load_run_generator(a.run, device)
+    classes = resolve_classes(a.classes, cfg.class_names)
+    labels = torch.tensor(classes).repeat_interleave(a.n)
+    z = sample_latents(len(labels), cfg.z_dim, truncation=a.truncation,
+                       generator=torch.Generator().manual_seed(a.seed))
+    with torch.no_grad():
+        imgs = torch.cat([model_to_uint8(G(zb.to(device), yb.to(device)), cfg.value_range).cpu()
+                          for zb, yb in zip(z.split(256), labels.split(256))])
+    out = Path(a.out)
+    if out.suffix.lower() == ".png":
+        save_class_grid(imgs, [cfg.class_names[c] for c in classes], a.n, out)
+    else:
+        for i, (img, c) in enumerate(zip(imgs, labels.tolist())):
+            d = out / _safe_name(cfg.class_names[c])
+            d.mkdir(parents=True, exist_ok=True)
+            arr = img.permute(1, 2, 0).squeeze(-1).numpy()
+            Image.fromarray(arr).save(d / f"{i % a.n:05d}.png")
+    print(f"wrote {len(imgs)} images from step {step} to {out}")
+
+
+def resolve_classes(requested: list[str] | None, class_names: list[str]) -> list[int]:
+    """Class names or integer ids -> ids; unknown ones are an error listing the valid names."""
+    if not requested:
+        return list(range(len(class_names)))
+    out = []
+    for r in (x for item in requested for x in item.split(",") if x):
+        if r in class_names:
+            out.append(class_names.index(r))
+        elif r.lstrip("-").isdigit() and 0 <= int(r) < len(class_names):
+            out.append(int(r))
+        else:
+            raise GanaugError(f"unknown class {r!r}; this generator knows ids 0..{len(class_names) - 1} "
+                              f"and names {class_names}.")
+    return out
+
+
+def _safe_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="ganaug", description="Class-conditional GANs as data "
+                                     "augmentation: train, sample, package and evaluate.")
+    parser.add_argument("--version", action="version", version=f"ganaug {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _sample_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": _cmd_train, "sample": _cmd_sample}
+    try:
+        handlers[args.command](args)
+    except GanaugError as e:
+        print(f"ganaug {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is intact (continue with --resume).", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

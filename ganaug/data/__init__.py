@@ -1,0 +1,9 @@
+"""Data: loading labelled images from disk into memory."""
+
+from .dataset import LabelledImages
+from .images import IMAGE_EXTENSIONS
+from .loaders import (FASHION_MNIST_CLASSES, load_class_folders, load_fashion_mnist,
+                      load_image_archive, load_images)
+
+__all__ = ["LabelledImages", "IMAGE_EXTENSIONS", "FASHION_MNIST_CLASSES", "load_images",
+           "load_class_folders", "load_fashion_mnist", "load_image_archive"]

@@ -1,0 +1,172 @@
+"""The model config: one dataclass that fully rebuilds a generator and its discriminator.
+
+It travels with every checkpoint and exported generator as JSON, so it carries the class
+mapping, image size, channels and value range: a conditional generator is useless without
+them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import GanaugError
+
+SUPPORTED_IMAGE_SIZES = (32, 64, 128)
+CONFIG_FORMAT_VERSION = 1
+
+
+@dataclass
+class GANConfig:
+    """Architecture and data description of a class-conditional GAN.
+
+    Arch-specific defaults (widths, attention, shared embedding) come from the registry, so
+    build one with :func:`ganaug.models.make_config` rather than by hand.
+    """
+
+    arch: str
+    num_classes: int
+    class_names: list[str] = field(default_factory=list)
+    image_size: int = 32
+    channels: int = 3
+    z_dim: int = 128
+    g_width: int = 32  # base channel count of G; the 4x4 level is min(8, 2**levels) times it
+    d_width: int = 32
+    attn_resolution: int = 0  # feature-map size that gets self-attention; 0 = none
+    g_spectral_norm: bool = False
+    shared_dim: int = 0  # BigGAN's shared class embedding size; 0 = one-hot conditioning
+    hierarchical_z: bool = False  # BigGAN: split z across the generator blocks
+    value_range: tuple[float, float] = (-1.0, 1.0)  # what G outputs (tanh)
+    format_version: int = CONFIG_FORMAT_VERSION
+
+    # -- derived shapes -------------------------------------------------------------------
+    @property
+    def levels(self) -> int:
+        """Number of 2x upsampling blocks from 4x4 to ``image_size``."""
+        return int(math.log2(self.image_size // 4))
+
+    def g_widths(self) -> list[int]:
+        """Channel width at 4x4, 8x8, ..., image_size in the generator."""
+        return [self.g_width * min(8, 2 ** (self.levels - k)) for k in range(self.levels + 1)]
+
+    def d_widths(self) -> list[int]:
+        """Output width of each discriminator block (all downsample but the last)."""
+        return [self.d_width * min(8, 2**k) for k in range(self.levels + 1)]
+
+    def g_attn_index(self) -> int | None:
+        """Index of the G block after which attention runs (block i outputs 8 * 2**i)."""
+        if not self.attn_resolution:
+            return None
+        return int(math.log2(self.attn_resolution // 8))
+
+    def d_attn_index(self) -> int | None:
+        """Index of the first D block whose output is at most ``attn_resolution`` wide."""
+        if not self.attn_resolution:
+            return None
+        return max(0, int(math.log2(self.image_size // self.attn_resolution)) - 1)
+
+    # -- validation and JSON --------------------------------------------------------------
+    def validate(self) -> "GANConfig":
+        """Check every field; raise :class:`GanaugError` naming the field and the fix."""
+        from .registry import list_architectures
+
+        if self.format_version > CONFIG_FORMAT_VERSION:
+            raise GanaugError(
+                f"config format_version {self.format_version} is newer than this ganaug "
+                f"understands ({CONFIG_FORMAT_VERSION}); upgrade ganaug (pip install -U ganaug)."
+            )
+        if self.arch not in list_architectures():
+            raise GanaugError(
+                f"unknown architecture {self.arch!r}; choose one of {list_architectures()}."
+            )
+        if self.image_size not in SUPPORTED_IMAGE_SIZES:
+            raise GanaugError(
+                f"image size {self.image_size} is not supported; choose one of "
+                f"{list(SUPPORTED_IMAGE_SIZES)} (images are resized to it when loaded)."
+            )
+        if self.channels not in (1, 3):
+            raise GanaugError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}.")
+        if self.num_classes < 2:
+            raise GanaugError(
+                f"a class-conditional GAN needs at least 2 classes, got {self.num_classes}; "
+                "put each class's images in its own sub-folder of the data folder."
+            )
+        if len(self.class_names) != self.num_classes:
+            raise GanaugError(
+                f"class_names has {len(self.class_names)} entries but num_classes is "
+                f"{self.num_classes}; they must match."
+            )
+        if len(set(self.class_names)) != len(self.class_names):
+            raise GanaugError(f"class_names has duplicates: {self.class_names}.")
+        for name in ("z_dim", "g_width", "d_width"):
+            if getattr(self, name) < 1:
+                raise GanaugError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.hierarchical_z and self.z_dim < self.levels + 1:
+            raise GanaugError(
+                f"hierarchical_z splits z into {self.levels + 1} chunks, so z_dim must be at "
+                f"least {self.levels + 1} (got {self.z_dim})."
+            )
+        valid_attn = [8 * 2**i for i in range(self.levels)]
+        if self.attn_resolution and self.attn_resolution not in valid_attn:
+            raise GanaugError(
+                f"attn_resolution {self.attn_resolution} is not a feature-map size of a "
+                f"{self.image_size}px generator; choose 0 (off) or one of {valid_attn}."
+            )
+        if self.g_width * 8 < 16 or self.d_width < 8:
+            raise GanaugError("g_width and d_width must be at least 2 and 8 (attention needs it).")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["value_range"] = list(self.value_range)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GANConfig":
+        """Rebuild and validate a config from parsed JSON; wrong or missing fields are errors."""
+        if not isinstance(data, dict):
+            raise GanaugError(f"model config must be a JSON object, got {type(data).__name__}.")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise GanaugError(
+                f"model config has unknown fields {unknown}; it was written by a different "
+                "ganaug version or edited by hand."
+            )
+        required = [n for n, f in fields.items()
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [n for n in required if n not in data]
+        if missing:
+            raise GanaugError(f"model config is missing required fields {missing}.")
+        kwargs = {}
+        for name, value in data.items():
+            kwargs[name] = _check_type(name, value, fields[name].type)
+        return cls(**kwargs).validate()
+
+
+_TYPES = {"str": str, "int": int, "bool": bool}
+
+
+def _check_type(name: str, value: Any, annotation: str) -> Any:
+    """Type-check one JSON value against the field's annotation (strings, via __future__)."""
+    if annotation in _TYPES:
+        expected = _TYPES[annotation]
+        # bool is an int in Python; do not let true/false pass as an int or vice versa.
+        ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+        if not ok:
+            raise GanaugError(
+                f"model config field {name!r} must be {annotation}, got {value!r}."
+            )
+        return value
+    if annotation == "list[str]":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise GanaugError(f"model config field {name!r} must be a list of strings.")
+        return list(value)
+    if annotation == "tuple[float, float]":
+        if (not isinstance(value, (list, tuple)) or len(value) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise GanaugError(f"model config field {name!r} must be two numbers, got {value!r}.")
+        return (float(value[0]), float(value[1]))
+    raise TypeError(f"no JSON check for annotation {annotation!r} of field {name!r}")

@@ -1,0 +1,186 @@
+"""Layers shared by every ganaug architecture.
+
+Both SNGAN and BigGAN-lite are assembled from these blocks; an architecture file only decides
+widths, how the class condition is built, and where attention goes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+
+def maybe_sn(module: nn.Module, use_sn: bool) -> nn.Module:
+    """Initialise a conv/linear layer and wrap it in spectral normalisation if asked.
+
+    Spectral norm runs one power iteration per training forward pass; its ``u``/``v`` vectors
+    are buffers, so they are saved in checkpoints and a resumed run continues exactly.
+    """
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    return spectral_norm(module, eps=1e-6) if use_sn else module
+
+
+def conv3x3(c_in: int, c_out: int, sn: bool) -> nn.Module:
+    return maybe_sn(nn.Conv2d(c_in, c_out, 3, padding=1), sn)
+
+
+def conv1x1(c_in: int, c_out: int, sn: bool, bias: bool = True) -> nn.Module:
+    return maybe_sn(nn.Conv2d(c_in, c_out, 1, bias=bias), sn)
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose gain and bias are linear functions of a condition vector.
+
+    SNGAN feeds a one-hot class vector (so the linear map is a per-class gain/bias table);
+    BigGAN feeds the shared class embedding concatenated with a chunk of z.
+    """
+
+    def __init__(self, num_features: int, cond_dim: int, sn: bool = False):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(num_features, affine=False)
+        self.gain = maybe_sn(nn.Linear(cond_dim, num_features, bias=False), sn)
+        self.bias = maybe_sn(nn.Linear(cond_dim, num_features, bias=False), sn)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        gain = 1.0 + self.gain(cond)[:, :, None, None]
+        bias = self.bias(cond)[:, :, None, None]
+        return self.bn(x) * gain + bias
+
+
+class SelfAttention(nn.Module):
+    """SAGAN self-attention (Zhang et al. 2019) with BigGAN's pooled keys and values.
+
+    The output gate ``gamma`` starts at 0, so the block begins as the identity and the
+    network learns how much non-local context to use.
+    """
+
+    def __init__(self, channels: int, sn: bool):
+        super().__init__()
+        self.theta = conv1x1(channels, channels // 8, sn, bias=False)
+        self.phi = conv1x1(channels, channels // 8, sn, bias=False)
+        self.g = conv1x1(channels, channels // 2, sn, bias=False)
+        self.out = conv1x1(channels // 2, channels, sn, bias=False)
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        theta = self.theta(x).flatten(2)  # (b, c/8, hw)
+        phi = F.max_pool2d(self.phi(x), 2).flatten(2)  # (b, c/8, hw/4)
+        g = F.max_pool2d(self.g(x), 2).flatten(2)  # (b, c/2, hw/4)
+        attn = torch.softmax(theta.transpose(1, 2) @ phi, dim=-1)  # (b, hw, hw/4)
+        o = (g @ attn.transpose(1, 2)).view(b, c // 2, h, w)
+        return x + self.gamma * self.out(o)
+
+
+class GBlock(nn.Module):
+    """Generator residual block: CBN-ReLU-up-conv-CBN-ReLU-conv, plus a 1x1 upsampled shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, cond_dim: int, sn: bool):
+        super().__init__()
+        self.bn1 = ConditionalBatchNorm2d(c_in, cond_dim, sn)
+        self.conv1 = conv3x3(c_in, c_out, sn)
+        self.bn2 = ConditionalBatchNorm2d(c_out, cond_dim, sn)
+        self.conv2 = conv3x3(c_out, c_out, sn)
+        self.shortcut = conv1x1(c_in, c_out, sn)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn1(x, cond))
+        h = F.interpolate(h, scale_factor=2, mode="nearest")
+        h = self.conv1(h)
+        h = self.conv2(F.relu(self.bn2(h, cond)))
+        return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class DBlock(nn.Module):
+    """Discriminator residual block with optional 2x average-pool downsampling.
+
+    The first block of D skips the leading ReLU (it sees the raw image), as in SNGAN.
+    """
+
+    def __init__(self, c_in: int, c_out: int, sn: bool, downsample: bool, preactivation: bool):
+        super().__init__()
+        self.conv1 = conv3x3(c_in, c_out, sn)
+        self.conv2 = conv3x3(c_out, c_out, sn)
+        self.downsample = downsample
+        self.preactivation = preactivation
+        self.shortcut = conv1x1(c_in, c_out, sn) if (c_in != c_out or downsample) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(x) if self.preactivation else x
+        h = self.conv2(F.relu(self.conv1(h)))
+        if self.downsample:
+            h = F.avg_pool2d(h, 2)
+        s = x
+        if self.shortcut is not None:
+            if self.preactivation:
+                s = self.shortcut(s)
+                s = F.avg_pool2d(s, 2) if self.downsample else s
+            else:  # first block: pool before the 1x1 conv, as in SNGAN's optimized block
+                s = F.avg_pool2d(s, 2) if self.downsample else s
+                s = self.shortcut(s)
+        return h + s
+
+
+class ProjectionDiscriminator(nn.Module):
+    """ResNet discriminator with spectral norm on every layer and a projection head.
+
+    ``D(x, y) = psi(phi(x)) + <embed(y), phi(x)>`` (Miyato & Koyama 2018), where ``phi`` is the
+    ReLU + global-sum-pooled feature. ``forward`` returns logits and those features (the
+    features feed the optional feature-matching loss).
+    """
+
+    def __init__(self, widths: list[int], image_channels: int, num_classes: int,
+                 attn_index: int | None):
+        super().__init__()
+        blocks: list[nn.Module] = []
+        c_prev = image_channels
+        for i, c in enumerate(widths):
+            last = i == len(widths) - 1
+            blocks.append(DBlock(c_prev, c, sn=True, downsample=not last, preactivation=i > 0))
+            if attn_index is not None and i == attn_index:
+                blocks.append(SelfAttention(c, sn=True))
+            c_prev = c
+        self.blocks = nn.Sequential(*blocks)
+        self.linear = maybe_sn(nn.Linear(c_prev, 1), True)
+        self.embed = maybe_sn(nn.Embedding(num_classes, c_prev), True)
+        self.feature_dim = c_prev
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.relu(self.blocks(x)).sum(dim=(2, 3))
+        logits = self.linear(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
+        return logits, h
+
+
+class ResNetGeneratorBody(nn.Module):
+    """The conditional ResNet trunk both generators share: linear -> 4x4 -> GBlocks -> image.
+
+    ``widths[0]`` is the 4x4 width; each following entry is the width after one 2x upsampling.
+    ``cond_dims[i]`` is the length of the condition vector fed to block ``i``.
+    """
+
+    def __init__(self, in_dim: int, widths: list[int], cond_dims: list[int], image_channels: int,
+                 sn: bool, attn_index: int | None):
+        super().__init__()
+        self.bottom_width = widths[0]
+        self.linear = maybe_sn(nn.Linear(in_dim, widths[0] * 16), sn)
+        self.blocks = nn.ModuleList(
+            GBlock(widths[i], widths[i + 1], cond_dims[i], sn) for i in range(len(widths) - 1)
+        )
+        # Attention after block attn_index (its output resolution), or nowhere.
+        self.attn_index = attn_index
+        self.attn = SelfAttention(widths[attn_index + 1], sn) if attn_index is not None else None
+        self.out_bn = nn.BatchNorm2d(widths[-1])
+        self.out_conv = conv3x3(widths[-1], image_channels, sn)
+
+    def forward(self, h_in: torch.Tensor, conds: list[torch.Tensor]) -> torch.Tensor:
+        h = self.linear(h_in).view(h_in.shape[0], self.bottom_width, 4, 4)
+        for i, block in enumerate(self.blocks):
+            h = block(h, conds[i])
+            if self.attn is not None and i == self.attn_index:
+                h = self.attn(h)
+        return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))

@@ -1,0 +1,91 @@
+"""Training options: one dataclass holds every default (the CLI reads its defaults from here)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import GanaugError
+
+LOSSES = ("hinge", "nonsat")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DIFFAUGMENT_OPS = ("color", "translation", "cutout")
+# DiffAugment switches itself on when the smallest class has fewer images than this: GANs
+# on a few thousand images per class or less overfit D quickly (Zhao et al. 2020).
+DIFFAUGMENT_AUTO_BELOW = 5000
+# Class-balanced sampling switches on when the largest class outnumbers the smallest this much.
+BALANCE_AUTO_ABOVE = 1.5
+
+
+@dataclass
+class TrainConfig:
+    """How to train. ``auto`` values are resolved from the data and device at the start of a
+    run, and the resolved values are what ``run_config.json`` and the checkpoint record."""
+
+    steps: int = 5000
+    batch_size: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 4e-4  # TTUR (Heusel et al. 2017): D learns faster, so one D step per G step suffices
+    beta1: float = 0.0
+    beta2: float = 0.9
+    n_dis: int = 1  # discriminator steps per generator step
+    loss: str = "hinge"  # "hinge" or "nonsat" (non-saturating logistic)
+    feature_matching: float = 0.0  # weight of the feature-matching term in G's loss
+    ortho_reg: float = 0.0  # BigGAN's orthogonal regularisation of G's weights (1e-4 typical)
+    diffaugment: str = "auto"  # "auto", "off", or ops joined by commas: "color,translation,cutout"
+    class_balanced: bool | None = None  # None: on when classes are imbalanced
+    ema_beta: float = 0.999
+    precision: str = "auto"  # autocast dtype: "auto" = bf16 on GPUs that support it, else fp32
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> "TrainConfig":
+        for name in ("steps", "batch_size", "n_dis", "checkpoint_every", "sample_every", "log_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise GanaugError(f"{name} must be a positive integer, got {v!r}.")
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                raise GanaugError(f"{name} must be positive, got {getattr(self, name)!r}.")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and 0 <= self.ema_beta < 1):
+            raise GanaugError("beta1, beta2 and ema_beta must lie in [0, 1).")
+        if self.loss not in LOSSES:
+            raise GanaugError(f"unknown loss {self.loss!r}; choose one of {list(LOSSES)}.")
+        if self.precision not in PRECISIONS:
+            raise GanaugError(f"unknown precision {self.precision!r}; choose one of {list(PRECISIONS)}.")
+        if self.diffaugment not in ("auto", "off"):
+            ops = self.diffaugment.split(",")
+            bad = [o for o in ops if o not in DIFFAUGMENT_OPS]
+            if bad:
+                raise GanaugError(f"unknown DiffAugment op(s) {bad}; use 'auto', 'off' or a "
+                                  f"comma-separated subset of {list(DIFFAUGMENT_OPS)}.")
+        if self.feature_matching < 0 or self.ortho_reg < 0:
+            raise GanaugError("feature_matching and ortho_reg must be >= 0.")
+        return self
+
+    def resolved(self, class_counts: list[int], device_type: str, bf16_ok: bool) -> "TrainConfig":
+        """A copy with every ``auto`` decided from the data and the device."""
+        cfg = dataclasses.replace(self)
+        if cfg.diffaugment == "auto":
+            small = min(class_counts) < DIFFAUGMENT_AUTO_BELOW
+            cfg.diffaugment = ",".join(DIFFAUGMENT_OPS) if small else "off"
+        if cfg.class_balanced is None:
+            cfg.class_balanced = max(class_counts) > BALANCE_AUTO_ABOVE * min(class_counts)
+        if cfg.precision == "auto":
+            cfg.precision = "bf16" if (device_type == "cuda" and bf16_ok) else "fp32"
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise GanaugError(f"training config has unknown fields {unknown}.")
+        return cls(**data).validate()

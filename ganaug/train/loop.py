@@ -1,0 +1,259 @@
+"""The training loop: one function, read top to bottom.
+
+Phases per step: (1) n_dis discriminator updates on real + fake batches (DiffAugment on both),
+(2) one generator update, (3) EMA update, (4) log / sample / checkpoint on schedule.
+Everything random draws from the global torch RNG, whose state is checkpointed with the models
+and optimisers, so ``resume=True`` continues bit-exactly where the checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..data.dataset import LabelledImages
+from ..data.images import model_to_uint8, uint8_to_model
+from ..errors import GanaugError, TrainingDiverged
+from ..grid import save_class_grid
+from ..models import GANConfig, build_discriminator, build_generator, sample_latents
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .diffaugment import diff_augment
+from .ema import make_ema, update_ema
+from .losses import d_loss, feature_matching, g_loss, orthogonal_penalty
+from .rundir import METRICS, RUN_CONFIG, SAMPLES, plot_losses, truncate_metrics
+
+GRID_PER_CLASS = 8
+GRID_MAX_CLASSES = 20
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise GanaugError(f"unknown device {name!r}: {e}. Use 'auto', 'cpu' or 'cuda'.") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GanaugError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu.")
+    return device
+
+
+class _BatchSampler:
+    """Draws random image indices, uniformly or class-balanced (every class equally often)."""
+
+    def __init__(self, labels: torch.Tensor, num_classes: int, balanced: bool):
+        self.labels, self.balanced = labels, balanced
+        self.counts = torch.bincount(labels, minlength=num_classes)
+        self.order = torch.argsort(labels, stable=True)
+        self.starts = torch.cumsum(self.counts, 0) - self.counts
+        self.present = torch.nonzero(self.counts).flatten()
+
+    def draw(self, n: int) -> torch.Tensor:
+        if not self.balanced:
+            return torch.randint(len(self.labels), (n,))
+        cls = self.present[torch.randint(len(self.present), (n,))]
+        pos = (torch.rand(n) * self.counts[cls]).long()
+        return self.order[self.starts[cls] + pos]
+
+
+def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
+          out_dir: str | Path, *, resume: bool = False, progress: bool = True,
+          command: str | None = None) -> Path:
+    """Train a conditional GAN on ``data``, writing everything into ``out_dir``.
+
+    With ``resume=True`` and a checkpoint in ``out_dir``, the saved model and training configs
+    win (only ``config.steps`` may be raised, to extend a run) and training continues from
+    the checkpoint's step. Returns the run folder.
+    """
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT_NAME
+    ckpt = None
+    if ckpt_path.exists():
+        if not resume:
+            raise GanaugError(f"{str(out)!r} already holds a training run; pass --resume to "
+                              "continue it, or choose a new --out folder.")
+        ckpt = load_checkpoint(ckpt_path)
+        model_config = GANConfig.from_dict(ckpt["model_config"])
+        config = dataclasses.replace(TrainConfig.from_dict(ckpt["train_config"]), steps=config.steps)
+        if ckpt["data"] != data.fingerprint():
+            raise GanaugError(
+                f"the data differs from what run {str(out)!r} was trained on "
+                f"(saved: {ckpt['data']}, now: {data.fingerprint()}); resume with the same "
+                "data and --image-size/--channels, or start a new run."
+            )
+    config.validate()
+    model_config.validate()
+    _check_data_matches(data, model_config)
+
+    device = pick_device(config.device)
+    bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    cfg = config.resolved(data.class_counts(), device.type, bf16_ok)
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise GanaugError("precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU.")
+    amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+
+    # -- models, optimisers, state ------------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    G = build_generator(model_config).to(device)
+    D = build_discriminator(model_config).to(device)
+    G_ema = make_ema(G)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    scaler_g = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    scaler_d = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    start, elapsed_before = 0, 0.0
+    if ckpt is not None:
+        G.load_state_dict(ckpt["G"])
+        D.load_state_dict(ckpt["D"])
+        G_ema.load_state_dict(ckpt["G_ema"])
+        opt_g.load_state_dict(ckpt["opt_g"])
+        opt_d.load_state_dict(ckpt["opt_d"])
+        scaler_g.load_state_dict(ckpt["scaler_g"])
+        scaler_d.load_state_dict(ckpt["scaler_d"])
+        start, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed_s"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if device.type == "cuda" and ckpt["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        truncate_metrics(out, start)
+    elif resume and progress:
+        print(f"no checkpoint in {out}; starting a new run.")
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_CONFIG).write_text(json.dumps({
+        "ganaug_version": __version__, "command": command, "model": model_config.to_dict(),
+        "train": cfg.to_dict(), "data": {"source": data.source, **data.fingerprint()},
+    }, indent=2))
+
+    sampler = _BatchSampler(data.labels, data.num_classes, cfg.class_balanced)
+    grid_classes = list(range(min(data.num_classes, GRID_MAX_CLASSES)))
+    grid_gen = torch.Generator().manual_seed(cfg.seed + 1)  # fixed noise; never touches the global RNG
+    grid_z = sample_latents(len(grid_classes) * GRID_PER_CLASS, model_config.z_dim, generator=grid_gen)
+    grid_y = torch.tensor(grid_classes).repeat_interleave(GRID_PER_CLASS)
+    B, vr = cfg.batch_size, model_config.value_range
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        idx = sampler.draw(B)
+        return (uint8_to_model(data.images[idx], vr).to(device, non_blocking=True),
+                data.labels[idx].to(device))
+
+    def fake_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+        y = data.labels[sampler.draw(B)].to(device)  # same class distribution as the real batches
+        return torch.randn(B, model_config.z_dim, device=device), y
+
+    def autocast():
+        return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(ckpt_path, {
+            "format": 1, "step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0,
+            "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+            "scaler_g": scaler_g.state_dict(), "scaler_d": scaler_d.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
+            "model_config": model_config.to_dict(), "train_config": cfg.to_dict(),
+            "data": data.fingerprint(),
+        })
+        plot_losses(out)
+
+    @torch.no_grad()
+    def sample_grid(step: int) -> None:
+        imgs = torch.cat([G_ema(z.to(device), y.to(device)) for z, y in
+                          zip(grid_z.split(64), grid_y.split(64))])
+        names = [data.class_names[c] for c in grid_classes]
+        grid = model_to_uint8(imgs, vr).cpu()
+        save_class_grid(grid, names, GRID_PER_CLASS, out / SAMPLES / f"step_{step:07d}.png")
+
+    # -- the loop -------------------------------------------------------------------------------
+    log = open(out / METRICS, "a")
+    t0 = time.perf_counter()
+    pbar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
+                desc="train", dynamic_ncols=True, unit="step")
+    try:
+        for step in pbar:
+            # (1) discriminator: real and fake through one forward pass, both augmented alike
+            for _ in range(cfg.n_dis):
+                real, y_real = batch()
+                z, y_fake = fake_inputs()
+                with torch.no_grad(), autocast():
+                    fake = G(z, y_fake)
+                with autocast():
+                    logits, _ = D(diff_augment(torch.cat([real, fake.to(real.dtype)]), cfg.diffaugment),
+                                  torch.cat([y_real, y_fake]))
+                logits = logits.float()
+                loss_d = d_loss(cfg.loss, logits[:B], logits[B:])
+                opt_d.zero_grad(set_to_none=True)
+                scaler_d.scale(loss_d).backward()
+                scaler_d.step(opt_d)
+                scaler_d.update()
+
+            # (2) generator
+            z, y_fake = fake_inputs()
+            D.requires_grad_(False)
+            with autocast():
+                fake = G(z, y_fake)
+                out_fake, feat_fake = D(diff_augment(fake, cfg.diffaugment), y_fake)
+                loss_g = g_loss(cfg.loss, out_fake.float())
+                if cfg.feature_matching > 0:
+                    with torch.no_grad():
+                        _, feat_real = D(diff_augment(real, cfg.diffaugment), y_real)
+                    loss_g = loss_g + cfg.feature_matching * feature_matching(
+                        feat_real.float(), feat_fake.float())
+            if cfg.ortho_reg > 0:
+                loss_g = loss_g + cfg.ortho_reg * orthogonal_penalty(G)
+            opt_g.zero_grad(set_to_none=True)
+            scaler_g.scale(loss_g).backward()
+            scaler_g.step(opt_g)
+            scaler_g.update()
+            D.requires_grad_(True)
+
+            # (3) EMA generator
+            update_ema(G_ema, G, cfg.ema_beta, step)
+
+            # (4) bookkeeping; a non-finite loss stops before any checkpoint is overwritten
+            ld, lg = loss_d.item(), loss_g.item()
+            if not (math.isfinite(ld) and math.isfinite(lg)):
+                raise TrainingDiverged(
+                    f"training diverged at step {step + 1}: D loss {ld}, G loss {lg}. The last "
+                    f"good checkpoint in {str(out)!r} is intact (nothing after it was saved). "
+                    "Lower --lr-g/--lr-d or use --precision fp32, then continue with --resume."
+                )
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                secs = time.perf_counter() - t0
+                rate = (done - start) * B * cfg.n_dis / max(secs, 1e-9)
+                row = {"step": done, "loss_d": round(ld, 5), "loss_g": round(lg, 5),
+                       "d_real": round(logits[:B].mean().item(), 4),
+                       "d_fake": round(logits[B:].mean().item(), 4),
+                       "real_img_per_s": round(rate, 1), "elapsed_s": round(elapsed_before + secs, 1)}
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                pbar.set_postfix(loss_d=f"{ld:.3f}", loss_g=f"{lg:.3f}", img_s=f"{rate:.0f}")
+            if done % cfg.sample_every == 0 or done == cfg.steps:
+                sample_grid(done)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                checkpoint(done)
+    finally:
+        pbar.close()
+        log.close()
+    return out
+
+
+def _check_data_matches(data: LabelledImages, mc: GANConfig) -> None:
+    if data.channels != mc.channels or data.image_size != mc.image_size:
+        raise GanaugError(
+            f"the data is {data.channels}-channel {data.image_size}px but the model expects "
+            f"{mc.channels}-channel {mc.image_size}px; load the data with the model's "
+            "image_size and channels."
+        )
+    if data.num_classes != mc.num_classes or data.class_names != mc.class_names:
+        raise GanaugError(f"the data's classes {data.class_names} differ from the model's "
+                          f"{mc.class_names}.")

@@ -1,0 +1,71 @@
+"""What a run folder holds, and reading it back.
+
+    RUN_DIR/
+      run_config.json          resolved model + training config, data fingerprint, command
+      checkpoint.safetensors   G, D, G_ema, optimisers, step, RNG states (see checkpoint.py)
+      metrics.jsonl            one JSON line per logged step
+      loss_curve.png           D and G losses over steps
+      samples/step_XXXXXXX.png per-class grids of the EMA generator (fixed noise)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import GanaugError
+from ..models import GANConfig, build_generator
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+RUN_CONFIG = "run_config.json"
+METRICS = "metrics.jsonl"
+LOSS_CURVE = "loss_curve.png"
+SAMPLES = "samples"
+
+
+def load_run_generator(run_dir: str | Path, device: str | torch.device = "cpu"
+                       ) -> tuple[nn.Module, GANConfig, int]:
+    """The EMA generator of a training run, in eval mode, its config and its step."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise GanaugError(f"{str(run_dir)!r} holds no {CHECKPOINT_NAME}; is it a ganaug run "
+                          "folder (the --out of `ganaug train`)?")
+    ckpt = load_checkpoint(path, device)
+    config = GANConfig.from_dict(ckpt["model_config"])
+    G = build_generator(config).to(device)
+    G.load_state_dict(ckpt["G_ema"], strict=True)
+    return G.eval().requires_grad_(False), config, int(ckpt["step"])
+
+
+def truncate_metrics(run_dir: Path, step: int) -> None:
+    """Drop log lines past ``step`` (written after the checkpoint a resumed run restarts from)."""
+    path = run_dir / METRICS
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines()
+            if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def plot_losses(run_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(ln) for ln in (run_dir / METRICS).read_text().splitlines() if ln.strip()]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    steps = [r["step"] for r in rows]
+    ax.plot(steps, [r["loss_d"] for r in rows], label="D loss", lw=1)
+    ax.plot(steps, [r["loss_g"] for r in rows], label="G loss", lw=1)
+    ax.set_xlabel("step")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(run_dir / LOSS_CURVE, dpi=100)
+    plt.close(fig)
