@@ -9,7 +9,7 @@ from .data import LabelledImages, load_images  # noqa: E402
 from .errors import GanaugError, TrainingDiverged  # noqa: E402
 from .models import (GANConfig, build_discriminator, build_generator,  # noqa: E402
                      list_architectures, make_config, register_architecture, sample_latents)
-from .train import TrainConfig, load_run_generator, train  # noqa: E402
+from .training import TrainConfig, load_run_generator, train  # noqa: E402
 
 __all__ = [
     "__version__", "GanaugError", "TrainingDiverged", "LabelledImages", "load_images",

@@ -14,7 +14,7 @@ from .errors import GanaugError
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     from .models import SUPPORTED_IMAGE_SIZES, list_architectures
-    from .train import TrainConfig
+    from .training import TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser(
@@ -48,13 +48,14 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="feature-map size with self-attention, 0 = none (arch default if unset)")
     t = p.add_argument_group("training")
     t.add_argument("--steps", type=int, default=d.steps, help="generator updates in total")
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--batch-size", type=int, default=d.batch_size, help="real images per D step (and fakes per G step)")
     t.add_argument("--lr-g", type=float, default=d.lr_g, help="generator Adam learning rate")
     t.add_argument("--lr-d", type=float, default=d.lr_d, help="discriminator Adam learning rate (TTUR: > lr-g)")
-    t.add_argument("--beta1", type=float, default=d.beta1)
-    t.add_argument("--beta2", type=float, default=d.beta2)
+    t.add_argument("--beta1", type=float, default=d.beta1, help="Adam beta1 for G and D")
+    t.add_argument("--beta2", type=float, default=d.beta2, help="Adam beta2 for G and D")
     t.add_argument("--n-dis", type=int, default=d.n_dis, help="D updates per G update")
-    t.add_argument("--loss", default=d.loss, choices=("hinge", "nonsat"))
+    t.add_argument("--loss", default=d.loss, choices=("hinge", "nonsat"),
+                   help="adversarial loss: hinge or non-saturating logistic")
     t.add_argument("--feature-matching", type=float, default=d.feature_matching,
                    help="weight of a feature-matching term in G's loss")
     t.add_argument("--ortho-reg", type=float, default=d.ortho_reg,
@@ -67,10 +68,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--ema-beta", type=float, default=d.ema_beta, help="EMA decay of the sampled generator")
     t.add_argument("--precision", default=d.precision, choices=("auto", "fp32", "bf16", "fp16"),
                    help="autocast dtype; auto = bf16 on a GPU that has it, else fp32")
-    t.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    t.add_argument("--sample-every", type=int, default=d.sample_every)
-    t.add_argument("--log-every", type=int, default=d.log_every)
-    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="steps between checkpoints; a killed run loses at most this many")
+    t.add_argument("--sample-every", type=int, default=d.sample_every,
+                   help="steps between per-class sample grids in RUN_DIR/samples")
+    t.add_argument("--log-every", type=int, default=d.log_every, help="steps between metrics.jsonl lines")
+    t.add_argument("--seed", type=int, default=d.seed, help="seed of the whole run (init, batches, noise)")
     t.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -78,8 +81,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_train(a: argparse.Namespace) -> None:
     from .data import load_images
     from .models import make_config
-    from .train import TrainConfig, train
-    from .train.rundir import RUN_CONFIG
+    from .training import TrainConfig, train
+    from .training.rundir import RUN_CONFIG
 
     run_cfg = Path(a.out) / RUN_CONFIG
     if a.resume and run_cfg.is_file():
@@ -115,7 +118,7 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="same seed, same images")
     p.add_argument("--truncation", type=float, default=None,
                    help="truncation trick threshold (e.g. 1.0); lower = less varied, cleaner")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
 
 def _cmd_sample(a: argparse.Namespace) -> None:
@@ -125,7 +128,7 @@ def _cmd_sample(a: argparse.Namespace) -> None:
     from .data.images import model_to_uint8
     from .grid import save_class_grid
     from .models import sample_latents
-    from .train import load_run_generator, pick_device
+    from .training import load_run_generator, pick_device
 
     if a.n < 1:
         raise GanaugError("--n must be at least 1.")

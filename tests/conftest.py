@@ -1,0 +1,45 @@
+import os
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("GANAUG_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def fmnist_dir() -> Path:
+    path = DATA_DIR / "fashion-mnist"
+    if not (path / "train-images-idx3-ubyte.gz").is_file():
+        raise FileNotFoundError(f"Fashion-MNIST not found at {path}; set GANAUG_DATA_DIR to the "
+                                "folder holding fashion-mnist/ (the shared data folder).")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fmnist_slice(fmnist_dir):
+    from ganaug.data import load_fashion_mnist
+
+    return load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=40)
+
+
+def make_class_folders(root: Path, classes=("cat", "dog"), n=3, size=(20, 24), mode="RGB",
+                       seed=0) -> Path:
+    """Tiny class folders of random images, each class with its own mean brightness."""
+    rng = np.random.default_rng(seed)
+    for ci, c in enumerate(classes):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+            arr = rng.integers(0, 100, shape, dtype=np.uint8) + 100 * ci
+            Image.fromarray(arr.astype(np.uint8), mode).save(root / c / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def class_folders(tmp_path) -> Path:
+    return make_class_folders(tmp_path / "data")

@@ -1,0 +1,74 @@
+import re
+
+import pytest
+from PIL import Image
+
+from ganaug.cli import build_parser, main
+
+
+@pytest.fixture
+def run_dir(tmp_path, class_folders):
+    out = tmp_path / "run"
+    rc = main(["train", str(class_folders), "--out", str(out), "--steps", "2", "--batch-size", "4",
+               "--g-width", "8", "--d-width", "8", "--no-progress"])
+    assert rc == 0
+    return out
+
+
+def test_train_then_sample_grid_and_folder(run_dir, tmp_path, capsys):
+    assert main(["sample", str(run_dir), "--n", "3", "--out", str(tmp_path / "g.png")]) == 0
+    grid = Image.open(tmp_path / "g.png")
+    assert grid.height > 2 * 32 * 2  # two class rows, upscaled
+    assert main(["sample", str(run_dir), "--classes", "dog", "--n", "2", "--out",
+                 str(tmp_path / "imgs")]) == 0
+    files = sorted((tmp_path / "imgs" / "dog").iterdir())
+    assert [f.name for f in files] == ["00000.png", "00001.png"]
+    assert Image.open(files[0]).size == (32, 32)
+
+
+def test_same_seed_same_images(run_dir, tmp_path):
+    for name in ("a", "b"):
+        main(["sample", str(run_dir), "--n", "2", "--seed", "5", "--out", str(tmp_path / f"{name}.png")])
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_unknown_class_is_a_clear_error(run_dir, tmp_path, capsys):
+    assert main(["sample", str(run_dir), "--classes", "zebra", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown class 'zebra'" in err and "'cat', 'dog'" in err
+
+
+def test_one_class_only_is_a_clear_error(tmp_path, capsys):
+    from .conftest import make_class_folders
+
+    data = make_class_folders(tmp_path / "one", classes=("cat",))
+    assert main(["train", str(data), "--out", str(tmp_path / "r"), "--steps", "1"]) == 2
+    assert "at least 2 classes" in capsys.readouterr().err
+
+
+def test_empty_folder_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["train", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
+    assert "no class folders" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch", "stylegan9"], "invalid choice: 'stylegan9'"),
+    (["--image-size", "48"], "invalid choice: 48"),
+])
+def test_bad_arguments_name_the_choices(class_folders, tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(class_folders), "--out", str(tmp_path / "r"), *args])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_help_explains_every_option(command):
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command]
+    for action in sub._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, f"{command} {action.option_strings} has no help text"
+    text = sub.format_help()
+    assert re.search(r"--out", text)

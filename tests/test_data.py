@@ -1,0 +1,102 @@
+import gzip
+import io
+import tarfile
+
+import pytest
+import torch
+from PIL import Image
+
+from ganaug import GanaugError, load_images
+from ganaug.data import FASHION_MNIST_CLASSES, load_fashion_mnist
+
+from .conftest import make_class_folders
+
+
+def test_class_folders_are_resized_and_labelled(class_folders):
+    d = load_images(class_folders, image_size=32)
+    assert d.images.shape == (6, 3, 32, 32) and d.images.dtype == torch.uint8
+    assert d.class_names == ["cat", "dog"] and d.class_counts() == [3, 3]
+    # classes were drawn with different brightness; labels must follow the folders
+    assert d.images[d.labels == 1].float().mean() > d.images[d.labels == 0].float().mean() + 50
+    img, label = d[0]
+    assert img.shape == (3, 32, 32) and isinstance(label, int)
+
+
+def test_grey_folders_stay_grey_and_channels_can_be_forced(tmp_path):
+    root = make_class_folders(tmp_path / "g", mode="L")
+    assert load_images(root).channels == 1
+    assert load_images(root, channels=3).channels == 3
+    rgb = make_class_folders(tmp_path / "c", mode="RGB")
+    assert load_images(rgb, channels=1).channels == 1
+
+
+def test_split_subfolder_is_used(tmp_path):
+    make_class_folders(tmp_path / "ds" / "train", n=2)
+    make_class_folders(tmp_path / "ds" / "test", n=1)
+    assert len(load_images(tmp_path / "ds", split="train")) == 4
+    assert len(load_images(tmp_path / "ds", split="test")) == 2
+
+
+def test_unreadable_image_is_named_in_the_error(class_folders):
+    bad = class_folders / "dog" / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 this is not really a jpeg")
+    with pytest.raises(GanaugError, match=r"(?s)1 image\(s\) could not be read:.*broken\.jpg.*--skip-unreadable"):
+        load_images(class_folders)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        d = load_images(class_folders, skip_unreadable=True)
+    assert len(d) == 6 and "broken.jpg" in d.skipped[0]
+
+
+def test_truncated_png_is_reported(class_folders):
+    good = (class_folders / "cat" / "0.png").read_bytes()
+    (class_folders / "cat" / "cut.png").write_bytes(good[: len(good) // 2])
+    with pytest.raises(GanaugError, match="cut.png"):
+        load_images(class_folders)
+
+
+def test_empty_inputs_are_clear_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GanaugError, match="no class folders"):
+        load_images(tmp_path / "empty")
+    (tmp_path / "nofiles" / "cat").mkdir(parents=True)
+    with pytest.raises(GanaugError, match="has no images"):
+        load_images(tmp_path / "nofiles")
+    with pytest.raises(GanaugError, match="does not exist"):
+        load_images(tmp_path / "missing")
+
+
+def test_fashion_mnist_idx(fmnist_dir):
+    d = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=5)
+    assert d.images.shape == (50, 1, 32, 32) and d.class_counts() == [5] * 10
+    assert d.class_names == FASHION_MNIST_CLASSES
+    assert load_images(fmnist_dir, split="test", max_per_class=2).class_names == FASHION_MNIST_CLASSES
+
+
+def test_corrupt_idx_file(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03" + b"\x00" * 20))
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + b"\x00" * 4))
+    with pytest.raises(GanaugError, match="truncated|IDX"):
+        load_images(tmp_path)
+
+
+def _png(value: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (value, value, value)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_tar_archive_with_splits(tmp_path):
+    path = tmp_path / "set.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for split, n in (("train", 3), ("test", 1)):
+            for c, v in (("plane", 10), ("ship", 200)):
+                for i in range(n):
+                    data = _png(v)
+                    info = tarfile.TarInfo(f"{split}/{c}/{i}.png")
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+    d = load_images(path, split="train")
+    assert len(d) == 6 and d.class_names == ["plane", "ship"] and d.channels == 3
+    assert len(load_images(tmp_path, split="test")) == 2  # a folder holding one archive
+    with pytest.raises(GanaugError, match="splits"):
+        load_images(path, split="val")

@@ -1,0 +1,153 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+import ganaug.training.loop as loop
+from ganaug import GanaugError, TrainConfig, TrainingDiverged, load_images, make_config, train
+from ganaug.training import load_checkpoint
+from ganaug.training.checkpoint import CHECKPOINT_NAME
+
+
+def tiny(data, arch="sngan"):
+    return make_config(arch, data.num_classes, data.class_names, image_size=32,
+                       channels=data.channels, g_width=8, d_width=8, z_dim=32)
+
+
+def cfg(**kw):
+    base = dict(steps=4, batch_size=8, sample_every=2, checkpoint_every=2, log_every=1)
+    return TrainConfig(**(base | kw))
+
+
+@pytest.mark.parametrize("arch", ["sngan", "biggan-lite"])
+def test_short_run_writes_everything(fmnist_slice, tmp_path, arch):
+    out = train(fmnist_slice, tiny(fmnist_slice, arch), cfg(feature_matching=1.0, ortho_reg=1e-4),
+                tmp_path / "run", progress=False)
+    assert (out / CHECKPOINT_NAME).is_file()
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
+    grid = Image.open(out / "samples" / "step_0000004.png")
+    assert grid.height > 10 * 32  # one row per class
+    assert (out / "loss_curve.png").is_file()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    run_cfg = json.loads((out / "run_config.json").read_text())
+    assert run_cfg["model"]["arch"] == arch and run_cfg["train"]["diffaugment"] != "auto"
+
+
+def _state(run):
+    ck = load_checkpoint(run / CHECKPOINT_NAME)
+    return ck
+
+
+def test_resume_reproduces_an_uninterrupted_run_exactly(fmnist_slice, tmp_path):
+    mc = tiny(fmnist_slice)
+    k = 3
+    train(fmnist_slice, mc, cfg(steps=2 * k, checkpoint_every=100, diffaugment="color,translation,cutout"),
+          tmp_path / "a", progress=False)
+    train(fmnist_slice, mc, cfg(steps=k, checkpoint_every=100, diffaugment="color,translation,cutout"),
+          tmp_path / "b", progress=False)
+    train(fmnist_slice, mc, cfg(steps=2 * k), tmp_path / "b", resume=True, progress=False)
+    a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
+    assert a["step"] == b["step"] == 2 * k
+    for part in ("G", "D", "G_ema"):
+        for name, t in a[part].items():
+            assert torch.equal(t, b[part][name]), f"{part}.{name} differs after resume"
+    for name, t in a["opt_g"]["state"][0].items():
+        assert torch.equal(t, b["opt_g"]["state"][0][name])
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == list(range(1, 2 * k + 1))
+
+
+def test_existing_run_needs_resume(fmnist_slice, tmp_path):
+    train(fmnist_slice, tiny(fmnist_slice), cfg(steps=1), tmp_path / "r", progress=False)
+    with pytest.raises(GanaugError, match="pass --resume"):
+        train(fmnist_slice, tiny(fmnist_slice), cfg(steps=2), tmp_path / "r", progress=False)
+
+
+def test_resume_refuses_different_data(fmnist_slice, tmp_path):
+    train(fmnist_slice, tiny(fmnist_slice), cfg(steps=1), tmp_path / "r", progress=False)
+    other = fmnist_slice.subset(torch.arange(len(fmnist_slice) - 5))
+    with pytest.raises(GanaugError, match="data differs"):
+        train(other, tiny(fmnist_slice), cfg(steps=2), tmp_path / "r", resume=True, progress=False)
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(fmnist_slice, tmp_path, monkeypatch):
+    run = tmp_path / "r"
+    train(fmnist_slice, tiny(fmnist_slice), cfg(steps=2), run, progress=False)
+    before = (run / CHECKPOINT_NAME).read_bytes()
+    real_g_loss, calls = loop.g_loss, {"n": 0}
+
+    def poisoned(kind, fake):
+        calls["n"] += 1
+        loss = real_g_loss(kind, fake)
+        return loss * float("nan") if calls["n"] >= 2 else loss
+
+    monkeypatch.setattr(loop, "g_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match="(?s)diverged at step 4.*intact"):
+        train(fmnist_slice, tiny(fmnist_slice), cfg(steps=6), run, resume=True, progress=False)
+    assert (run / CHECKPOINT_NAME).read_bytes() == before
+
+
+def test_corrupt_checkpoint_is_a_clear_error(fmnist_slice, tmp_path):
+    run = tmp_path / "r"
+    train(fmnist_slice, tiny(fmnist_slice), cfg(steps=1), run, progress=False)
+    data = (run / CHECKPOINT_NAME).read_bytes()
+    (run / CHECKPOINT_NAME).write_bytes(data[: len(data) // 2])
+    with pytest.raises(GanaugError, match="corrupt or truncated"):
+        train(fmnist_slice, tiny(fmnist_slice), cfg(steps=2), run, resume=True, progress=False)
+
+
+def test_mismatched_data_and_model(fmnist_slice, tmp_path):
+    mc = make_config("sngan", 10, fmnist_slice.class_names, image_size=64, channels=1, g_width=8, d_width=8)
+    with pytest.raises(GanaugError, match="model expects 1-channel 64px"):
+        train(fmnist_slice, mc, cfg(steps=1), tmp_path / "r", progress=False)
+
+
+def test_class_balanced_sampler_sees_rare_classes():
+    labels = torch.tensor([0] * 990 + [1] * 10)
+    torch.manual_seed(0)
+    drawn = labels[loop._BatchSampler(labels, 2, balanced=True).draw(4000)]
+    assert 0.45 < drawn.float().mean() < 0.55
+    drawn = labels[loop._BatchSampler(labels, 2, balanced=False).draw(4000)]
+    assert drawn.float().mean() < 0.03
+
+
+def test_auto_options_follow_the_data():
+    c = TrainConfig().resolved([100, 100], "cpu", False)
+    assert c.diffaugment == "color,translation,cutout" and c.class_balanced is False
+    c = TrainConfig().resolved([6000, 60], "cpu", False)
+    assert c.class_balanced is True and c.precision == "fp32"
+    assert TrainConfig().resolved([6000, 6000], "cuda", True).precision == "bf16"
+    assert TrainConfig().resolved([6000, 6000], "cpu", False).diffaugment == "off"
+
+
+def test_sigkill_loses_at_most_one_interval_and_resumes(tmp_path, class_folders):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "ganaug.cli", "train", str(class_folders), "--out", str(run),
+            "--g-width", "8", "--d-width", "8", "--batch-size", "4", "--checkpoint-every", "2",
+            "--sample-every", "1000", "--log-every", "1", "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(args + ["--steps", "100000"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / CHECKPOINT_NAME).exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (run / CHECKPOINT_NAME).exists(), proc.stderr.read().decode()
+    saved_step = load_checkpoint(run / CHECKPOINT_NAME)["step"]
+    logged = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines() if x]
+    assert max(logged) - saved_step < 2 + 1  # lost at most one checkpoint interval of work
+    done = subprocess.run(args + ["--steps", str(saved_step + 3), "--resume"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(run / CHECKPOINT_NAME)["step"] == saved_step + 3
+    logged = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines() if x]
+    assert logged == list(range(1, saved_step + 4))
