@@ -12,7 +12,6 @@ import argparse
 import torch
 
 import ganaug
-from ganaug.data.images import model_to_uint8
 from ganaug.grid import save_class_grid
 
 
@@ -30,9 +29,7 @@ def main() -> None:
 
     G, cfg, step = ganaug.load_run_generator(run)
     labels = torch.arange(cfg.num_classes).repeat_interleave(8)
-    z = ganaug.sample_latents(len(labels), cfg.z_dim, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        images = model_to_uint8(G(z, labels), cfg.value_range)
+    images = ganaug.generate_images(G, labels, z_dim=cfg.z_dim, value_range=cfg.value_range, seed=0)
     print("grid:", save_class_grid(images, cfg.class_names, 8, run / "grid.png"))
 
 

@@ -8,11 +8,12 @@ __version__ = "0.1.0"
 from .data import LabelledImages, load_images  # noqa: E402
 from .errors import GanaugError, TrainingDiverged  # noqa: E402
 from .models import (GANConfig, build_discriminator, build_generator,  # noqa: E402
-                     list_architectures, make_config, register_architecture, sample_latents)
+                     generate_images, list_architectures, make_config,
+                     register_architecture, sample_latents)
 from .training import TrainConfig, load_run_generator, train  # noqa: E402
 
 __all__ = [
     "__version__", "GanaugError", "TrainingDiverged", "LabelledImages", "load_images",
     "GANConfig", "make_config", "build_generator", "build_discriminator", "list_architectures",
-    "register_architecture", "sample_latents", "TrainConfig", "train", "load_run_generator",
+    "register_architecture", "sample_latents", "generate_images", "TrainConfig", "train", "load_run_generator",
 ]

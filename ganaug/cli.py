@@ -125,9 +125,8 @@ def _cmd_sample(a: argparse.Namespace) -> None:
     import torch
     from PIL import Image
 
-    from .data.images import model_to_uint8
     from .grid import save_class_grid
-    from .models import sample_latents
+    from .models import generate_images
     from .training import load_run_generator, pick_device
 
     if a.n < 1:
@@ -136,11 +135,8 @@ def _cmd_sample(a: argparse.Namespace) -> None:
     G, cfg, step = load_run_generator(a.run, device)
     classes = resolve_classes(a.classes, cfg.class_names)
     labels = torch.tensor(classes).repeat_interleave(a.n)
-    z = sample_latents(len(labels), cfg.z_dim, truncation=a.truncation,
-                       generator=torch.Generator().manual_seed(a.seed))
-    with torch.no_grad():
-        imgs = torch.cat([model_to_uint8(G(zb.to(device), yb.to(device)), cfg.value_range).cpu()
-                          for zb, yb in zip(z.split(256), labels.split(256))])
+    imgs = generate_images(G, labels, z_dim=cfg.z_dim, value_range=cfg.value_range, seed=a.seed,
+                           truncation=a.truncation)
     out = Path(a.out)
     if out.suffix.lower() == ".png":
         save_class_grid(imgs, [cfg.class_names[c] for c in classes], a.n, out)

@@ -3,7 +3,7 @@
 from . import biggan_lite, sngan  # noqa: F401  (registers the architectures)
 from .biggan_lite import BigGANLiteGenerator
 from .config import SUPPORTED_IMAGE_SIZES, GANConfig
-from .latents import sample_latents
+from .sampling import generate_images, sample_latents
 from .layers import ProjectionDiscriminator, SelfAttention
 from .registry import (build_discriminator, build_generator, get_spec, list_architectures,
                        make_config, register_architecture)
@@ -12,6 +12,6 @@ from .sngan import SNGANGenerator
 __all__ = [
     "GANConfig", "SUPPORTED_IMAGE_SIZES", "make_config", "build_generator",
     "build_discriminator", "register_architecture", "list_architectures", "get_spec",
-    "sample_latents", "SNGANGenerator", "BigGANLiteGenerator", "ProjectionDiscriminator",
+    "sample_latents", "generate_images", "SNGANGenerator", "BigGANLiteGenerator", "ProjectionDiscriminator",
     "SelfAttention",
 ]

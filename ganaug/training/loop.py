@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.dataset import LabelledImages
-from ..data.images import model_to_uint8, uint8_to_model
+from ..data.images import uint8_to_model
 from ..errors import GanaugError, TrainingDiverged
 from ..grid import save_class_grid
-from ..models import GANConfig, build_discriminator, build_generator, sample_latents
+from ..models import GANConfig, build_discriminator, build_generator, generate_images
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .diffaugment import diff_augment
@@ -134,8 +134,6 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
 
     sampler = _BatchSampler(data.labels, data.num_classes, cfg.class_balanced)
     grid_classes = list(range(min(data.num_classes, GRID_MAX_CLASSES)))
-    grid_gen = torch.Generator().manual_seed(cfg.seed + 1)  # fixed noise; never touches the global RNG
-    grid_z = sample_latents(len(grid_classes) * GRID_PER_CLASS, model_config.z_dim, generator=grid_gen)
     grid_y = torch.tensor(grid_classes).repeat_interleave(GRID_PER_CLASS)
     B, vr = cfg.batch_size, model_config.value_range
 
@@ -164,13 +162,12 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
         })
         plot_losses(out)
 
-    @torch.no_grad()
     def sample_grid(step: int) -> None:
-        imgs = torch.cat([G_ema(z.to(device), y.to(device)) for z, y in
-                          zip(grid_z.split(64), grid_y.split(64))])
+        # A fresh generator with the same seed each time: the same noise at every step.
+        imgs = generate_images(G_ema, grid_y, z_dim=model_config.z_dim, value_range=vr,
+                               seed=cfg.seed + 1)
         names = [data.class_names[c] for c in grid_classes]
-        grid = model_to_uint8(imgs, vr).cpu()
-        save_class_grid(grid, names, GRID_PER_CLASS, out / SAMPLES / f"step_{step:07d}.png")
+        save_class_grid(imgs, names, GRID_PER_CLASS, out / SAMPLES / f"step_{step:07d}.png")
 
     # -- the loop -------------------------------------------------------------------------------
     log = open(out / METRICS, "a")
