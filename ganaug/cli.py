@@ -169,6 +169,107 @@ def _safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="the dataset, in any layout `ganaug train` reads")
+    p.add_argument("--skip-unreadable", action="store_true", help="leave out images that cannot be decoded")
+
+
+def _reference_parser(sub: argparse._SubParsersAction) -> None:
+    from .eval import FitConfig
+    from .models import SUPPORTED_IMAGE_SIZES
+
+    d = FitConfig()
+    p = sub.add_parser(
+        "reference-classifier", help="train the reference classifier used by `ganaug eval`",
+        description="Train a small CNN on the real training split of DATA and record its accuracy "
+        "on the real test split. `ganaug eval` uses it as feature space and class judge.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("data", metavar="DATA", help="a dataset with train and test splits")
+    p.add_argument("--out", required=True, help="folder for model.safetensors and config.json")
+    p.add_argument("--image-size", type=int, default=32, choices=SUPPORTED_IMAGE_SIZES,
+                   help="must match the generators it will judge")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 = grey, 3 = RGB")
+    p.add_argument("--train-split", default="train", help="split it learns from")
+    p.add_argument("--test-split", default="test", help="split its accuracy is measured on")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training split")
+    p.add_argument("--width", type=int, default=d.width, help="base channel width of the CNN")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of init and batch order")
+    p.add_argument("--skip-unreadable", action="store_true", help="leave out images that cannot be decoded")
+
+
+def _cmd_reference(a: argparse.Namespace) -> None:
+    from .data import load_images
+    from .eval import FitConfig, train_reference_classifier
+
+    kw = dict(image_size=a.image_size, channels=a.channels, skip_unreadable=a.skip_unreadable)
+    train = load_images(a.data, split=a.train_split, **kw)
+    test = load_images(a.data, split=a.test_split, **kw)
+    fit = FitConfig(epochs=a.epochs, width=a.width, seed=a.seed)
+    ref = train_reference_classifier(train, test, fit, progress=True)
+    ref.save(a.out)
+    print(f"reference classifier: real-test accuracy {ref.accuracy:.4f} on {len(test)} images; "
+          f"saved to {a.out}")
+
+
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
+    from .eval import EvalProtocol
+
+    d = EvalProtocol()
+    p = sub.add_parser(
+        "eval", help="evaluate a generator against real data",
+        description="FID, KID, IS, precision/recall, class fidelity, CAS and memorisation of a "
+        "generator, under a fixed protocol recorded in eval.json (see the README).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", metavar="MODEL", help="a training run folder")
+    _data_args(p)
+    p.add_argument("--split", default=d.split, help="real split the generated images are compared with")
+    p.add_argument("--train-split", default="train",
+                   help="split the generator was trained on (memorisation, reference classifier)")
+    p.add_argument("--n", type=int, default=d.n, help="generated images in total, split evenly over classes")
+    p.add_argument("--features", default="reference",
+                   help="'reference' (a reference classifier trained on DATA, cached), 'inception' "
+                   "(Inception-v3 FID weights), or the path of a reference classifier folder")
+    p.add_argument("--reference", default=None,
+                   help="reference classifier folder for class fidelity and CAS (default: trained on DATA and cached)")
+    p.add_argument("--inception-weights", default=None,
+                   help="Inception FID weights (.safetensors, or the official .pth, read without unpickling)")
+    p.add_argument("--out", default=None, help="report folder (default: MODEL/eval)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the generated latents and KID subsets")
+    p.add_argument("--truncation", type=float, default=None, help="truncation trick threshold for sampling")
+    p.add_argument("--no-cas", action="store_true", help="skip the Classification Accuracy Score (saves a minute)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def _cmd_eval(a: argparse.Namespace) -> None:
+    from .data import load_images
+    from .eval import (EvalProtocol, ReferenceClassifier, ReferenceFeatures,
+                       cached_reference_classifier, evaluate, save_result, summary_table)
+    from .training import load_run_generator, pick_device
+
+    G, cfg, step = load_run_generator(a.model, pick_device(a.device))
+    kw = dict(image_size=cfg.image_size, channels=cfg.channels, skip_unreadable=a.skip_unreadable)
+    train = load_images(a.data, split=a.train_split, **kw)
+    test = load_images(a.data, split=a.split, **kw)
+    if a.reference:
+        ref = ReferenceClassifier.load(a.reference)
+    elif a.features not in ("reference", "inception"):
+        ref = ReferenceClassifier.load(a.features)
+    else:
+        ref = cached_reference_classifier(train, test, progress=True)
+    if a.features == "inception":
+        from .eval.inception import InceptionFeatures
+
+        features = InceptionFeatures.load(a.inception_weights)
+    else:
+        features = ReferenceFeatures(ref)
+    protocol = EvalProtocol(n=a.n, seed=a.seed, split=a.split, truncation=a.truncation, cas=not a.no_cas)
+    result = evaluate(G, cfg, train, test, ref, features, protocol, progress=True)
+    result["generator"]["source"], result["generator"]["step"] = str(a.model), step
+    out = save_result(result, train, a.out or Path(a.model) / "eval")
+    print(summary_table(result))
+    print(f"\nwrote {out / 'eval.json'} and {out / 'report.md'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -178,12 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _sample_parser(sub)
+    _eval_parser(sub)
+    _reference_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": _cmd_train, "sample": _cmd_sample}
+    handlers = {"train": _cmd_train, "sample": _cmd_sample, "eval": _cmd_eval,
+                "reference-classifier": _cmd_reference}
     try:
         handlers[args.command](args)
     except GanaugError as e:

@@ -1,0 +1,211 @@
+import json
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from torch import nn
+
+from ganaug import GanaugError
+from ganaug.cli import main
+from ganaug.eval import (FitConfig, ReferenceClassifier, ReferenceFeatures, check_comparable,
+                         class_fidelity, fid, frechet_distance, inception_score, kid,
+                         memorisation, precision_recall, train_reference_classifier)
+from ganaug.eval.evaluate import check_compatible
+
+from .conftest import make_class_folders
+
+
+def _psd(d, seed):
+    a = torch.randn(d, 3 * d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return a @ a.t() / (3 * d)
+
+
+def _scipy_fd(mu1, s1, mu2, s2):
+    covmean = scipy.linalg.sqrtm(s1.numpy() @ s2.numpy())
+    covmean = covmean.real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1.numpy()) + np.trace(s2.numpy()) - 2 * np.trace(covmean))
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    for seed, d in [(0, 4), (1, 16), (2, 64)]:
+        s1, s2 = _psd(d, seed), _psd(d, seed + 100)
+        mu1, mu2 = torch.zeros(d, dtype=torch.float64), torch.full((d,), 0.3, dtype=torch.float64)
+        assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(_scipy_fd(mu1, s1, mu2, s2), rel=1e-7, abs=1e-9)
+
+
+def test_frechet_distance_closed_form_for_diagonal_covariances():
+    a, b = torch.tensor([1.0, 4.0, 9.0]), torch.tensor([4.0, 4.0, 1.0])
+    mu = torch.tensor([1.0, 0.0, 2.0])
+    expected = float(mu.pow(2).sum() + (a.sqrt() - b.sqrt()).pow(2).sum())  # 5 + 1 + 0 + 4
+    assert frechet_distance(mu, torch.diag(a), torch.zeros(3), torch.diag(b)) == pytest.approx(expected)
+
+
+def test_frechet_distance_is_real_and_nonnegative_for_singular_covariances():
+    x = torch.randn(5, 32, generator=torch.Generator().manual_seed(0))  # 5 samples in 32-d: rank 4
+    v = fid(x, x + 1e-9)
+    assert isinstance(v, float) and 0 <= v < 1e-6
+
+
+def test_fid_matches_torchmetrics_on_the_same_features():
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    class Identity(nn.Module):
+        num_features = 8
+
+        def forward(self, x):
+            return x
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(500, 8, generator=g), torch.randn(400, 8, generator=g) * 1.3 + 0.2
+    tm = FrechetInceptionDistance(feature=Identity(), normalize=True)
+    tm.update(a, real=True)
+    tm.update(b, real=False)
+    assert fid(a, b) == pytest.approx(float(tm.compute()), rel=1e-5)
+
+
+def _clusters(n_per, centres, seed=0, spread=0.3):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.cat([c + spread * torch.randn(n_per, len(c), generator=g) for c in centres])
+    y = torch.arange(len(centres)).repeat_interleave(n_per)
+    return x, y
+
+
+CENTRES = [torch.tensor(v, dtype=torch.float32) for v in ([0, 0, 0, 0], [3, 0, 0, 0], [0, 3, 0, 0], [0, 0, 3, 0])]
+
+
+def test_set_against_itself_and_against_a_fresh_sample():
+    real, _ = _clusters(300, CENTRES)
+    assert fid(real, real) == pytest.approx(0, abs=1e-6)
+    pr = precision_recall(real, real)
+    assert pr["precision"] == 1.0 and pr["recall"] == 1.0
+    fresh, _ = _clusters(300, CENTRES, seed=1)
+    pr = precision_recall(real, fresh)
+    assert pr["precision"] > 0.9 and pr["recall"] > 0.9 and 0.7 < pr["coverage"] <= 1.0
+
+
+def test_shifted_and_collapsed_sets_score_worse():
+    real, _ = _clusters(300, CENTRES)
+    fresh, y = _clusters(300, CENTRES, seed=1)
+    base = fid(real, fresh)
+    assert fid(real, fresh + 1.0) > base + 1.0  # shifted
+    collapsed = torch.cat([fresh[y != 3], fresh[y == 0]])  # class 3 missing, class 0 twice
+    assert precision_recall(real, collapsed)["recall"] < precision_recall(real, fresh)["recall"] - 0.15
+    assert fid(real, collapsed) > base
+
+
+def test_kid_is_unbiased_around_zero_for_one_distribution():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2000, 16, generator=g), torch.randn(2000, 16, generator=g)
+    mean, std, m = kid(a, b, subsets=50, subset_size=500)
+    assert m == 500 and abs(mean) < 3 * std / 50 ** 0.5 + 1e-4
+    shifted, _, _ = kid(a, b + 0.5, subsets=50, subset_size=500)
+    assert shifted > 20 * abs(mean) and shifted > 0.01
+
+
+def test_inception_score_extremes():
+    uniform = torch.zeros(100, 10)
+    assert inception_score(uniform)[0] == pytest.approx(1.0)
+    # sorted by class, as generated sets are: the score must not depend on the order
+    confident = torch.eye(10).repeat_interleave(100, dim=0) * 50
+    assert inception_score(confident, splits=10)[0] == pytest.approx(10.0, rel=0.05)
+
+
+def test_class_fidelity_per_class():
+    logits = torch.tensor([[5.0, 0], [5.0, 0], [0, 5.0], [5.0, 0]])
+    overall, per = class_fidelity(logits, torch.tensor([0, 0, 1, 1]), 2)
+    assert overall == 0.75 and per == [1.0, 0.5]
+
+
+def test_memorisation_flags_exact_copies_only():
+    train, ytr = _clusters(200, CENTRES, seed=0)
+    test, yte = _clusters(100, CENTRES, seed=1)
+    fresh, yf = _clusters(100, CENTRES, seed=2)
+    gen, yg = _clusters(200, CENTRES, seed=3)
+    gen[yg == 2] = train[ytr == 2]  # class 2 is copied from the training set, the rest is new
+    m = memorisation(gen, yg, train, test, yte, 4)
+    flagged = [c for c, r in enumerate(m["per_class"]) if r["flagged"]]
+    assert flagged == [2]  # only class 2 was copied from the training set
+    assert m["per_class"][2]["copy_close_fraction"] == 1.0 and m["per_class"][2]["median_ratio"] == 0.0
+    clean = memorisation(fresh, yf, train, test, yte, 4)
+    assert not any(r["flagged"] for r in clean["per_class"])
+
+
+def test_too_few_samples_is_a_clear_error():
+    with pytest.raises(GanaugError, match="too few samples for FID"):
+        fid(torch.randn(1, 4), torch.randn(10, 4))
+    with pytest.raises(GanaugError, match="precision/recall with k=3"):
+        precision_recall(torch.randn(3, 4), torch.randn(10, 4))
+
+
+@pytest.fixture(scope="module")
+def fmnist_reference(fmnist_dir):
+    from ganaug.data import load_fashion_mnist
+
+    train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=300)
+    test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=100)
+    return train_reference_classifier(train, test, FitConfig(epochs=3)), train, test
+
+
+def test_reference_classifier_reaches_stated_accuracy(fmnist_reference, tmp_path):
+    ref, train, test = fmnist_reference
+    # 3000 training images, 3 epochs: a small CNN reaches well above 75% on Fashion-MNIST.
+    assert ref.accuracy >= 0.75
+    again = ReferenceClassifier.load(ref.save(tmp_path / "ref"))
+    assert again.accuracy == ref.accuracy
+    f1, _ = ReferenceFeatures(ref).embed(test.images[:20])
+    f2, _ = ReferenceFeatures(again).embed(test.images[:20])
+    assert torch.equal(f1, f2)
+
+
+def test_reference_features_refuse_wrong_shape(fmnist_reference):
+    ref, _, _ = fmnist_reference
+    with pytest.raises(GanaugError, match=r"images are \(3, 32, 32\)"):
+        ReferenceFeatures(ref).embed(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_corrupt_reference_weights(fmnist_reference, tmp_path):
+    ref, _, _ = fmnist_reference
+    folder = ref.save(tmp_path / "ref")
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[:100])
+    with pytest.raises(GanaugError, match="corrupt or truncated"):
+        ReferenceClassifier.load(folder)
+
+
+def test_mismatched_data_and_generator_is_a_clear_error(fmnist_slice):
+    from ganaug import make_config
+
+    cfg = make_config("sngan", 10, fmnist_slice.class_names, image_size=32, channels=3)
+    with pytest.raises(GanaugError, match="real images are 1x32x32 but the generator makes 3x32x32"):
+        check_compatible(fmnist_slice, cfg)
+
+
+def test_results_with_different_protocols_are_refused():
+    p = {"n_fake": 100, "n_real": 50, "real_split": "x", "k": 3, "kid_subset_size": 50, "seed": 0,
+         "truncation": None, "features": {"name": "reference"}}
+    check_comparable({"protocol": p}, {"protocol": dict(p)})
+    with pytest.raises(GanaugError, match="n_fake"):
+        check_comparable({"protocol": p}, {"protocol": p | {"n_fake": 200}})
+
+
+def test_eval_cli_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANAUG_CACHE", str(tmp_path / "cache"))
+    make_class_folders(tmp_path / "ds" / "train", classes=("a", "b"), n=12)
+    make_class_folders(tmp_path / "ds" / "test", classes=("a", "b"), n=6, seed=1)
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "ds"), "--out", str(run), "--steps", "2", "--batch-size", "4",
+                 "--g-width", "8", "--d-width", "8", "--no-progress"]) == 0
+    assert main(["eval", str(run), "--data", str(tmp_path / "ds"), "--n", "40"]) == 0
+    result = json.loads((run / "eval" / "eval.json").read_text())
+    o = result["overall"]
+    for key in ("fid", "kid", "is", "precision", "recall", "density", "coverage", "class_fidelity", "cas"):
+        assert isinstance(o[key], float), key
+    assert result["protocol"]["n_fake"] == 40 and result["protocol"]["n_real"] == 12
+    assert result["protocol"]["kid_subset_size"] == 1000 and "subsets of 12" in result["protocol"]["kid"]
+    assert 0 <= result["reference_classifier"]["real_test_accuracy"] <= 1
+    assert [r["class"] for r in result["per_class"]] == ["a", "b"]
+    for f in ("report.md", "samples.png", "closest_pairs.png", "per_class.png"):
+        assert (run / "eval" / f).is_file(), f
+    assert list((tmp_path / "cache" / "reference").iterdir())  # the reference classifier was cached
+    assert main(["eval", str(run), "--data", str(tmp_path / "ds"), "--n", "2"]) == 2
