@@ -105,10 +105,11 @@ def _cmd_train(a: argparse.Namespace) -> None:
 
 
 def _sample_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sample", help="generate images from a trained run",
-                       description="Generate images with the EMA generator of a training run.",
+    p = sub.add_parser("sample", help="generate images from a trained generator",
+                       description="Generate images with a generator: a training run folder (its "
+                       "EMA generator), a package folder, or hf-hub:org/name[@revision].",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("run", metavar="RUN_DIR", help="a run folder written by `ganaug train`")
+    p.add_argument("model", metavar="MODEL", help="run folder, package folder or hf-hub:org/name[@rev]")
     p.add_argument("--classes", nargs="+", default=None,
                    help="class names or indices (default: all classes)")
     p.add_argument("--n", type=int, default=8, help="images per class")
@@ -126,27 +127,25 @@ def _cmd_sample(a: argparse.Namespace) -> None:
     from PIL import Image
 
     from .grid import save_class_grid
-    from .models import generate_images
-    from .training import load_run_generator, pick_device
+    from .hub import load_generator
+    from .training import pick_device
 
     if a.n < 1:
         raise GanaugError("--n must be at least 1.")
-    device = pick_device(a.device)
-    G, cfg, step = load_run_generator(a.run, device)
-    classes = resolve_classes(a.classes, cfg.class_names)
+    G = load_generator(a.model, device=pick_device(a.device))
+    classes = resolve_classes(a.classes, G.class_names)
     labels = torch.tensor(classes).repeat_interleave(a.n)
-    imgs = generate_images(G, labels, z_dim=cfg.z_dim, value_range=cfg.value_range, seed=a.seed,
-                           truncation=a.truncation)
+    imgs = G.generate(labels, seed=a.seed, truncation=a.truncation)
     out = Path(a.out)
     if out.suffix.lower() == ".png":
-        save_class_grid(imgs, [cfg.class_names[c] for c in classes], a.n, out)
+        save_class_grid(imgs, [G.class_names[c] for c in classes], a.n, out)
     else:
         for i, (img, c) in enumerate(zip(imgs, labels.tolist())):
-            d = out / _safe_name(cfg.class_names[c])
+            d = out / _safe_name(G.class_names[c])
             d.mkdir(parents=True, exist_ok=True)
             arr = img.permute(1, 2, 0).squeeze(-1).numpy()
             Image.fromarray(arr).save(d / f"{i % a.n:05d}.png")
-    print(f"wrote {len(imgs)} images from step {step} to {out}")
+    print(f"wrote {len(imgs)} images to {out}")
 
 
 def resolve_classes(requested: list[str] | None, class_names: list[str]) -> list[int]:
@@ -220,7 +219,7 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
         description="FID, KID, IS, precision/recall, class fidelity, CAS and memorisation of a "
         "generator, under a fixed protocol recorded in eval.json (see the README).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("model", metavar="MODEL", help="a training run folder")
+    p.add_argument("model", metavar="MODEL", help="run folder, package folder or hf-hub:org/name[@rev]")
     _data_args(p)
     p.add_argument("--split", default=d.split, help="real split the generated images are compared with")
     p.add_argument("--train-split", default="train",
@@ -244,9 +243,11 @@ def _cmd_eval(a: argparse.Namespace) -> None:
     from .data import load_images
     from .eval import (EvalProtocol, ReferenceClassifier, ReferenceFeatures,
                        cached_reference_classifier, evaluate, save_result, summary_table)
-    from .training import load_run_generator, pick_device
+    from .hub import load_generator
+    from .training import pick_device
 
-    G, cfg, step = load_run_generator(a.model, pick_device(a.device))
+    gen = load_generator(a.model, device=pick_device(a.device))
+    G, cfg = gen.net, gen.config
     kw = dict(image_size=cfg.image_size, channels=cfg.channels, skip_unreadable=a.skip_unreadable)
     train = load_images(a.data, split=a.train_split, **kw)
     test = load_images(a.data, split=a.split, **kw)
@@ -264,10 +265,59 @@ def _cmd_eval(a: argparse.Namespace) -> None:
         features = ReferenceFeatures(ref)
     protocol = EvalProtocol(n=a.n, seed=a.seed, split=a.split, truncation=a.truncation, cas=not a.no_cas)
     result = evaluate(G, cfg, train, test, ref, features, protocol, progress=True)
-    result["generator"]["source"], result["generator"]["step"] = str(a.model), step
-    out = save_result(result, train, a.out or Path(a.model) / "eval")
+    result["generator"]["source"] = str(a.model)
+    result["generator"]["steps"] = gen.metadata.get("training", {}).get("steps")
+    result["command"] = shlex.join(["ganaug", *sys.argv[1:]]) if sys.argv[1:2] == ["eval"] else None
+    default_out = Path(a.model) / "eval" if Path(a.model).is_dir() else Path("eval")
+    out = save_result(result, train, a.out or default_out)
     print(summary_table(result))
     print(f"\nwrote {out / 'eval.json'} and {out / 'report.md'}")
+
+
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="package a run's generator: model.safetensors + config.json + model card",
+        description="Write the EMA generator of RUN_DIR as a package: model.safetensors, config.json "
+        "(architecture, classes, training), samples.png and a Hub model card (README.md) that "
+        "includes the `ganaug eval` table if RUN_DIR/eval/eval.json exists.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run", metavar="RUN_DIR", help="a run folder written by `ganaug train`")
+    p.add_argument("out", metavar="OUT_DIR", help="package folder to write")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                   help="weight storage dtype (half the size at float16; computed in float32)")
+    p.add_argument("--eval", default=None, help="folder with eval.json (default: RUN_DIR/eval)")
+    p.add_argument("--license", default="other", help="license for the card's front matter")
+    p.add_argument("--dataset", action="append", default=None, help="Hub dataset id for the card (repeatable)")
+    p.add_argument("--repo", default="ORG/NAME", help="repo id to show in the card's usage snippet")
+
+
+def _cmd_export(a: argparse.Namespace) -> None:
+    from .hub import export_run
+
+    out = export_run(a.run, a.out, dtype=a.dtype, eval_dir=a.eval, license=a.license,
+                     datasets=a.dataset, repo_hint=a.repo)
+    size = (out / "model.safetensors").stat().st_size / 2**20
+    print(f"wrote {out} (model.safetensors {size:.1f} MiB)")
+
+
+def _push_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push", help="upload a package folder to the Hugging Face Hub",
+                       description="Upload a package written by `ganaug export` to the Hub "
+                       "(HF_TOKEN or `hf auth login` for credentials; HF_ENDPOINT for another Hub).",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("folder", metavar="OUT_DIR", help="package folder")
+    p.add_argument("repo_id", metavar="ORG/NAME", help="Hub repository (created if missing)")
+    p.add_argument("--revision", default=None, help="branch to push to (created if missing); default main")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--message", default=None, help="commit message")
+
+
+def _cmd_push(a: argparse.Namespace) -> None:
+    from .hub import push_to_hub
+
+    url = push_to_hub(a.folder, a.repo_id, revision=a.revision, private=a.private or None,
+                      commit_message=a.message)
+    print(f"pushed: {url}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,13 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_parser(sub)
     _eval_parser(sub)
     _reference_parser(sub)
+    _export_parser(sub)
+    _push_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _cmd_train, "sample": _cmd_sample, "eval": _cmd_eval,
-                "reference-classifier": _cmd_reference}
+                "reference-classifier": _cmd_reference, "export": _cmd_export, "push": _cmd_push}
     try:
         handlers[args.command](args)
     except GanaugError as e:

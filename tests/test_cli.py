@@ -1,5 +1,3 @@
-import re
-
 import pytest
 from PIL import Image
 
@@ -63,12 +61,11 @@ def test_bad_arguments_name_the_choices(class_folders, tmp_path, capsys, args, m
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["train", "sample"])
+@pytest.mark.parametrize("command", ["train", "sample", "eval", "reference-classifier", "export", "push"])
 def test_help_explains_every_option(command):
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices[command]
     for action in sub._actions:
         if action.option_strings and action.dest != "help":
             assert action.help, f"{command} {action.option_strings} has no help text"
-    text = sub.format_help()
-    assert re.search(r"--out", text)
+    assert sub.description and len(sub.description) > 40

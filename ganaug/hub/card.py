@@ -1,0 +1,59 @@
+"""The Hub model card (README.md with YAML front matter) of a generator package."""
+
+from __future__ import annotations
+
+import json
+
+from .generator import Generator
+
+
+def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", eval_result: dict | None = None,
+               license: str = "other", datasets: list[str] | None = None,
+               grid_name: str | None = "samples.png") -> str:
+    c, train = gen.config, gen.metadata.get("training", {})
+    tags = ["ganaug", "gan", "class-conditional", "data-augmentation", c.arch]
+    front = ["---", "library_name: ganaug", f"license: {license}", "tags:"]
+    front += [f"- {t}" for t in tags]
+    if datasets:
+        front += ["datasets:"] + [f"- {d}" for d in datasets]
+    front += ["---", ""]
+    data = train.get("data") or {}
+    hours = (train.get("elapsed_s") or 0) / 3600
+    lines = [
+        f"# ganaug {c.arch} generator, {c.channels}x{c.image_size}x{c.image_size}, {c.num_classes} classes", "",
+        "A class-conditional GAN generator packaged by [ganaug](https://pypi.org/project/ganaug/): "
+        "`model.safetensors` holds the EMA generator weights, `config.json` the architecture, "
+        "the class names and how it was trained.", "",
+        "## Use", "", "```python", "import ganaug",
+        f'G = ganaug.load_generator("hf-hub:{repo_hint}")  # or a local folder',
+        f'images = G.generate(["{c.class_names[0]}"] * 8, seed=0)  # uint8 (8, {c.channels}, {c.image_size}, {c.image_size})',
+        "```", "",
+        f"Classes (id: name): {', '.join(f'{i}: {n}' for i, n in enumerate(c.class_names))}.", "",
+    ]
+    if grid_name:
+        lines += [f"![samples, one row per class]({grid_name})", ""]
+    lines += ["## Training", ""]
+    if data:
+        lines.append(f"- data: `{data.get('source')}`, {data.get('num_images')} images, "
+                     f"per class {data.get('class_counts')}")
+    lines.append(f"- steps: {train.get('steps')}, wall time {hours:.2f} h"
+                 + (f" ({train['elapsed_s']:.0f} s)" if train.get("elapsed_s") else ""))
+    tc = train.get("train_config") or {}
+    if tc:
+        keys = ("batch_size", "lr_g", "lr_d", "beta1", "beta2", "n_dis", "loss", "diffaugment",
+                "class_balanced", "ema_beta", "precision", "seed", "device")
+        lines.append("- settings: " + ", ".join(f"{k}={tc.get(k)}" for k in keys if k in tc))
+    if train.get("command"):
+        lines += ["", "Reproduce the training run:", "", "```bash", train["command"], "```"]
+    if eval_result:
+        from ..eval.report import per_class_table, summary_table
+
+        lines += ["", "## Evaluation", "",
+                  f"Against `{eval_result['protocol']['real_split']}` with the protocol below "
+                  "(`ganaug eval`; see the ganaug README for what each number means).", "",
+                  summary_table(eval_result), "", per_class_table(eval_result), ""]
+        if eval_result.get("command"):
+            lines += ["Reproduce the evaluation:", "", "```bash", eval_result["command"], "```", ""]
+        lines += ["<details><summary>protocol</summary>", "", "```json",
+                  json.dumps(eval_result["protocol"], indent=2), "```", "", "</details>"]
+    return "\n".join(front + lines) + "\n"

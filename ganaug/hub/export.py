@@ -1,0 +1,40 @@
+"""``ganaug export``: a training run folder -> a self-describing generator package."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import GanaugError
+from ..grid import save_class_grid
+from .card import model_card
+from .loading import load_generator
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "float32",
+               eval_dir: str | Path | None = None, license: str = "other",
+               datasets: list[str] | None = None, repo_hint: str = "ORG/NAME") -> Path:
+    """Write model.safetensors (EMA generator), config.json, samples.png and README.md.
+
+    The evaluation table comes from ``eval_dir/eval.json`` (default ``RUN_DIR/eval``) when it
+    exists; a card never shows numbers that were not measured.
+    """
+    run_dir, out = Path(run_dir), Path(out_dir)
+    gen = load_generator(run_dir)
+    if "training" not in gen.metadata:
+        raise GanaugError(f"{str(run_dir)!r} is not a training run folder.")
+    eval_path = Path(eval_dir or run_dir / "eval") / "eval.json"
+    eval_result = json.loads(eval_path.read_text()) if eval_path.is_file() else None
+    if eval_result is not None:
+        gen.metadata["evaluation"] = {"overall": eval_result["overall"],
+                                      "protocol": eval_result["protocol"],
+                                      "reference_classifier": eval_result["reference_classifier"]}
+    out.mkdir(parents=True, exist_ok=True)
+    per = 8
+    images = gen.generate(torch.arange(gen.num_classes).repeat_interleave(per), seed=0)
+    save_class_grid(images, gen.class_names, per, out / "samples.png")
+    card = model_card(gen, repo_hint=repo_hint, eval_result=eval_result, license=license,
+                      datasets=datasets)
+    return gen.save_pretrained(out, dtype=dtype, card=card)

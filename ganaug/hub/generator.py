@@ -1,0 +1,128 @@
+"""``ganaug.Generator``: a trained conditional generator with its class mapping.
+
+This is what every consumer (transforms, datasets, evaluation) holds: an ``nn.Module`` that
+knows its classes, image size, channels and value range, and turns labels into uint8 images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import GanaugError
+from ..models import GANConfig, build_generator, generate_images
+
+Labels = int | str | Sequence[int | str] | torch.Tensor
+
+
+class Generator(nn.Module):
+    """A class-conditional generator (the EMA weights of a training run) and its config.
+
+    ``metadata`` holds what the package's config.json says about training (data, steps, time).
+    """
+
+    def __init__(self, net: nn.Module, config: GANConfig, metadata: dict | None = None):
+        super().__init__()
+        self.net = net.eval().requires_grad_(False)
+        self.config = config
+        self.metadata = dict(metadata or {})
+
+    @classmethod
+    def from_config(cls, config: GANConfig, metadata: dict | None = None) -> "Generator":
+        return cls(build_generator(config), config, metadata)
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.class_names)
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def channels(self) -> int:
+        return self.config.channels
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        return self.config.value_range
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def train(self, mode: bool = True) -> "Generator":
+        # A packaged generator is for sampling: BatchNorm must use its running statistics.
+        return super().train(False)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Generator(arch={c.arch!r}, classes={c.num_classes}, image_size={c.image_size}, "
+                f"channels={c.channels})")
+
+    # -- sampling ----------------------------------------------------------------------------
+    def class_ids(self, labels: Labels) -> torch.Tensor:
+        """Class ids or names (or a mix) -> an int64 tensor; unknown ones are a clear error."""
+        if isinstance(labels, torch.Tensor):
+            if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+                raise GanaugError(f"labels must be integer class ids, got a {labels.dtype} tensor.")
+            ids = labels.flatten().to(torch.int64).cpu()
+        else:
+            items = [labels] if isinstance(labels, (int, str)) else list(labels)
+            ids_list = []
+            for item in items:
+                if isinstance(item, str):
+                    if item not in self.config.class_names:
+                        raise GanaugError(f"unknown class name {item!r}; this generator knows "
+                                          f"{self.config.class_names}.")
+                    ids_list.append(self.config.class_names.index(item))
+                elif isinstance(item, int) and not isinstance(item, bool):
+                    ids_list.append(item)
+                else:
+                    raise GanaugError(f"a label must be a class id or name, got {item!r}.")
+            ids = torch.tensor(ids_list, dtype=torch.int64)
+        bad = ids[(ids < 0) | (ids >= self.num_classes)]
+        if len(bad):
+            raise GanaugError(f"class id {int(bad[0])} is outside this generator's classes "
+                              f"0..{self.num_classes - 1} ({self.config.class_names}).")
+        return ids
+
+    @torch.no_grad()
+    def generate(self, labels: Labels, *, seed: int | None = None,
+                 generator: torch.Generator | None = None, truncation: float | None = None,
+                 batch_size: int = 256) -> torch.Tensor:
+        """uint8 images ``(N, C, H, W)`` of the given classes.
+
+        The same ``seed`` (or the same state of ``generator``) gives the same images on any
+        device and batch size; with neither, the seed is drawn from torch's global RNG.
+        """
+        ids = self.class_ids(labels)
+        if seed is None and generator is None:
+            seed = int(torch.randint(0, 2**62, ()))
+        return generate_images(self.net, ids, z_dim=self.config.z_dim,
+                               value_range=self.config.value_range, seed=seed,
+                               generator=generator, truncation=truncation, batch_size=batch_size)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Raw generator output in ``value_range`` (float), for callers that bring their own z."""
+        return self.net(z, labels)
+
+    # -- files -------------------------------------------------------------------------------
+    def save_pretrained(self, folder, *, dtype: str = "float32", card: str | None = None):
+        """Write ``model.safetensors`` + ``config.json`` (+ ``README.md`` if ``card``)."""
+        from .package import save_package
+
+        return save_package(self, folder, dtype=dtype, card=card)
+
+    @classmethod
+    def from_pretrained(cls, source, *, revision: str | None = None, device=None) -> "Generator":
+        from .loading import load_generator
+
+        return load_generator(source, revision=revision, device=device)
