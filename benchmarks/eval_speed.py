@@ -65,8 +65,8 @@ def main() -> None:
     train = torch.randn(a.train, f_fake.shape[1])
     for dim in (f_fake.shape[1], 2048):
         r, f = (real, f_fake) if dim != 2048 else (torch.randn(n, 2048), torch.randn(n, 2048))
-        rows.append((f"FID ({dim}-d)", timed(lambda: M.fid(r, f))[0], f"{n} vs {n}"))
-        rows.append((f"KID ({dim}-d)", timed(lambda: M.kid(r, f))[0], "100 subsets of 1000"))
+        rows.append((f"FID ({dim}-d)", timed(lambda r=r, f=f: M.fid(r, f))[0], f"{n} vs {n}"))
+        rows.append((f"KID ({dim}-d)", timed(lambda r=r, f=f: M.kid(r, f))[0], "100 subsets of 1000"))
     rows.append(("IS", timed(lambda: M.inception_score(logits))[0], "10 splits"))
     rows.append(("precision/recall/density/coverage", timed(lambda: M.precision_recall(real, f_fake))[0],
                  f"k=3, {n} vs {n}, {f_fake.shape[1]}-d"))

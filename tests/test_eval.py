@@ -11,7 +11,6 @@ from ganaug.cli import main
 from ganaug.eval import (FitConfig, ReferenceClassifier, ReferenceFeatures, check_comparable,
                          class_fidelity, fid, frechet_distance, inception_score, kid,
                          memorisation, precision_recall, train_reference_classifier)
-from ganaug.eval.evaluate import check_compatible
 
 from .conftest import make_class_folders
 
@@ -177,8 +176,8 @@ def test_mismatched_data_and_generator_is_a_clear_error(fmnist_slice):
     from ganaug import make_config
 
     cfg = make_config("sngan", 10, fmnist_slice.class_names, image_size=32, channels=3)
-    with pytest.raises(GanaugError, match="real images are 1x32x32 but the generator makes 3x32x32"):
-        check_compatible(fmnist_slice, cfg)
+    with pytest.raises(GanaugError, match="the data is 1x32x32 but the generator expects 3x32x32"):
+        fmnist_slice.require(cfg.channels, cfg.image_size, cfg.class_names, "the generator")
 
 
 def test_results_with_different_protocols_are_refused():

@@ -3,7 +3,6 @@ unpickling. The real FID weights cannot be downloaded here, so the network is te
 randomly initialised weights saved the way the official file is (torch.save)."""
 
 import os
-import zipfile
 from unittest import mock
 
 import pytest

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import ganaug.training.loop as loop
-from ganaug import GanaugError, TrainConfig, TrainingDiverged, load_images, make_config, train
+from ganaug import GanaugError, TrainConfig, TrainingDiverged, make_config, train
 from ganaug.training import load_checkpoint
 from ganaug.training.checkpoint import CHECKPOINT_NAME
 
@@ -105,7 +105,7 @@ def test_corrupt_checkpoint_is_a_clear_error(fmnist_slice, tmp_path):
 
 def test_mismatched_data_and_model(fmnist_slice, tmp_path):
     mc = make_config("sngan", 10, fmnist_slice.class_names, image_size=64, channels=1, g_width=8, d_width=8)
-    with pytest.raises(GanaugError, match="model expects 1-channel 64px"):
+    with pytest.raises(GanaugError, match="the data is 1x32x32 but the model expects 1x64x64"):
         train(fmnist_slice, mc, cfg(steps=1), tmp_path / "r", progress=False)
 
 

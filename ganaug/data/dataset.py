@@ -63,6 +63,18 @@ class LabelledImages(Dataset):
         return LabelledImages(self.images[index], self.labels[index], list(self.class_names),
                               self.source)
 
+    def require(self, channels: int, image_size: int, class_names: list[str], what: str) -> None:
+        """Raise unless these images have the given format and classes (``what`` names the user)."""
+        c, n = self.channels, self.image_size
+        if c != channels or n != image_size:
+            raise GanaugError(
+                f"the data is {c}x{n}x{n} but {what} expects {channels}x{image_size}x{image_size}; "
+                f"load the data with image_size={image_size} and channels={channels}."
+            )
+        if list(self.class_names) != list(class_names):
+            raise GanaugError(f"the data's classes {self.class_names} differ from those of {what}: "
+                              f"{list(class_names)}.")
+
     def fingerprint(self) -> dict:
         """What a resumed run checks to be sure it sees the same data."""
         return {"num_images": len(self), "class_names": list(self.class_names),

@@ -56,13 +56,14 @@ class FitConfig:
 
 
 def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                   config: FitConfig = FitConfig(), *, device: str | torch.device = "cpu",
+                   config: FitConfig | None = None, *, device: str | torch.device = "cpu",
                    progress: bool = False, desc: str = "classifier") -> SmallCNN:
     """Train a :class:`SmallCNN` on uint8 images; deterministic for a given seed on CPU.
 
     Adam with a one-cycle schedule; random translations are the only augmentation, because
     flips or colour changes do not preserve every dataset's classes (digits, defects).
     """
+    config = config or FitConfig()
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
         torch.manual_seed(config.seed)
         model = SmallCNN(images.shape[1], num_classes, config.width).to(device)

@@ -45,24 +45,13 @@ class EvalProtocol:
     cas: bool = True  # train a classifier on generated images (takes a minute on CPU)
 
 
-def check_compatible(real: LabelledImages, config: GANConfig) -> None:
-    if real.channels != config.channels or real.image_size != config.image_size:
-        raise GanaugError(
-            f"real images are {real.channels}x{real.image_size}x{real.image_size} but the generator "
-            f"makes {config.channels}x{config.image_size}x{config.image_size}; load the data with "
-            "the generator's image size and channels."
-        )
-    if real.class_names != config.class_names:
-        raise GanaugError(f"the data's classes {real.class_names} are not the generator's "
-                          f"{config.class_names}; evaluate against the dataset it was trained on.")
-
-
 def evaluate(G: torch.nn.Module, config: GANConfig, train: LabelledImages, test: LabelledImages,
              reference: ReferenceClassifier, features: FeatureSpace,
-             protocol: EvalProtocol = EvalProtocol(), *, progress: bool = False) -> dict:
+             protocol: EvalProtocol | None = None, *, progress: bool = False) -> dict:
     """Run the protocol; returns the ``eval.json`` content plus tensors for the report."""
-    check_compatible(train, config)
-    check_compatible(test, config)
+    protocol = protocol or EvalProtocol()
+    for split in (train, test):
+        split.require(config.channels, config.image_size, config.class_names, "the generator")
     K = config.num_classes
     per_class = protocol.n // K
     if per_class < max(2, protocol.k + 1):

@@ -89,9 +89,10 @@ class ReferenceClassifier:
 
 
 def train_reference_classifier(train: LabelledImages, test: LabelledImages,
-                               fit: FitConfig = FitConfig(), *, device: str | torch.device = "cpu",
+                               fit: FitConfig | None = None, *, device: str | torch.device = "cpu",
                                progress: bool = False) -> ReferenceClassifier:
     """Train on ``train`` (real images only) and record the accuracy on ``test``."""
+    fit = fit or FitConfig()
     if train.class_names != test.class_names:
         raise GanaugError(f"train and test splits have different classes: {train.class_names} "
                           f"vs {test.class_names}.")
@@ -114,9 +115,10 @@ def cache_dir() -> Path:
 
 
 def cached_reference_classifier(train: LabelledImages, test: LabelledImages,
-                                fit: FitConfig = FitConfig(), *, progress: bool = False
+                                fit: FitConfig | None = None, *, progress: bool = False
                                 ) -> ReferenceClassifier:
     """Load the reference classifier for exactly this data and recipe, training it once if needed."""
+    fit = fit or FitConfig()
     key = json.dumps([train.source, train.fingerprint(), test.source, test.fingerprint(), asdict(fit)],
                      sort_keys=True)
     folder = cache_dir() / "reference" / hashlib.sha256(key.encode()).hexdigest()[:16]

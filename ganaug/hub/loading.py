@@ -43,7 +43,7 @@ def load_generator(source: str | Path, *, revision: str | None = None,
     if (path / WEIGHTS_NAME).is_file() or (path / CONFIG_NAME).is_file():
         return load_package(path, device)
     from ..training.checkpoint import CHECKPOINT_NAME
-    from ..training.rundir import RUN_CONFIG, load_run_generator
+    from ..training.rundir import load_run_generator
 
     if (path / CHECKPOINT_NAME).is_file():
         net, config, step = load_run_generator(path, device)

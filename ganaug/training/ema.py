@@ -22,7 +22,7 @@ def update_ema(ema: nn.Module, model: nn.Module, beta: float, step: int) -> None
     Buffers (BatchNorm statistics, spectral-norm vectors) are copied, not averaged.
     """
     b = min(beta, (1 + step) / (10 + step))
-    for pe, pm in zip(ema.parameters(), model.parameters()):
+    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
         pe.lerp_(pm, 1.0 - b)
-    for be, bm in zip(ema.buffers(), model.buffers()):
+    for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
         be.copy_(bm)

@@ -91,7 +91,7 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
             )
     config.validate()
     model_config.validate()
-    _check_data_matches(data, model_config)
+    data.require(model_config.channels, model_config.image_size, model_config.class_names, "the model")
 
     device = pick_device(config.device)
     bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -243,14 +243,3 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
         log.close()
     return out
 
-
-def _check_data_matches(data: LabelledImages, mc: GANConfig) -> None:
-    if data.channels != mc.channels or data.image_size != mc.image_size:
-        raise GanaugError(
-            f"the data is {data.channels}-channel {data.image_size}px but the model expects "
-            f"{mc.channels}-channel {mc.image_size}px; load the data with the model's "
-            "image_size and channels."
-        )
-    if data.num_classes != mc.num_classes or data.class_names != mc.class_names:
-        raise GanaugError(f"the data's classes {data.class_names} differ from the model's "
-                          f"{mc.class_names}.")
