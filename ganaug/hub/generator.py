@@ -28,6 +28,9 @@ class Generator(nn.Module):
         self.net = net.eval().requires_grad_(False)
         self.config = config
         self.metadata = dict(metadata or {})
+        # Where load_generator found it: lets transforms serialise a source, never weights.
+        self.source: str | None = None
+        self.revision: str | None = None
 
     @classmethod
     def from_config(cls, config: GANConfig, metadata: dict | None = None) -> "Generator":

@@ -32,7 +32,13 @@ def load_generator(source: str | Path, *, revision: str | None = None,
 
     ``device`` defaults to the CPU, which is what DataLoader workers need.
     """
-    device = device or "cpu"
+    gen = _load(source, revision, device or "cpu")
+    gen.source = str(source)
+    gen.revision = revision
+    return gen
+
+
+def _load(source: str | Path, revision: str | None, device: str | torch.device) -> Generator:
     if isinstance(source, str) and source.startswith(HUB_PREFIX):
         repo_id, rev = parse_hub_source(source, revision)
         return load_package(download_package(repo_id, rev), device)

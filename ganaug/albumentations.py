@@ -1,0 +1,80 @@
+"""albumentations adapter: ``ganaug.albumentations.GANAugment``.
+
+The class label arrives as a named target, ``A.Compose([...])(image=img, label=3)``, through
+``targets_as_params``. NumPy HWC uint8 or float32 ([0, 1]) in, the same out. ``to_dict()``
+stores the generator's source and revision (never the weights) and ``p``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from albumentations.core.transforms_interface import ImageOnlyTransform
+
+from .errors import GanaugError
+from .hub.generator import Generator
+from .transforms import _kernels as K
+
+
+class GANAugment(ImageOnlyTransform):
+    """Replace the image with a generated one of the sample's class, with probability ``p``.
+
+    ``source``: a package folder, a run folder or ``hf-hub:org/name`` (loaded lazily, once per
+    process, on the CPU), or a :class:`ganaug.Generator` that was loaded from one.
+    ``classes`` limits replacement to those class ids or names.
+    """
+
+    def __init__(self, source: str | Generator, p: float = 0.5, classes: list | None = None,
+                 label_key: str = "label", revision: str | None = None,
+                 truncation: float | None = None):
+        super().__init__(p=p)
+        if isinstance(source, Generator):
+            if not source.source:
+                raise GanaugError("this Generator was not loaded from a source, so the transform "
+                                  "could not be serialised; pass the folder or 'hf-hub:' source.")
+            self._generator: Generator | None = source
+            revision = revision or source.revision
+            source = source.source
+        else:
+            self._generator = None
+        if not isinstance(source, (str, os.PathLike)):
+            raise GanaugError(f"source must be a folder or 'hf-hub:org/name', got {source!r}.")
+        self.source, self.revision, self.classes = str(source), revision, classes
+        self.label_key, self.truncation = label_key, truncation
+
+    def _gen(self) -> Generator:
+        if self._generator is None:
+            self._generator = K.resolve_generator(self.source, self.revision)
+        return self._generator
+
+    @property
+    def targets_as_params(self) -> list[str]:
+        return [self.label_key]
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        gen = self._gen()
+        label = K.class_id(gen, data[self.label_key], f"the {self.label_key!r} passed to GANAugment")
+        if self.classes is not None and label not in {K.class_id(gen, c, "classes") for c in self.classes}:
+            return {"class_id": label, "gen_seed": None}
+        # albumentations seeds self.random_generator from Compose(seed=...), so runs reproduce.
+        return {"class_id": label, "gen_seed": int(self.random_generator.integers(0, 2**62))}
+
+    def apply(self, img: np.ndarray, class_id: int, gen_seed: int | None, **params: Any) -> np.ndarray:
+        if gen_seed is None:
+            return img
+        gen = self._gen()
+        K.check_worker_device(gen)
+        c, h, w = K.image_format(img)
+        out = K.generate_fitted(gen, torch.tensor([class_id]), [gen_seed], c, h, w, self.truncation)[0]
+        return K.like(out, img)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("source", "classes", "label_key", "revision", "truncation")
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_generator"] = None  # workers load their own copy from the source
+        return state

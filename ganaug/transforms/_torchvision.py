@@ -1,0 +1,174 @@
+"""torchvision v2 adapters: thin wrappers that draw randomness in ``make_params`` and call the
+kernels in ``_kernels.py`` to do the work (torchvision's class/kernel split)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import numpy as np
+import PIL.Image
+import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import Transform
+from torchvision.transforms.v2._utils import _find_labels_default_heuristic
+
+from ..errors import GanaugError
+from ..hub.generator import Generator
+from . import _kernels as K
+
+
+def default_label(sample: Any) -> Any:
+    """Find a sample's class label: ``(image, label)`` tuples, ``(image, {"label": ...})``, or
+    dicts with a ``label`` / ``labels`` key (torchvision's label-like key rule)."""
+    missing = GanaugError(
+        "GANAugment could not find the sample's label: pass (image, label) to the transform "
+        "(e.g. a torchvision dataset's joint `transforms=` argument, not `transform=`), a dict "
+        "with a 'label' key, or labels_getter=callable."
+    )
+    if isinstance(sample, (tuple, list)) and len(sample) >= 2:
+        second = sample[1]
+        if isinstance(second, (int, str, np.integer, torch.Tensor)):
+            return second  # one label per sample, or a batch's (N,) labels
+        if not isinstance(second, Mapping):
+            raise missing
+    elif not isinstance(sample, Mapping):
+        raise missing
+    try:
+        return _find_labels_default_heuristic(sample)
+    except ValueError as e:
+        raise missing from e
+
+
+class _GANBase(Transform):
+    def __init__(self, generator: Generator | str, p: float | dict = 0.5, classes: Any = None,
+                 labels_getter: str | Callable | None = "default", revision: str | None = None,
+                 truncation: float | None = None):
+        super().__init__()
+        if labels_getter is None:
+            raise GanaugError("GANAugment needs each sample's label; labels_getter cannot be None.")
+        self.generator, self.revision = generator, revision
+        self.p, self.classes, self.truncation = p, classes, truncation
+        self.labels_getter = labels_getter
+        self._probs: torch.Tensor | None = None
+        if isinstance(generator, Generator):
+            self._resolve()  # validate p and classes now, not in the first worker
+
+    def _resolve(self) -> tuple[Generator, torch.Tensor]:
+        gen = K.resolve_generator(self.generator, self.revision)
+        if self._probs is None:
+            self._probs = K.class_probabilities(gen, self.p, self.classes)
+        return gen, self._probs
+
+    def _label(self, sample: Any) -> Any:
+        return default_label(sample) if self.labels_getter == "default" else self.labels_getter(sample)
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers pickle transforms: a source string travels, not a loaded copy.
+        state = self.__dict__.copy()
+        if not isinstance(self.generator, Generator):
+            state["_probs"] = None
+        return state
+
+    def extra_repr(self) -> str:
+        src = self.generator if isinstance(self.generator, str) else repr(self.generator)
+        return f"generator={src}, p={self.p}, classes={self.classes}"
+
+
+class GANAugment(_GANBase):
+    """Replace a sample's image with a generated image of the sample's own class.
+
+    With probability ``p`` (a float, or a dict ``{class: p}``; ``classes`` limits it to some
+    classes) the image becomes a generated one of the same class, with the same type (PIL,
+    uint8/float tensor, ``tv_tensors.Image``), dtype, value range ([0, 1] for floats), size and
+    channel count. The label is untouched. Call it on ``(image, label)`` or on a dict with a
+    ``label`` key, as v2's MixUp/CutMix find their labels; ``labels_getter`` overrides that.
+
+    ``generator`` is a :class:`ganaug.Generator` or a source for :func:`ganaug.load_generator`
+    (a source string is loaded lazily, once per process, on the CPU: the DataLoader-safe way).
+    This per-sample path costs one generator forward per replaced image;
+    :class:`GANBatchAugment` does one forward per batch.
+    """
+
+    def make_params(self, flat_inputs: list[Any], label: Any = None) -> dict[str, Any]:
+        gen, probs = self._resolve()
+        c = K.class_id(gen, label, "the sample given to GANAugment")
+        replace = bool(torch.rand(()) < probs[c])
+        return {"replace": replace, "label": c, "seed": int(torch.randint(0, 2**62, ())) if replace else 0}
+
+    def forward(self, *inputs: Any) -> Any:
+        sample = inputs if len(inputs) > 1 else inputs[0]
+        flat, spec = tree_flatten(sample)
+        if any(isinstance(x, (tv_tensors.BoundingBoxes, tv_tensors.Mask, tv_tensors.KeyPoints)) for x in flat):
+            raise GanaugError("GANAugment replaces the whole image, so boxes, masks and keypoints "
+                              "would no longer match it; use it for classification samples only.")
+        params = self.make_params(flat, self._label(sample))
+        if not params["replace"]:
+            return sample
+        needs = self._needs_transform_list(flat)
+        out = [self.transform(x, params) if n else x for x, n in zip(flat, needs)]
+        return tree_unflatten(out, spec)
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, (PIL.Image.Image, torch.Tensor)) or isinstance(inpt, tv_tensors.Video):
+            return inpt
+        gen, _ = self._resolve()
+        K.check_worker_device(gen)
+        c, h, w = K.image_format(inpt)
+        img = K.generate_fitted(gen, torch.tensor([params["label"]]), [params["seed"]], c, h, w,
+                                self.truncation)[0]
+        return K.like(img, inpt)
+
+
+class GANBatchAugment(_GANBase):
+    """Batched GANAugment, for use after collation (like v2's MixUp/CutMix in a ``collate_fn``).
+
+    Takes ``(images, labels)`` with images a ``(N, C, H, W)`` uint8 or float tensor and labels a
+    ``(N,)`` tensor of class ids (or a dict with those under ``image``/``label`` keys). Every
+    image whose coin (per-class ``p``) comes up is replaced, all in one generator forward pass,
+    on the generator's device: the fast path, and the GPU path (in the main process).
+    """
+
+    def forward(self, *inputs: Any) -> Any:
+        sample = inputs if len(inputs) > 1 else inputs[0]
+        labels = self._label(sample)
+        if isinstance(sample, Mapping):
+            key = next((k for k in ("image", "images") if k in sample), None)
+            if key is None:
+                raise GanaugError("GANBatchAugment needs the batch's images under an 'image' key.")
+            images = sample[key]
+        elif isinstance(sample, (tuple, list)) and len(sample) >= 2:
+            images = sample[0]
+        else:
+            raise GanaugError("GANBatchAugment takes (images, labels) or {'image': ..., 'label': ...}.")
+        new = self.apply(images, labels)
+        if isinstance(sample, Mapping):
+            return {**sample, key: new}
+        return (new, *sample[1:]) if isinstance(sample, tuple) else [new, *sample[1:]]
+
+    def apply(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        gen, probs = self._resolve()
+        if not isinstance(images, torch.Tensor) or images.dim() != 4:
+            raise GanaugError("GANBatchAugment needs a batched (N, C, H, W) image tensor.")
+        if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.dtype.is_floating_point:
+            raise GanaugError("GANBatchAugment needs index labels of shape (N,); apply it before "
+                              "MixUp/CutMix turns them into probabilities.")
+        if len(labels) != len(images):
+            raise GanaugError(f"{len(images)} images but {len(labels)} labels in the batch.")
+        ids = gen.class_ids(labels)
+        replace = torch.rand(len(ids)) < probs[ids]
+        idx = torch.nonzero(replace).flatten()
+        if len(idx) == 0:
+            return images
+        seeds = torch.randint(0, 2**62, (len(idx),)).tolist()
+        _, c, h, w = images.shape
+        fresh = K.generate_fitted(gen, ids[idx], seeds, c, h, w, self.truncation)
+        out = images.clone()
+        if images.dtype == torch.uint8:
+            out[idx.to(images.device)] = fresh.to(images.device)
+        elif images.dtype.is_floating_point:
+            out[idx.to(images.device)] = (fresh.float() / 255.0).to(images.device, images.dtype)
+        else:
+            raise GanaugError(f"cannot replace {images.dtype} images; use uint8 or float.")
+        return tv_tensors.wrap(out, like=images) if isinstance(images, tv_tensors.TVTensor) else out

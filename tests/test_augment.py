@@ -1,0 +1,315 @@
+import os
+import pickle
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+import ganaug
+from ganaug import GanaugError
+from ganaug.data import LabelledImages, MixedDataset, SyntheticDataset, balance, resolve_strategy
+from ganaug.transforms import GANAugment, GANBatchAugment
+
+
+@pytest.fixture(scope="module")
+def pkg(tmp_path_factory):
+    """A small trained 1-channel 32px generator with classes ['ok', 'defect'] (3 steps)."""
+    root = tmp_path_factory.mktemp("aug")
+    data = LabelledImages(torch.randint(0, 255, (16, 1, 32, 32), dtype=torch.uint8),
+                          torch.arange(16) % 2, ["ok", "defect"])
+    cfg = ganaug.make_config("sngan", 2, data.class_names, image_size=32, channels=1, g_width=8, d_width=8)
+    run = ganaug.train(data, cfg, ganaug.TrainConfig(steps=3, batch_size=4), root / "run", progress=False)
+    return str(ganaug.export_run(run, root / "pkg"))
+
+
+INPUTS = {
+    "pil_rgb": lambda: PIL.Image.fromarray(np.full((40, 30, 3), 7, np.uint8)),
+    "pil_grey": lambda: PIL.Image.fromarray(np.full((20, 24), 7, np.uint8)),
+    "uint8_rgb": lambda: torch.full((3, 20, 24), 7, dtype=torch.uint8),
+    "float_grey": lambda: torch.full((1, 28, 28), 0.03),
+    "tv_image": lambda: tv_tensors.Image(torch.full((3, 16, 16), 7, dtype=torch.uint8)),
+}
+
+
+def _describe(x):
+    if isinstance(x, PIL.Image.Image):
+        return ("PIL", x.mode, x.size)
+    return (type(x).__name__, x.dtype, tuple(x.shape))
+
+
+@pytest.mark.parametrize("kind", list(INPUTS))
+def test_every_input_type_through_compose(pkg, kind):
+    t = v2.Compose([GANAugment(pkg, p=1.0)])
+    img = INPUTS[kind]()
+    out, label = t(img, 1)
+    assert label == 1 and _describe(out) == _describe(img)
+    if isinstance(img, PIL.Image.Image):
+        assert np.asarray(out).tolist() != np.asarray(img).tolist()
+    else:
+        assert not torch.equal(out, img)
+        if out.dtype.is_floating_point:
+            assert 0.0 <= out.min() and out.max() <= 1.0
+    assert type(t(img, 1)[0]) is type(img)
+    same, _ = v2.Compose([GANAugment(pkg, p=0.0)])(img, 1)
+    assert same is img
+
+
+def test_dict_samples_and_custom_labels_getter(pkg):
+    img = torch.zeros(1, 32, 32, dtype=torch.uint8)
+    out = GANAugment(pkg, p=1.0)({"image": img, "label": 0})
+    assert out["label"] == 0 and not torch.equal(out["image"], img)
+    t = GANAugment(pkg, p=1.0, labels_getter=lambda s: s[1]["cls"])
+    out_img, target = t(img, {"cls": 1})
+    assert target == {"cls": 1} and out_img.shape == img.shape
+
+
+def test_per_class_probabilities_and_classes(pkg):
+    img = torch.zeros(1, 32, 32, dtype=torch.uint8)
+    per_class = GANAugment(pkg, p={"ok": 1.0, "defect": 0.0})
+    assert not torch.equal(per_class(img, 0)[0], img)
+    assert per_class(img, 1)[0] is img
+    only_defect = GANAugment(pkg, p=1.0, classes=["defect"])
+    assert only_defect(img, 0)[0] is img and not torch.equal(only_defect(img, 1)[0], img)
+
+
+def test_same_torch_seed_same_images(pkg):
+    t = GANAugment(pkg, p=0.5)
+    img = torch.zeros(1, 32, 32, dtype=torch.uint8)
+    torch.manual_seed(0)
+    a = [t(img, i % 2)[0] for i in range(6)]
+    torch.manual_seed(0)
+    b = [t(img, i % 2)[0] for i in range(6)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_transforms_survive_pickle(pkg):
+    for t in (GANAugment(pkg, p=1.0), GANAugment(ganaug.load_generator(pkg), p=1.0), GANBatchAugment(pkg)):
+        again = pickle.loads(pickle.dumps(t))
+        out = again(torch.zeros(2, 1, 32, 32, dtype=torch.uint8), torch.tensor([0, 1])) \
+            if isinstance(t, GANBatchAugment) else again(torch.zeros(1, 32, 32, dtype=torch.uint8), 1)
+        assert out[0].shape[-2:] == (32, 32)
+
+
+def test_batch_augment_is_one_forward_pass(pkg):
+    G = ganaug.load_generator(pkg)
+    calls = []
+    G.net.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    images = torch.rand(8, 3, 24, 24)
+    out, labels = GANBatchAugment(G, p=1.0)((images, torch.tensor([0, 1] * 4)))
+    assert calls == [8]  # every replaced image in a single generator call
+    assert out.shape == images.shape and out.dtype == images.dtype and labels.tolist() == [0, 1] * 4
+    assert not torch.equal(out, images) and 0 <= out.min() and out.max() <= 1
+    kept = GANBatchAugment(G, p={"ok": 0.0, "defect": 1.0})(images, torch.tensor([0, 1] * 4))[0]
+    assert torch.equal(kept[0::2], images[0::2]) and not torch.equal(kept[1::2], images[1::2])
+
+
+def test_bad_inputs_name_the_problem(pkg):
+    img = torch.zeros(1, 32, 32, dtype=torch.uint8)
+    with pytest.raises(GanaugError, match="label 5 is outside the generator's classes 0..1"):
+        GANAugment(pkg, p=1.0)(img, 5)
+    with pytest.raises(GanaugError, match="class name 'cat' is not one of the generator's classes"):
+        GANAugment(pkg, p=1.0)(img, "cat")
+    with pytest.raises(GanaugError, match="could not find the sample's label"):
+        GANAugment(pkg, p=1.0)(img)
+    rgba = PIL.Image.new("RGBA", (8, 8))
+    with pytest.raises(GanaugError, match="cannot convert the generator's 1-channel images to 4 channels"):
+        GANAugment(pkg, p=1.0)(rgba, 0)
+    with pytest.raises(GanaugError, match="probabilities must lie in"):
+        GANAugment(ganaug.load_generator(pkg), p=1.5)
+    with pytest.raises(GanaugError, match="index labels of shape"):
+        GANBatchAugment(pkg)(torch.zeros(2, 1, 8, 8), torch.zeros(2, 2))
+
+
+# -- albumentations ------------------------------------------------------------------------------
+
+def test_albumentations_types_and_round_trip(pkg):
+    import albumentations as A
+
+    from ganaug.albumentations import GANAugment as AGAN
+
+    t = A.Compose([AGAN(pkg, p=1.0)], seed=3)
+    for img in (np.full((20, 24, 3), 7, np.uint8), np.full((20, 24), 0.1, np.float32)):
+        out = t(image=img, label=1)
+        assert out["image"].shape == img.shape and out["image"].dtype == img.dtype and out["label"] == 1
+        assert not np.array_equal(out["image"], img)
+    d = A.to_dict(t)
+    spec = d["transform"]["transforms"][0]
+    assert spec["source"] == pkg and spec["p"] == 1.0 and spec["revision"] is None
+    assert "weight" not in str(d)
+    again = A.from_dict(d)
+    again.set_random_seed(3)
+    t.set_random_seed(3)
+    img = np.zeros((32, 32), np.uint8)
+    assert np.array_equal(again(image=img, label=0)["image"], t(image=img, label=0)["image"])
+    kept = A.Compose([AGAN(pkg, p=1.0, classes=["defect"])])(image=img, label=0)["image"]
+    assert np.array_equal(kept, img)
+    assert pickle.loads(pickle.dumps(AGAN(pkg, p=0.3))).p == 0.3
+    with pytest.raises(ValueError, match="label"):
+        t(image=img)  # albumentations itself reports the missing target
+
+
+# -- datasets ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("strategy, counts, expected", [
+    ("not majority", [10, 4, 1], {1: 6, 2: 9}),
+    ("minority", [10, 4, 1], {2: 9}),
+    ("not minority", [10, 4, 1], {0: 0, 1: 6}),
+    ("all", [10, 4, 1], {0: 0, 1: 6, 2: 9}),
+    (0.5, [10, 2], {1: 3}),
+    ({1: 8, 2: 3}, [10, 4, 1], {1: 4, 2: 2}),
+    (lambda y: {2: int((y == 0).sum())}, [10, 4, 1], {2: 9}),
+])
+def test_sampling_strategies(strategy, counts, expected):
+    targets = torch.arange(len(counts)).repeat_interleave(torch.tensor(counts))
+    assert resolve_strategy(strategy, targets, len(counts)) == expected
+
+
+@pytest.mark.parametrize("strategy, match", [
+    ("majority", "unknown sampling_strategy"),
+    (0.5, "only for two classes"),
+    ({0: 3}, "wants 3 images of class 0, which already has 10"),
+])
+def test_bad_strategies(strategy, match):
+    with pytest.raises(GanaugError, match=match):
+        resolve_strategy(strategy, torch.tensor([0] * 10 + [1] * 4 + [2]), 3)
+
+
+def test_balance_counts_and_mixed_dataset(pkg):
+    real = LabelledImages(torch.zeros(12, 1, 32, 32, dtype=torch.uint8), torch.tensor([0] * 10 + [1] * 2),
+                          ["ok", "defect"])
+    mixed = balance(real, pkg)
+    assert isinstance(mixed, MixedDataset) and len(mixed) == 20
+    assert mixed.class_counts() == {"ok": {"real": 10, "synthetic": 0, "total": 10},
+                                    "defect": {"real": 2, "synthetic": 8, "total": 10}}
+    assert mixed.targets == [0] * 10 + [1] * 2 + [1] * 8
+    assert list(mixed.synthetic_indices) == list(range(12, 20)) and mixed.is_synthetic(12)
+    img, label = mixed[15]
+    assert label == 1 and img.dtype == torch.uint8 and img.shape == (1, 32, 32)
+    assert len(balance(real, pkg, {0: 10, 1: 5})) == 15
+
+
+class _PilRGB(Dataset):
+    """A torchvision-style dataset: PIL RGB images of another size, labels in `targets`."""
+
+    def __init__(self):
+        self.targets = [0, 0, 0, 1]
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return PIL.Image.new("RGB", (20, 20)), self.targets[i]
+
+
+def test_balance_matches_the_real_format_and_checks_classes(pkg):
+    mixed = balance(_PilRGB(), pkg)
+    img, label = mixed[len(mixed) - 1]
+    assert isinstance(img, PIL.Image.Image) and img.mode == "RGB" and img.size == (20, 20) and label == 1
+    wrong = LabelledImages(torch.zeros(2, 1, 32, 32, dtype=torch.uint8), torch.tensor([0, 1]), ["x", "y"])
+    with pytest.raises(GanaugError, match="are not the generator's"):
+        balance(wrong, pkg)
+
+    class NoLabels(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return torch.zeros(1, 32, 32)
+
+    with pytest.raises(GanaugError, match="sample 0 of the dataset is not an \\(image, label\\) pair"):
+        balance(NoLabels(), pkg)
+
+
+def test_synthetic_dataset_is_reproducible_per_index(pkg):
+    a = SyntheticDataset(pkg, {"ok": 5, "defect": 7}, seed=4, chunk_size=4)
+    b = SyntheticDataset(pkg, 6, seed=4, chunk_size=4)
+    assert len(a) == 12 and a.labels.tolist() == [0] * 5 + [1] * 7
+    late_first = a[9][0]
+    assert torch.equal(late_first, SyntheticDataset(pkg, {"ok": 5, "defect": 7}, seed=4, chunk_size=4)[9][0])
+    assert not torch.equal(a[0][0], SyntheticDataset(pkg, {"ok": 5, "defect": 7}, seed=5, chunk_size=4)[0][0])
+    assert b[0][1] == 0 and b[11][1] == 1
+    with pytest.raises(IndexError):
+        a[12]
+
+
+def _collect(loader):
+    images, labels = [], []
+    for x, y in loader:
+        images.append(x)
+        labels.append(y)
+    return torch.cat(images), torch.cat(labels)
+
+
+def test_same_images_for_any_worker_count_with_fork(pkg):
+    ds = SyntheticDataset(pkg, 10, seed=1, chunk_size=8)
+    ref = _collect(DataLoader(ds, batch_size=4))
+    forked = _collect(DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="fork"))
+    assert torch.equal(ref[0], forked[0]) and torch.equal(ref[1], forked[1])
+
+
+class _Joint(Dataset):
+    """Samples pass through the transform together with their label, as GANAugment needs."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return self.transform(torch.zeros(1, 32, 32, dtype=torch.uint8), i % 2)
+
+
+def test_spawn_workers_load_their_own_generator(pkg):
+    ds = SyntheticDataset(pkg, 4, seed=2, chunk_size=4)
+    ref = _collect(DataLoader(ds, batch_size=4))
+    spawned = _collect(DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="spawn"))
+    assert torch.equal(ref[0], spawned[0])
+    joint = _Joint(v2.Compose([GANAugment(pkg, p=0.5)]))
+
+    def run():
+        loader = DataLoader(joint, batch_size=4, num_workers=2, multiprocessing_context="spawn",
+                            generator=torch.Generator().manual_seed(0))
+        return _collect(loader)
+
+    first, second = run(), run()
+    assert torch.equal(first[0], second[0])  # reproducible from the DataLoader's seed
+    replaced = (first[0].flatten(1) != 0).any(1)
+    assert 0 < int(replaced.sum()) < 8  # p=0.5: some, not all; workers drew different coins
+
+
+def test_disk_bank_makes_later_runs_free(pkg, tmp_path, monkeypatch):
+    first = SyntheticDataset(pkg, 5, seed=0, cache=tmp_path / "bank", chunk_size=4)
+    images = first.images()
+    folder = next((tmp_path / "bank").iterdir())
+    assert sorted(p.name for p in folder.iterdir()) == ["chunk_000000.safetensors", "chunk_000001.safetensors",
+                                                        "chunk_000002.safetensors", "manifest.json"]
+    import ganaug.transforms._kernels as K
+
+    monkeypatch.setattr(K, "generate_fitted", lambda *a, **k: (_ for _ in ()).throw(AssertionError("generated")))
+    again = SyntheticDataset(pkg, 5, seed=0, cache=tmp_path / "bank", chunk_size=4)
+    assert torch.equal(again.images(), images)
+    other = SyntheticDataset(pkg, 5, seed=1, cache=tmp_path / "bank", chunk_size=4)  # another bank folder
+    with pytest.raises(AssertionError, match="generated"):
+        other.images()
+
+
+def test_quality_gate_reports_acceptance(pkg):
+    from ganaug.eval import FitConfig, train_reference_classifier
+
+    g = ganaug.load_generator(pkg)
+    fake = LabelledImages(g.generate([0, 1] * 20, seed=0), torch.tensor([0, 1] * 20), g.class_names)
+    ref = train_reference_classifier(fake, fake, FitConfig(epochs=1, batch_size=8))
+    everything = SyntheticDataset(pkg, 4, filter="reference", reference=ref, threshold=0.0)
+    everything.images()
+    assert all(r["acceptance_rate"] == 1.0 for r in everything.filter_report().values())
+    nothing = SyntheticDataset(pkg, 4, filter="reference", reference=ref, threshold=1.01, max_tries=3)
+    nothing.images()
+    report = nothing.filter_report()
+    assert report["ok"] == {"tried": 12, "accepted": 0, "acceptance_rate": 0.0, "kept_after_max_tries": 4}
+    with pytest.raises(GanaugError, match="needs reference="):
+        SyntheticDataset(pkg, 2, filter="reference")
