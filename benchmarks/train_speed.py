@@ -22,14 +22,15 @@ from torch import nn
 from ganaug import LabelledImages, TrainConfig, list_architectures, make_config, train
 
 
-def time_ganaug(arch: str, channels: int, warmup: int, steps: int) -> tuple[float, int]:
+def time_ganaug(arch: str, channels: int, warmup: int, steps: int, precision: str = "fp32"
+                ) -> tuple[float, int]:
     """Seconds per step of the real loop, from its own per-step log (setup excluded)."""
     n = 2000
     data = LabelledImages(torch.randint(0, 256, (n, channels, 32, 32), dtype=torch.uint8),
                           torch.arange(n) % 10, [str(i) for i in range(10)])
     cfg = make_config(arch, 10, data.class_names, image_size=32, channels=channels)
     tc = TrainConfig(steps=warmup + steps, log_every=1, sample_every=10**6,
-                     checkpoint_every=10**6, diffaugment="off", device="cpu")
+                     checkpoint_every=10**6, diffaugment="off", device="cpu", precision=precision)
     with tempfile.TemporaryDirectory() as tmp:
         train(data, cfg, tc, tmp, progress=False)
         rows = [json.loads(x) for x in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
@@ -87,12 +88,16 @@ def main() -> None:
     for arch in list_architectures():
         for ch in (1, 3):
             sec, batch = time_ganaug(arch, ch, a.warmup, a.steps)
-            rows.append((arch, f"{ch}x32x32", batch, 1 / sec, batch / sec, sec * 1000, sec / mlp))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, fp32\n")
+            rows.append((f"{arch} (default width)", f"{ch}x32x32", batch, 1 / sec, batch / sec,
+                         sec * 1000, sec / mlp))
+    sec, batch = time_ganaug("sngan", 1, a.warmup, a.steps, precision="bf16")
+    rows.append(("sngan (default width), bf16 autocast", "1x32x32", batch, 1 / sec, batch / sec,
+                 sec * 1000, sec / mlp))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, fp32 unless stated\n")
     print("| model | images | batch | steps/s | real img/s | ms/step | step cost vs MLP GAN |")
     print("|---|---|---|---|---|---|---|")
     for arch, shape, batch, sps, ips, ms, ratio in rows:
-        print(f"| {arch} (default width) | {shape} | {batch} | {sps:.2f} | {ips:.0f} | {ms:.0f} | {ratio:.1f}x |")
+        print(f"| {arch} | {shape} | {batch} | {sps:.2f} | {ips:.0f} | {ms:.0f} | {ratio:.1f}x |")
     print(f"| MLP GAN (classic tutorial) | 1x28x28 | 128 | {1 / mlp:.1f} | {128 / mlp:.0f} | {mlp * 1000:.1f} | 1.0x |")
 
 
