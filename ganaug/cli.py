@@ -100,7 +100,7 @@ def _cmd_train(a: argparse.Namespace) -> None:
     print(f"data: {len(data)} images, {data.num_classes} classes, {data.channels}x"
           f"{data.image_size}x{data.image_size} from {data.source}")
     out = train(data, model_config, train_config, a.out, resume=a.resume,
-                progress=not a.no_progress, command=shlex.join(["ganaug", *sys.argv[1:]]))
+                progress=not a.no_progress, command=shlex.join(["ganaug", *a.argv]))
     print(f"done: {out}")
 
 
@@ -267,7 +267,7 @@ def _cmd_eval(a: argparse.Namespace) -> None:
     result = evaluate(G, cfg, train, test, ref, features, protocol, progress=True)
     result["generator"]["source"] = str(a.model)
     result["generator"]["steps"] = gen.metadata.get("training", {}).get("steps")
-    result["command"] = shlex.join(["ganaug", *sys.argv[1:]]) if sys.argv[1:2] == ["eval"] else None
+    result["command"] = shlex.join(["ganaug", *a.argv])
     default_out = Path(a.model) / "eval" if Path(a.model).is_dir() else Path("eval")
     out = save_result(result, train, a.out or default_out)
     print(summary_table(result))
@@ -337,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded in run_config.json and eval.json so results can be reproduced
     handlers = {"train": _cmd_train, "sample": _cmd_sample, "eval": _cmd_eval,
                 "reference-classifier": _cmd_reference, "export": _cmd_export, "push": _cmd_push}
     try:

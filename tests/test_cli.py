@@ -69,3 +69,14 @@ def test_help_explains_every_option(command):
         if action.option_strings and action.dest != "help":
             assert action.help, f"{command} {action.option_strings} has no help text"
     assert sub.description and len(sub.description) > 40
+
+
+def test_run_config_records_every_command(run_dir, class_folders):
+    import json
+
+    assert main(["train", str(class_folders), "--out", str(run_dir), "--resume", "--steps", "3",
+                 "--no-progress"]) == 0
+    commands = json.loads((run_dir / "run_config.json").read_text())["commands"]
+    assert len(commands) == 2
+    assert commands[0].startswith("ganaug train ") and "--steps 2" in commands[0]
+    assert "--resume" in commands[1] and "--steps 3" in commands[1]

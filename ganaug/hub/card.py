@@ -43,8 +43,9 @@ def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", eval_result: dict
         keys = ("batch_size", "lr_g", "lr_d", "beta1", "beta2", "n_dis", "loss", "diffaugment",
                 "class_balanced", "ema_beta", "precision", "seed", "device")
         lines.append("- settings: " + ", ".join(f"{k}={tc.get(k)}" for k in keys if k in tc))
-    if train.get("command"):
-        lines += ["", "Reproduce the training run:", "", "```bash", train["command"], "```"]
+    if train.get("commands"):
+        lines += ["", "Reproduce the training run (the commands that made it, in order):", "",
+                  "```bash", *train["commands"], "```"]
     if eval_result:
         from ..eval.report import per_class_table, summary_table
 

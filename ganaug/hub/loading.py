@@ -68,7 +68,8 @@ def training_metadata(run_dir: Path, step: int) -> dict:
     cfg_path = run_dir / RUN_CONFIG
     if cfg_path.is_file():
         run = json.loads(cfg_path.read_text())
-        meta.update(command=run.get("command"), data=run.get("data"), train_config=run.get("train"))
+        commands = run.get("commands") or ([run["command"]] if run.get("command") else [])  # 0.1.0 runs
+        meta.update(commands=commands, data=run.get("data"), train_config=run.get("train"))
     metrics = run_dir / METRICS
     if metrics.is_file():
         lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]

@@ -127,8 +127,13 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
         print(f"no checkpoint in {out}; starting a new run.")
 
     out.mkdir(parents=True, exist_ok=True)
+    # Every command that shaped this run, in order: the first trains, later ones resume/extend.
+    commands = []
+    if ckpt is not None and (out / RUN_CONFIG).is_file():
+        commands = json.loads((out / RUN_CONFIG).read_text()).get("commands", [])
+    commands += [command] if command else []
     (out / RUN_CONFIG).write_text(json.dumps({
-        "ganaug_version": __version__, "command": command, "model": model_config.to_dict(),
+        "ganaug_version": __version__, "commands": commands, "model": model_config.to_dict(),
         "train": cfg.to_dict(), "data": {"source": data.source, **data.fingerprint()},
     }, indent=2))
 
