@@ -40,6 +40,24 @@ def make_class_folders(root: Path, classes=("cat", "dog"), n=3, size=(20, 24), m
     return root
 
 
+def make_package(root: Path, classes=("ok", "defect"), arch="sngan", steps=3, channels=1,
+                 name="pkg", **export_kw) -> Path:
+    """A tiny generator really trained for a few steps on random images, exported as a package."""
+    import torch
+
+    import ganaug
+    from ganaug.data import LabelledImages
+
+    n = 8 * len(classes)
+    data = LabelledImages(torch.randint(0, 255, (n, channels, 32, 32), dtype=torch.uint8),
+                          torch.arange(n) % len(classes), list(classes))
+    cfg = ganaug.make_config(arch, len(classes), data.class_names, image_size=32, channels=channels,
+                             g_width=8, d_width=8)
+    run = ganaug.train(data, cfg, ganaug.TrainConfig(steps=steps, batch_size=4), root / f"{name}-run",
+                       progress=False)
+    return ganaug.export_run(run, root / name, **export_kw)
+
+
 @pytest.fixture
 def class_folders(tmp_path) -> Path:
     return make_class_folders(tmp_path / "data")

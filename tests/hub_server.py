@@ -171,13 +171,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.card_metadata.append(meta)
         self._send(200, {"warnings": []})
 
-    def _info(self, repo_id: str, rev: str) -> None:
+    def _commit_of(self, repo_id: str, rev: str) -> tuple[Repo, str] | None:
+        """(repo, commit) for a visible repo and a known revision; otherwise answers and None."""
         repo = self._repo(repo_id)
         if repo is None:
-            return
+            return None
         sha = repo.resolve(rev)
         if sha is None:
-            return self._send(404, {"error": "Invalid rev id"}, error_code="RevisionNotFound")
+            self._send(404, {"error": "Invalid rev id"}, error_code="RevisionNotFound")
+            return None
+        return repo, sha
+
+    def _info(self, repo_id: str, rev: str) -> None:
+        found = self._commit_of(repo_id, rev)
+        if found is None:
+            return
+        repo, sha = found
         files = repo.commits[sha]
         self._send(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "private": repo.private,
                          "author": repo_id.split("/")[0], "disabled": False, "gated": False,
@@ -185,12 +194,10 @@ class _Handler(BaseHTTPRequestHandler):
                          "likes": 0, "siblings": [{"rfilename": p, "size": len(b)} for p, b in sorted(files.items())]})
 
     def _tree(self, repo_id: str, rev: str) -> None:
-        repo = self._repo(repo_id)
-        if repo is None:
+        found = self._commit_of(repo_id, rev)
+        if found is None:
             return
-        sha = repo.resolve(rev)
-        if sha is None:
-            return self._send(404, {"error": "Invalid rev id"}, error_code="RevisionNotFound")
+        repo, sha = found
         self._send(200, [{"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
                          for p, b in sorted(repo.commits[sha].items())])
 
@@ -238,12 +245,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {})
 
     def _resolve(self, repo_id: str, rev: str, path: str) -> None:
-        repo = self._repo(repo_id)
-        if repo is None:
+        found = self._commit_of(repo_id, rev)
+        if found is None:
             return
-        sha = repo.resolve(rev)
-        if sha is None:
-            return self._send(404, {"error": "Invalid rev id"}, error_code="RevisionNotFound")
+        repo, sha = found
         data = repo.commits[sha].get(path)
         if data is None:
             return self._send(404, {"error": "Entry not found"}, error_code="EntryNotFound",

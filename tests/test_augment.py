@@ -13,16 +13,13 @@ from ganaug import GanaugError
 from ganaug.data import LabelledImages, MixedDataset, SyntheticDataset, balance, resolve_strategy
 from ganaug.transforms import GANAugment, GANBatchAugment
 
+from .conftest import make_package
+
 
 @pytest.fixture(scope="module")
 def pkg(tmp_path_factory):
     """A small trained 1-channel 32px generator with classes ['ok', 'defect'] (3 steps)."""
-    root = tmp_path_factory.mktemp("aug")
-    data = LabelledImages(torch.randint(0, 255, (16, 1, 32, 32), dtype=torch.uint8),
-                          torch.arange(16) % 2, ["ok", "defect"])
-    cfg = ganaug.make_config("sngan", 2, data.class_names, image_size=32, channels=1, g_width=8, d_width=8)
-    run = ganaug.train(data, cfg, ganaug.TrainConfig(steps=3, batch_size=4), root / "run", progress=False)
-    return str(ganaug.export_run(run, root / "pkg"))
+    return str(make_package(tmp_path_factory.mktemp("aug")))
 
 
 INPUTS = {

@@ -15,6 +15,7 @@ import torch
 
 import ganaug
 
+from .conftest import make_package
 from .hub_server import VALID_TOKEN, HubServer
 
 
@@ -28,18 +29,8 @@ def server():
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory):
     """Two packages of one architecture with different weights (steps 2 and 4)."""
-    from ganaug.data import LabelledImages
-
     root = tmp_path_factory.mktemp("hub")
-    data = LabelledImages(torch.randint(0, 255, (16, 1, 32, 32), dtype=torch.uint8),
-                          torch.arange(16) % 2, ["ok", "defect"])
-    cfg = ganaug.make_config("sngan", 2, data.class_names, image_size=32, channels=1, g_width=8, d_width=8)
-    out = {}
-    for steps in (2, 4):
-        run = ganaug.train(data, cfg, ganaug.TrainConfig(steps=steps, batch_size=4), root / f"run{steps}",
-                           progress=False)
-        out[steps] = ganaug.export_run(run, root / f"pkg{steps}", license="mit")
-    return out
+    return {steps: make_package(root, steps=steps, name=f"pkg{steps}", license="mit") for steps in (2, 4)}
 
 
 def digest(images: torch.Tensor) -> str:
