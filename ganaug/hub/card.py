@@ -7,7 +7,8 @@ import json
 from .generator import Generator
 
 
-def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", eval_result: dict | None = None,
+def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", local_hint: str | None = None,
+               eval_result: dict | None = None,
                license: str = "other", datasets: list[str] | None = None,
                grid_name: str | None = "samples.png") -> str:
     c, train = gen.config, gen.metadata.get("training", {})
@@ -25,7 +26,8 @@ def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", eval_result: dict
         "`model.safetensors` holds the EMA generator weights, `config.json` the architecture, "
         "the class names and how it was trained.", "",
         "## Use", "", "```python", "import ganaug",
-        f'G = ganaug.load_generator("hf-hub:{repo_hint}")  # or a local folder',
+        (f'G = ganaug.load_generator("{local_hint}")  # or "hf-hub:{repo_hint}" once pushed'
+         if local_hint else f'G = ganaug.load_generator("hf-hub:{repo_hint}")  # or the package folder'),
         f'images = G.generate(["{c.class_names[0]}"] * 8, seed=0)  # uint8 (8, {c.channels}, {c.image_size}, {c.image_size})',
         "```", "",
         f"Classes (id: name): {', '.join(f'{i}: {n}' for i, n in enumerate(c.class_names))}.", "",

@@ -35,6 +35,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "float3
     per = 8
     images = gen.generate(torch.arange(gen.num_classes).repeat_interleave(per), seed=0)
     save_class_grid(images, gen.class_names, per, out / "samples.png")
-    card = model_card(gen, repo_hint=repo_hint, eval_result=eval_result, license=license,
-                      datasets=datasets)
+    card = model_card(gen, repo_hint=repo_hint, local_hint=str(out_dir), eval_result=eval_result,
+                      license=license, datasets=datasets)
     return gen.save_pretrained(out, dtype=dtype, card=card)
