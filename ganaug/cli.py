@@ -320,6 +320,50 @@ def _cmd_push(a: argparse.Namespace) -> None:
     print(f"pushed: {url}")
 
 
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
+    from .bench import VARIANTS, DownstreamConfig
+    from .models import SUPPORTED_IMAGE_SIZES
+
+    d = DownstreamConfig()
+    p = sub.add_parser(
+        "bench-downstream", help="does a classifier get better on rare classes with ganaug?",
+        description="Build a long-tailed training split of DATA (the test split stays balanced), train a "
+        "generator on it only, train the same small ResNet with and without ganaug (six variants, "
+        "several seeds) and report balanced accuracy on the real test split.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("data", metavar="DATA", help="a dataset with train and test splits")
+    p.add_argument("--out", required=True, help="report folder (results.json, report.md, plots)")
+    p.add_argument("--imbalance-ratio", type=float, default=d.imbalance_ratio,
+                   help="largest / smallest class size of the long-tailed split")
+    p.add_argument("--seeds", type=int, default=d.seeds, help="classifier seeds per variant")
+    p.add_argument("--n-max", type=int, default=None, help="size of the largest class (default: all it has)")
+    p.add_argument("--generator", default=None,
+                   help="reuse a generator trained on this long-tailed split (checked) instead of training one")
+    p.add_argument("--generator-steps", type=int, default=d.generator_steps, help="steps of the generator run")
+    p.add_argument("--classifier-steps", type=int, default=d.classifier_steps, help="steps of every classifier")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="classifier batch size")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="share of the long-tailed split held out for validation (tuning never uses test)")
+    p.add_argument("--variants", nargs="+", default=list(d.variants), choices=VARIANTS, help="variants to run")
+    p.add_argument("--image-size", type=int, default=32, choices=SUPPORTED_IMAGE_SIZES, help="image size")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 = grey, 3 = RGB")
+
+
+def _cmd_bench(a: argparse.Namespace) -> None:
+    from .bench import DownstreamConfig, run_downstream
+    from .data import load_images
+
+    train = load_images(a.data, split="train", image_size=a.image_size, channels=a.channels)
+    test = load_images(a.data, split="test", image_size=a.image_size, channels=a.channels)
+    cfg = DownstreamConfig(imbalance_ratio=a.imbalance_ratio, seeds=a.seeds, n_max=a.n_max,
+                           val_fraction=a.val_fraction, classifier_steps=a.classifier_steps,
+                           batch_size=a.batch_size, generator_steps=a.generator_steps,
+                           variants=tuple(a.variants))
+    summary = run_downstream(train, test, cfg, a.out, generator=a.generator)
+    print((Path(a.out) / "report.md").read_text())
+    print(summary["verdict"].get("sentence", ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -333,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     _reference_parser(sub)
     _export_parser(sub)
     _push_parser(sub)
+    _bench_parser(sub)
     return parser
 
 
@@ -341,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # recorded in run_config.json and eval.json so results can be reproduced
     handlers = {"train": _cmd_train, "sample": _cmd_sample, "eval": _cmd_eval,
-                "reference-classifier": _cmd_reference, "export": _cmd_export, "push": _cmd_push}
+                "reference-classifier": _cmd_reference, "export": _cmd_export, "push": _cmd_push,
+                "bench-downstream": _cmd_bench}
     try:
         handlers[args.command](args)
     except GanaugError as e:

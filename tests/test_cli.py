@@ -61,7 +61,7 @@ def test_bad_arguments_name_the_choices(class_folders, tmp_path, capsys, args, m
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["train", "sample", "eval", "reference-classifier", "export", "push"])
+@pytest.mark.parametrize("command", ["train", "sample", "eval", "reference-classifier", "export", "push", "bench-downstream"])
 def test_help_explains_every_option(command):
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices[command]

@@ -1,0 +1,251 @@
+"""``ganaug bench-downstream``: does a classifier get better on rare classes with ganaug?
+
+One readable pipeline: build a long-tailed training split (test split untouched), carve a
+validation split from it, train a generator on the long-tailed training part only, then train
+the same small ResNet (same steps, same augmentation) under six variants and several seeds,
+and report balanced accuracy on the real test split, stating plainly which variant won.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .. import __version__
+from ..data.dataset import LabelledImages
+from ..data.images import uint8_to_model
+from ..errors import GanaugError
+from .resnet import SmallResNet
+from .splits import carve_validation, long_tailed_split
+
+VARIANTS = ("plain", "reweight", "oversample", "ganaug-balance", "ganaug-batch", "ganaug-batch+reweight")
+CLASSICAL = ("plain", "reweight", "oversample")
+
+
+@dataclass
+class DownstreamConfig:
+    imbalance_ratio: float = 100.0
+    seeds: int = 3
+    n_max: int | None = None  # size of the largest class; default: as many as it has
+    val_fraction: float = 0.1
+    classifier_steps: int = 3000
+    batch_size: int = 128
+    lr: float = 2e-3
+    width: int = 16
+    translate: int = 2  # random shifts, the one augmentation every variant gets
+    generator_steps: int = 3000
+    gan_p_max: float = 0.5  # GANBatchAugment: p of the rarest class; p_c scales with rarity
+    variants: tuple[str, ...] = VARIANTS
+
+
+def _balanced_accuracy(pred: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[float, list[float]]:
+    per = [float((pred[labels == c] == c).float().mean()) if (labels == c).any() else float("nan")
+           for c in range(k)]
+    valid = [p for p in per if p == p]
+    return sum(valid) / len(valid), per
+
+
+def train_classifier(variant: str, train: LabelledImages, cfg: DownstreamConfig, seed: int,
+                     synthetic: LabelledImages | None = None, batch_aug=None) -> SmallResNet:
+    """Train one classifier. Every variant: same network, steps, batch size, optimiser and shifts."""
+    from ..eval.classifier import _shift
+
+    k = train.num_classes
+    counts = torch.bincount(train.labels, minlength=k).float()
+    images, labels = train.images, train.labels
+    if variant == "ganaug-balance":
+        images, labels = torch.cat([images, synthetic.images]), torch.cat([labels, synthetic.labels])
+    weights = None
+    if variant.endswith("reweight"):
+        weights = (1.0 / counts.clamp(min=1))
+        weights = weights / weights.sum() * k
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SmallResNet(train.channels, k, cfg.width)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.classifier_steps)
+        gen = torch.Generator().manual_seed(seed)
+        if variant == "oversample":  # random oversampling: every class equally often
+            order = torch.argsort(labels, stable=True)
+            starts = torch.cumsum(torch.bincount(labels, minlength=k), 0) - torch.bincount(labels, minlength=k)
+            present = torch.nonzero(counts).flatten()
+        for _ in range(cfg.classifier_steps):
+            if variant == "oversample":
+                cls = present[torch.randint(len(present), (cfg.batch_size,), generator=gen)]
+                pos = (torch.rand(cfg.batch_size, generator=gen) * counts[cls]).long()
+                idx = order[starts[cls] + pos]
+            else:
+                idx = torch.randint(len(labels), (cfg.batch_size,), generator=gen)
+            x, y = images[idx], labels[idx]
+            if batch_aug is not None:
+                x = batch_aug.apply(x, y)
+            x = uint8_to_model(_shift(x, cfg.translate, gen))
+            loss = F.cross_entropy(model(x), y, weight=weights)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: SmallResNet, images: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model(uint8_to_model(x)).argmax(1) for x in images.split(512)])
+
+
+def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: DownstreamConfig,
+                   out_dir: str | Path, *, generator=None, progress: bool = True) -> dict:
+    """The whole benchmark; writes results.json, report.md and plots into ``out_dir``."""
+    import ganaug
+    from ..transforms import GANBatchAugment
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bad = [v for v in cfg.variants if v not in VARIANTS]
+    if bad:
+        raise GanaugError(f"unknown variants {bad}; choose from {list(VARIANTS)}.")
+    log = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
+
+    # 1. splits: long-tailed from the training split only; validation carved from it
+    lt = long_tailed_split(train_full, cfg.imbalance_ratio, cfg.n_max)
+    lt_train, val = carve_validation(lt, cfg.val_fraction)
+    log(f"long-tailed training part: {lt_train.class_counts()}; validation: {val.class_counts()}")
+
+    # 2. the generator: trained on the long-tailed training part only (checked, not assumed)
+    if generator is None:
+        mc = ganaug.make_config("sngan", lt_train.num_classes, lt_train.class_names,
+                                image_size=lt_train.image_size, channels=lt_train.channels)
+        run = ganaug.train(lt_train, mc, ganaug.TrainConfig(steps=cfg.generator_steps), out / "generator",
+                           resume=True, progress=progress)
+        generator = ganaug.load_generator(run)
+    gen = ganaug.load_generator(generator) if not isinstance(generator, ganaug.Generator) else generator
+    seen = (gen.metadata.get("training") or {}).get("data") or {}
+    expected = lt_train.fingerprint()
+    trained_on_lt = all(seen.get(k) == v for k, v in expected.items()) if seen else None
+    if trained_on_lt is False:
+        raise GanaugError(f"the generator was trained on {seen.get('num_images')} images with class counts "
+                          f"{seen.get('class_counts')}, not on this long-tailed split ({expected['class_counts']}); "
+                          "a generator that saw more data would leak it into the comparison.")
+
+    # 3. synthetic data for the balance variant: balance() tops every class up to the largest
+    counts = lt_train.class_counts()
+    mixed = ganaug.data.balance(lt_train, gen, "not majority", seed=0)
+    synthetic = LabelledImages(mixed.synthetic.images(), mixed.synthetic.labels, lt_train.class_names,
+                               "ganaug balance()")
+    p = {c: cfg.gan_p_max * (1 - n / max(counts)) for c, n in enumerate(counts)}
+    batch_aug = GANBatchAugment(gen, p=p)
+
+    # 4. the classifiers
+    results: dict[str, dict] = {}
+    k = lt_train.num_classes
+    rare = sorted(range(k), key=lambda c: counts[c])[: max(1, k // 3)]
+    for variant in cfg.variants:
+        runs = []
+        for seed in range(cfg.seeds):
+            t = time.perf_counter()
+            model = train_classifier(variant, lt_train, cfg, seed,
+                                     synthetic=synthetic if variant == "ganaug-balance" else None,
+                                     batch_aug=batch_aug if variant.startswith("ganaug-batch") else None)
+            pred = predict(model, test.images)
+            bal, per = _balanced_accuracy(pred, test.labels, k)
+            val_bal, _ = _balanced_accuracy(predict(model, val.images), val.labels, k) if len(val) else (float("nan"), [])
+            conf = torch.zeros(k, k, dtype=torch.int64)
+            conf.index_put_((test.labels, pred), torch.ones_like(pred), accumulate=True)
+            runs.append({"seed": seed, "balanced_accuracy": bal, "val_balanced_accuracy": val_bal,
+                         "per_class": per, "rare_accuracy": sum(per[c] for c in rare) / len(rare),
+                         "confusion": conf.tolist(), "seconds": round(time.perf_counter() - t, 1)})
+            log(f"{variant} seed {seed}: balanced accuracy {bal:.4f}")
+        b = torch.tensor([r["balanced_accuracy"] for r in runs], dtype=torch.float64)
+        rr = torch.tensor([r["rare_accuracy"] for r in runs], dtype=torch.float64)
+        results[variant] = {"balanced_accuracy_mean": float(b.mean()),
+                            "balanced_accuracy_std": float(b.std()) if len(b) > 1 else 0.0,
+                            "rare_accuracy_mean": float(rr.mean()),
+                            "val_balanced_accuracy_mean": sum(r["val_balanced_accuracy"] for r in runs) / len(runs),
+                            "per_class_mean": torch.tensor([r["per_class"] for r in runs]).mean(0).tolist(),
+                            "runs": runs}
+
+    summary = {
+        "ganaug_version": __version__, "config": dataclasses.asdict(cfg),
+        "data": {"train_full": train_full.source, "test": test.source, "long_tailed_counts": lt.class_counts(),
+                 "train_counts": counts, "val_counts": val.class_counts(), "rare_classes": rare,
+                 "class_names": lt_train.class_names},
+        "generator": {"source": gen.source, "trained_on_long_tailed_split": trained_on_lt,
+                      "trained_on": seen or None},
+        "results": results, "verdict": verdict(results),
+    }
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    write_report(summary, out)
+    return summary
+
+
+def verdict(results: dict[str, dict]) -> dict:
+    """Which variant won, and the best ganaug variant against the best classical baseline."""
+    mean = {v: r["balanced_accuracy_mean"] for v, r in results.items()}
+    best = max(mean, key=mean.get)
+    classical = {v: m for v, m in mean.items() if v in CLASSICAL and v != "plain"} or \
+        {v: m for v, m in mean.items() if v in CLASSICAL}
+    ours = {v: m for v, m in mean.items() if v.startswith("ganaug")}
+    out = {"winner": best, "winner_balanced_accuracy": mean[best]}
+    if classical and ours:
+        bc, bo = max(classical, key=classical.get), max(ours, key=ours.get)
+        margin = 100 * (ours[bo] - classical[bc])
+        out.update(best_classical=bc, best_ganaug=bo, margin_points=round(margin, 2),
+                   sentence=(f"{bo} {'beat' if margin > 0 else 'did not beat'} the best classical baseline "
+                             f"({bc}) by {margin:+.2f} points of balanced accuracy."))
+    return out
+
+
+def write_report(summary: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res, names = summary["results"], summary["data"]["class_names"]
+    lines = ["# ganaug downstream benchmark", "",
+             f"Long-tailed split, imbalance ratio {summary['config']['imbalance_ratio']:g}: training counts "
+             f"{summary['data']['train_counts']}; the test split is the full real test set. "
+             f"{summary['config']['seeds']} seeds per variant; same ResNet, steps and augmentation.", "",
+             f"**{summary['verdict'].get('sentence', 'winner: ' + summary['verdict']['winner'])}**", "",
+             "| variant | balanced accuracy (test) | rare-class accuracy | balanced accuracy (validation) |",
+             "|---|---|---|---|"]
+    for v, r in res.items():
+        lines.append(f"| {v} | {100 * r['balanced_accuracy_mean']:.2f} +- {100 * r['balanced_accuracy_std']:.2f} | "
+                     f"{100 * r['rare_accuracy_mean']:.2f} | {100 * r['val_balanced_accuracy_mean']:.2f} |")
+    g = summary["generator"]
+    lines += ["", f"Generator: `{g['source']}`; trained only on the long-tailed training part: "
+              f"{g['trained_on_long_tailed_split']}.", "", "![per class](per_class.png)", "",
+              "![confusion matrix of the winner](confusion.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    width = 0.8 / len(res)
+    for i, (v, r) in enumerate(res.items()):
+        ax.bar([c + i * width for c in range(len(names))], r["per_class_mean"], width, label=v)
+    ax.set_xticks([c + 0.4 - width / 2 for c in range(len(names))])
+    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(out / "per_class.png", dpi=100)
+    plt.close(fig)
+
+    winner = summary["verdict"]["winner"]
+    conf = torch.tensor(res[winner]["runs"][0]["confusion"], dtype=torch.float64)
+    conf = conf / conf.sum(1, keepdim=True).clamp(min=1)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.imshow(conf.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)))
+    ax.set_yticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=90, fontsize=7)
+    ax.set_yticklabels(names, fontsize=7)
+    ax.set_title(f"{winner}, seed 0 (rows: true class)")
+    fig.tight_layout()
+    fig.savefig(out / "confusion.png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,72 @@
+import json
+
+import pytest
+import torch
+
+import ganaug
+from ganaug import GanaugError
+from ganaug.bench import DownstreamConfig, long_tailed_sizes, long_tailed_split, run_downstream, verdict
+from ganaug.bench.splits import carve_validation
+from ganaug.cli import main
+from ganaug.data import load_fashion_mnist
+
+
+def test_long_tailed_sizes_follow_the_exponential_profile():
+    assert long_tailed_sizes(5000, 10, 100) == [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+    assert long_tailed_sizes(100, 2, 10) == [100, 10]
+
+
+def test_long_tailed_split_uses_only_the_training_split(fmnist_slice):
+    lt = long_tailed_split(fmnist_slice, 10, n_max=40)
+    assert lt.class_counts() == long_tailed_sizes(40, 10, 10)
+    # every image of the split is a training image (the function never sees the test split)
+    train_rows = {bytes(x.numpy().tobytes()) for x in fmnist_slice.images}
+    assert all(bytes(x.numpy().tobytes()) in train_rows for x in lt.images)
+    tr, val = carve_validation(lt, 0.25)
+    assert len(tr) + len(val) == len(lt) and all(n >= 1 for n in val.class_counts()[:9])
+    with pytest.raises(GanaugError, match="fewer images than the long-tailed split needs"):
+        long_tailed_split(fmnist_slice, 10, n_max=1000)
+
+
+def test_verdict_says_plainly_when_ganaug_lost():
+    r = {v: {"balanced_accuracy_mean": m} for v, m in
+         [("plain", 0.50), ("reweight", 0.60), ("oversample", 0.58), ("ganaug-balance", 0.59)]}
+    v = verdict(r)
+    assert v["winner"] == "reweight" and v["margin_points"] == -1.0
+    assert v["sentence"] == ("ganaug-balance did not beat the best classical baseline (reweight) "
+                             "by -1.00 points of balanced accuracy.")
+
+
+def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path):
+    train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=30)
+    test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=5)
+    cfg = DownstreamConfig(imbalance_ratio=10, seeds=2, n_max=24, classifier_steps=3, batch_size=16,
+                           generator_steps=2)
+    summary = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
+    assert set(summary["results"]) == {"plain", "reweight", "oversample", "ganaug-balance", "ganaug-batch",
+                                       "ganaug-batch+reweight"}
+    assert summary["generator"]["trained_on_long_tailed_split"] is True
+    gen_run = json.loads((tmp_path / "report" / "generator" / "run_config.json").read_text())
+    assert gen_run["data"]["class_counts"] == summary["data"]["train_counts"]  # only the long-tailed part
+    assert sum(gen_run["data"]["class_counts"]) < len(train)
+    for f in ("results.json", "report.md", "per_class.png", "confusion.png"):
+        assert (tmp_path / "report" / f).is_file(), f
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "beat the best classical baseline" in report
+    assert all(len(r["runs"]) == 2 for r in summary["results"].values())
+
+
+def test_a_generator_that_saw_more_data_is_refused(fmnist_dir, tmp_path):
+    train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=30)
+    test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=2)
+    mc = ganaug.make_config("sngan", 10, train.class_names, image_size=32, channels=1, g_width=8, d_width=8)
+    leaky = ganaug.train(train, mc, ganaug.TrainConfig(steps=1, batch_size=8), tmp_path / "leaky", progress=False)
+    cfg = DownstreamConfig(imbalance_ratio=10, seeds=1, n_max=24, classifier_steps=1, batch_size=8)
+    with pytest.raises(GanaugError, match="would leak it into the comparison"):
+        run_downstream(train, test, cfg, tmp_path / "r", generator=str(leaky), progress=False)
+
+
+def test_cli_help_and_bad_variant(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench-downstream", "x", "--out", "y", "--variants", "magic"])
+    assert "invalid choice: 'magic'" in capsys.readouterr().err
