@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 import ganaug
 from ganaug import GanaugError
