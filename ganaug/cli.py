@@ -364,6 +364,12 @@ def _cmd_bench(a: argparse.Namespace) -> None:
     print(summary["verdict"].get("sentence", ""))
 
 
+def _cmd_anomaly(a: argparse.Namespace) -> None:
+    from .anomaly.cli import run
+
+    run(a)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -378,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     _export_parser(sub)
     _push_parser(sub)
     _bench_parser(sub)
+    from .anomaly.cli import add_parser as _anomaly_parser
+
+    _anomaly_parser(sub)
     return parser
 
 
@@ -387,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv  # recorded in run_config.json and eval.json so results can be reproduced
     handlers = {"train": _cmd_train, "sample": _cmd_sample, "eval": _cmd_eval,
                 "reference-classifier": _cmd_reference, "export": _cmd_export, "push": _cmd_push,
-                "bench-downstream": _cmd_bench}
+                "bench-downstream": _cmd_bench, "anomaly": _cmd_anomaly}
     try:
         handlers[args.command](args)
     except GanaugError as e:

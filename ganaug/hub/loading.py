@@ -115,6 +115,20 @@ def download_package(repo_id: str, revision: str | None) -> Path:
     return folder
 
 
+def _validate_any(folder: Path) -> None:
+    """Load the package with the loader its config.json's kind names."""
+    try:
+        kind = json.loads((folder / CONFIG_NAME).read_text()).get("kind")
+    except (OSError, json.JSONDecodeError) as e:
+        raise GanaugError(f"{str(folder)!r} has no readable {CONFIG_NAME}: {e}.") from e
+    if kind == "ganaug-anomaly":
+        from ..anomaly.package import load_detector
+
+        load_detector(folder)
+    else:
+        load_package(folder)
+
+
 def push_to_hub(folder: str | Path, repo_id: str, *, revision: str | None = None,
                 private: bool | None = None, token: str | None = None,
                 commit_message: str | None = None) -> str:
@@ -124,7 +138,7 @@ def push_to_hub(folder: str | Path, repo_id: str, *, revision: str | None = None
     from huggingface_hub import HfApi
 
     folder = Path(folder)
-    load_package(folder)  # validate before publishing
+    _validate_any(folder)  # a broken package is never published
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision:

@@ -1,0 +1,99 @@
+"""``ganaug anomaly train`` and ``ganaug anomaly score``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from .model import ANOMALY_SIZES, AnomalyConfig
+    from .train import AnomalyTrainConfig
+
+    m, t = AnomalyConfig(), AnomalyTrainConfig()
+    p = sub.add_parser("anomaly", help="SkipGANomaly anomaly detection: train on normal images, score new ones",
+                       description="Anomaly detection with SkipGANomaly (Akcay et al. 2019).")
+    s = p.add_subparsers(dest="anomaly_command", required=True)
+    tr = s.add_parser("train", help="train a detector on normal images only",
+                      description="Train on NORMAL_DIR (images directly in it, or in sub-folders: all are "
+                      "taken as normal). A held-out part of them picks the epoch and sets the threshold.",
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    tr.add_argument("normal_dir", metavar="NORMAL_DIR", help="folder of normal images, all of one size")
+    tr.add_argument("--out", required=True, metavar="MODEL", help="folder for the detector package")
+    tr.add_argument("--image-size", type=int, default=m.image_size, choices=ANOMALY_SIZES,
+                    help="images are resized (shorter side) and centre-cropped to this")
+    tr.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 = grey, 3 = RGB (default: as the data)")
+    tr.add_argument("--width", type=int, default=m.width, help="base width of the networks")
+    tr.add_argument("--epochs", type=int, default=t.epochs, help="most epochs to train")
+    tr.add_argument("--batch-size", type=int, default=t.batch_size, help="batch size")
+    tr.add_argument("--lr", type=float, default=t.lr, help="Adam learning rate of G and D")
+    tr.add_argument("--val-fraction", type=float, default=t.val_fraction,
+                    help="share of normal images held out for early stopping and the threshold")
+    tr.add_argument("--threshold-quantile", type=float, default=t.threshold_quantile,
+                    help="threshold = this quantile of held-out normal scores (1 - target false-positive rate)")
+    tr.add_argument("--score-lambda", type=float, default=m.score_lambda,
+                    help="score = lambda * reconstruction + (1 - lambda) * latent distance")
+    tr.add_argument("--spectral-norm", action="store_true", help="spectral normalisation in D")
+    tr.add_argument("--seed", type=int, default=t.seed, help="seed of the split and the training")
+    sc = s.add_parser("score", help="score images with a trained detector",
+                      description="Write scores.csv (score, predicted label, threshold), heatmap overlays and, "
+                      "when labels are given, AUROC, AUPRC, F1 at the threshold and roc.png.",
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sc.add_argument("model", metavar="MODEL", help="detector folder or hf-hub:org/name[@rev]")
+    sc.add_argument("images", metavar="IMAGES", help="folder of images (flat, or class sub-folders)")
+    sc.add_argument("--out", required=True, help="output folder")
+    sc.add_argument("--labels", default=None, help="CSV of filename,label (1 = anomaly, 0 = normal)")
+    sc.add_argument("--normal-class", default=None, help="with class sub-folders: the folder of normal images")
+    sc.add_argument("--no-heatmaps", action="store_true", help="skip the heatmap overlays")
+
+
+def run(a: argparse.Namespace) -> None:
+    if a.anomaly_command == "train":
+        return _train(a)
+    from .package import load_detector
+    from .scoring import score_folder
+
+    model = load_detector(a.model)
+    result = score_folder(model, a.images, a.out, labels_csv=a.labels, normal_class=a.normal_class,
+                          heatmaps=not a.no_heatmaps)
+    (Path(a.out) / "metrics.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+def _train(a: argparse.Namespace) -> None:
+    import shlex
+
+    from .model import AnomalyConfig
+    from .package import save_detector
+    from .scoring import check_same_size, decode_files, list_images
+    from .train import AnomalyTrainConfig, train_detector
+
+    files, _ = list_images(a.normal_dir)
+    check_same_size(files)
+    images = decode_files(files, a.image_size, a.channels)
+    config = AnomalyConfig(image_size=a.image_size, channels=images.shape[1], width=a.width,
+                           score_lambda=a.score_lambda, spectral_norm=a.spectral_norm)
+    tc = AnomalyTrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, val_fraction=a.val_fraction,
+                            threshold_quantile=a.threshold_quantile, seed=a.seed)
+    model, record = train_detector(images, config, tc)
+    record["data"] = {"source": str(a.normal_dir), "num_images": len(images)}
+    record["commands"] = [shlex.join(["ganaug", *a.argv])]
+    card = detector_card(model, record)
+    save_detector(model, a.out, record, card)
+    print(f"threshold {model.threshold:.5f} ({record['threshold_rule']}); saved to {a.out}")
+
+
+def detector_card(model, record: dict) -> str:
+    c = model.config
+    return "\n".join([
+        "---", "library_name: ganaug", "tags:", "- ganaug", "- anomaly-detection", "- skipganomaly", "---", "",
+        f"# SkipGANomaly detector, {c.channels}x{c.image_size}x{c.image_size}", "",
+        "Trained on normal images only. Score = "
+        f"{c.score_lambda} * reconstruction L1 + {1 - c.score_lambda:.2f} * latent L2 in D's feature space.", "",
+        "```bash", "ganaug anomaly score THIS_FOLDER IMAGES --out scores/", "```", "",
+        f"- data: `{record.get('data', {}).get('source')}`, {record.get('num_train')} images for training, "
+        f"{record.get('num_validation')} held out",
+        f"- epochs run: {record.get('epochs_run')}, kept: {record.get('best_epoch')} (lowest mean held-out score)",
+        f"- threshold: {record.get('threshold'):.5f}, {record.get('threshold_rule')}",
+        f"- wall time: {record.get('elapsed_s')} s", "",
+        "Reproduce:", "", "```bash", *record.get("commands", []), "```", ""])

@@ -1,0 +1,163 @@
+"""SkipGANomaly (Akcay et al. 2019): a U-Net generator with skip connections reconstructs
+normal images; a discriminator doubles as the feature extractor for the latent loss and score.
+
+Score of an image x with reconstruction x' = G(x) and D features f:
+    lambda * mean|x - x'| + (1 - lambda) * mean (f(x) - f(x'))^2        (lambda = 0.9)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import GanaugError
+from ..models.layers import maybe_sn
+
+ANOMALY_SIZES = (32, 64, 128)
+
+
+@dataclass
+class AnomalyConfig:
+    image_size: int = 64
+    channels: int = 1
+    width: int = 32  # channels of the first encoder layer; doubles per level, capped at 8x
+    latent_dim: int = 100
+    spectral_norm: bool = False  # in D
+    w_adv: float = 1.0  # adversarial (feature matching)
+    w_con: float = 40.0  # contextual L1 reconstruction
+    w_lat: float = 1.0  # latent L2 between D features of x and G(x)
+    score_lambda: float = 0.9
+    input_noise: float = 0.0  # std of Gaussian noise added to G's input while training (really added)
+    format_version: int = 1
+
+    def validate(self) -> "AnomalyConfig":
+        if self.image_size not in ANOMALY_SIZES:
+            raise GanaugError(f"anomaly image size {self.image_size} is not supported; choose one of "
+                              f"{list(ANOMALY_SIZES)}.")
+        if self.channels not in (1, 3):
+            raise GanaugError(f"channels must be 1 or 3, got {self.channels}.")
+        if not 0 <= self.score_lambda <= 1:
+            raise GanaugError(f"score_lambda must lie in [0, 1], got {self.score_lambda}.")
+        if self.width < 4 or self.latent_dim < 1:
+            raise GanaugError("width must be >= 4 and latent_dim >= 1.")
+        return self
+
+    @property
+    def widths(self) -> list[int]:
+        levels = int(math.log2(self.image_size // 4))
+        return [self.width * min(8, 2**i) for i in range(levels)]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AnomalyConfig":
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise GanaugError(f"anomaly config has unknown fields {unknown}.")
+        for k, v in data.items():
+            want = {"int": int, "float": (int, float), "bool": bool}[names[k].type]
+            if not isinstance(v, want) or (isinstance(v, bool) and names[k].type != "bool"):
+                raise GanaugError(f"anomaly config field {k!r} must be {names[k].type}, got {v!r}.")
+        cfg = cls(**data)
+        if cfg.format_version > 1:
+            raise GanaugError("this anomaly model was written by a newer ganaug; upgrade ganaug.")
+        return cfg.validate()
+
+
+def _down(c_in: int, c_out: int, bn: bool, sn: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = [maybe_sn(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not bn), sn)]
+    if bn:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(*layers)
+
+
+class UNetGenerator(nn.Module):
+    """Encoder (stride-2 convs) to a latent vector, decoder back, with a skip at every level."""
+
+    def __init__(self, cfg: AnomalyConfig):
+        super().__init__()
+        w = cfg.widths
+        self.down = nn.ModuleList([_down(cfg.channels, w[0], bn=False)] +
+                                  [_down(w[i - 1], w[i], bn=True) for i in range(1, len(w))])
+        self.bottleneck = nn.Conv2d(w[-1], cfg.latent_dim, 4, 1, 0)
+        self.up0 = nn.Sequential(nn.ConvTranspose2d(cfg.latent_dim, w[-1], 4, 1, 0, bias=False),
+                                 nn.BatchNorm2d(w[-1]), nn.ReLU(True))
+        ups = []
+        for i in range(len(w) - 1, -1, -1):
+            c_out = w[i - 1] if i > 0 else cfg.channels
+            last = i == 0
+            ups.append(nn.Sequential(nn.ConvTranspose2d(2 * w[i], c_out, 4, 2, 1, bias=last),
+                                     *(() if last else (nn.BatchNorm2d(c_out), nn.ReLU(True)))))
+        self.up = nn.ModuleList(ups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = x
+        for d in self.down:
+            h = d(h)
+            skips.append(h)
+        h = self.up0(self.bottleneck(h))
+        for u, s in zip(self.up, reversed(skips)):
+            h = u(torch.cat([h, s], 1))
+        return torch.tanh(h)
+
+
+class FeatureDiscriminator(nn.Module):
+    """DCGAN encoder; ``forward`` returns (logit, features of the last conv block)."""
+
+    def __init__(self, cfg: AnomalyConfig):
+        super().__init__()
+        w, sn = cfg.widths, cfg.spectral_norm
+        self.features = nn.Sequential(_down(cfg.channels, w[0], bn=False, sn=sn),
+                                      *[_down(w[i - 1], w[i], bn=not sn, sn=sn) for i in range(1, len(w))])
+        self.classifier = maybe_sn(nn.Conv2d(w[-1], 1, 4, 1, 0), sn)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        return self.classifier(f).flatten(), f
+
+
+class SkipGANomaly(nn.Module):
+    """Generator + discriminator + the anomaly score. ``threshold`` is set by training."""
+
+    def __init__(self, config: AnomalyConfig, threshold: float | None = None):
+        super().__init__()
+        self.config = config.validate()
+        self.G, self.D = UNetGenerator(config), FeatureDiscriminator(config)
+        self.threshold = threshold
+
+    @torch.no_grad()
+    def score_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores (N,), per-pixel reconstruction error maps (N, H, W)) for images in [-1, 1]."""
+        self.eval()
+        rec = self.G(x)
+        _, f_x = self.D(x)
+        _, f_r = self.D(rec)
+        err = (x - rec).abs()
+        lam = self.config.score_lambda
+        scores = lam * err.flatten(1).mean(1) + (1 - lam) * (f_x - f_r).pow(2).flatten(1).mean(1)
+        return scores, err.mean(1)
+
+    def losses(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """(generator loss, discriminator loss, parts) for one batch of normal images."""
+        c = self.config
+        noisy = x + c.input_noise * torch.randn_like(x) if c.input_noise > 0 else x
+        rec = self.G(noisy)
+        logit_real, f_real = self.D(x)
+        logit_fake, f_fake = self.D(rec)
+        adv = (f_real.mean(0) - f_fake.mean(0)).pow(2).mean()  # feature matching
+        con = (x - rec).abs().mean()
+        lat = (f_real - f_fake).pow(2).mean()
+        g_loss = c.w_adv * adv + c.w_con * con + c.w_lat * lat
+        logit_fake_d, _ = self.D(rec.detach())
+        d_loss = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
+                  + F.binary_cross_entropy_with_logits(logit_fake_d, torch.zeros_like(logit_fake_d)))
+        return g_loss, d_loss, {"adv": adv.item(), "con": con.item(), "lat": lat.item(), "d": d_loss.item()}

@@ -1,0 +1,157 @@
+"""Scoring folders of images: scores CSV, predicted labels, heatmap overlays, and (with labels)
+AUROC, AUPRC, F1 at the threshold and a ROC curve."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data.images import DECODE_ERRORS, decode_image, is_image_file, stack_images
+from ..errors import GanaugError
+from .model import SkipGANomaly
+from .train import score_images
+
+
+def list_images(folder: str | Path) -> tuple[list[Path], list[str]]:
+    """Image files directly in ``folder`` (class "") or in its class sub-folders (sorted)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GanaugError(f"{str(folder)!r} is not a folder of images.")
+    files, classes = [], []
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and is_image_file(f.name):
+            files.append(f)
+            classes.append("")
+        elif f.is_dir() and not f.name.startswith("."):
+            for g in sorted(f.rglob("*")):
+                if g.is_file() and is_image_file(g.name):
+                    files.append(g)
+                    classes.append(f.name)
+    if not files:
+        raise GanaugError(f"no images in {str(folder)!r} (looked for .png, .jpg, .jpeg, .bmp, .webp).")
+    return files, classes
+
+
+def check_same_size(files: list[Path]) -> tuple[int, int]:
+    """All images must share one size: resizing them differently would change what a defect
+    looks like. Reads only the headers."""
+    sizes: dict[tuple[int, int], Path] = {}
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                sizes.setdefault(im.size, f)
+        except DECODE_ERRORS as e:
+            raise GanaugError(f"cannot read {str(f)!r}: {e}") from e
+    if len(sizes) > 1:
+        examples = ", ".join(f"{w}x{h} ({p.name})" for (w, h), p in list(sizes.items())[:4])
+        raise GanaugError(f"the images have different sizes: {examples}. Anomaly detection compares "
+                          "pixels; bring them to one size first.")
+    return next(iter(sizes))
+
+
+def decode_files(files: list[Path], image_size: int, channels: int | None) -> torch.Tensor:
+    """uint8 (N, C, S, S); every unreadable file is listed in the error."""
+    arrays, bad = [], []
+    for f in files:
+        try:
+            arrays.append(decode_image(f, image_size, channels))
+        except DECODE_ERRORS as e:
+            bad.append(f"{f} ({e})")
+    if bad:
+        raise GanaugError("images could not be read (fix or remove them):\n  " + "\n  ".join(bad[:20]))
+    return stack_images(arrays, channels)
+
+
+def overlay(path: Path, heat: torch.Tensor) -> Image.Image:
+    """The original image in grey with the reconstruction error in red, at the image's own size."""
+    with Image.open(path) as im:
+        base = np.asarray(im.convert("L"), dtype=np.float32)
+    h = torch.nn.functional.interpolate(heat[None, None], size=base.shape, mode="bilinear",
+                                        align_corners=False)[0, 0].numpy()
+    h = h / max(float(h.max()), 1e-8)
+    rgb = np.stack([base * (1 - 0.6 * h) + 255 * 0.6 * h, base * (1 - 0.6 * h), base * (1 - 0.6 * h)], -1)
+    return Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
+
+
+def read_label_csv(path: str | Path, files: list[Path]) -> list[int]:
+    """``filename,label`` rows (label 1 = anomaly, 0 = normal), matched by file name."""
+    table = {}
+    with open(path, newline="") as fh:
+        for row in csv.reader(fh):
+            if len(row) >= 2 and row[1].strip() in ("0", "1"):
+                table[row[0].strip()] = int(row[1])
+    missing = [f.name for f in files if f.name not in table]
+    if missing:
+        raise GanaugError(f"--labels has no label for {missing[:5]}{'...' if len(missing) > 5 else ''}.")
+    return [table[f.name] for f in files]
+
+
+def score_folder(model: SkipGANomaly, folder: str | Path, out_dir: str | Path, *,
+                 labels_csv: str | Path | None = None, normal_class: str | None = None,
+                 heatmaps: bool = True) -> dict:
+    """Score every image; write scores.csv, heatmaps/ and, with labels, metrics and roc.png."""
+    files, classes = list_images(folder)
+    check_same_size(files)
+    images = decode_files(files, model.config.image_size, model.config.channels)
+    scores, maps = score_images(model, images)
+    predicted = (scores > model.threshold).long()
+    labels = None
+    if labels_csv:
+        labels = read_label_csv(labels_csv, files)
+    elif normal_class is not None:
+        if normal_class not in set(classes):
+            raise GanaugError(f"no class folder named {normal_class!r} in {str(folder)!r}; found "
+                              f"{sorted(set(classes) - {''})}.")
+        labels = [int(c != normal_class) for c in classes]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "scores.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "score", "predicted_anomaly", "threshold"] + (["label"] if labels else []))
+        for i, f in enumerate(files):
+            w.writerow([str(f), f"{float(scores[i]):.6f}", int(predicted[i]), f"{model.threshold:.6f}"]
+                       + ([labels[i]] if labels else []))
+    if heatmaps:
+        (out / "heatmaps").mkdir(exist_ok=True)
+        for i, f in enumerate(files):
+            name = f"{classes[i]}_{f.stem}.png" if classes[i] else f"{f.stem}.png"
+            overlay(f, maps[i]).save(out / "heatmaps" / name)
+    result = {"n": len(files), "threshold": model.threshold, "n_predicted_anomalies": int(predicted.sum())}
+    if labels is not None:
+        result.update(binary_metrics(scores, torch.tensor(labels), model.threshold, out / "roc.png"))
+    return result
+
+
+def binary_metrics(scores: torch.Tensor, labels: torch.Tensor, threshold: float,
+                   roc_png: Path | None = None) -> dict:
+    from torchmetrics.functional.classification import (binary_auroc, binary_average_precision,
+                                                        binary_f1_score, binary_roc)
+
+    if labels.min() == labels.max():
+        raise GanaugError("the labels contain only one class; AUROC needs normal and anomalous images.")
+    pred = (scores > threshold).float()
+    metrics = {"auroc": float(binary_auroc(scores, labels)),
+               "auprc": float(binary_average_precision(scores, labels)),
+               "f1_at_threshold": float(binary_f1_score(pred, labels)),
+               "n_anomalous": int(labels.sum()), "n_normal": int((1 - labels).sum())}
+    if roc_png is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fpr, tpr, _ = binary_roc(scores, labels)
+        fig, ax = plt.subplots(figsize=(4, 4))
+        ax.plot(fpr.numpy(), tpr.numpy(), label=f"AUROC {metrics['auroc']:.3f}")
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        fig.savefig(roc_png, dpi=100)
+        plt.close(fig)
+    return metrics

@@ -1,0 +1,126 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganaug import GanaugError
+from ganaug.anomaly import (AnomalyConfig, AnomalyTrainConfig, SkipGANomaly, load_detector, save_detector,
+                            score_folder, score_images, train_detector)
+from ganaug.cli import main
+from ganaug.data import load_fashion_mnist
+
+from .conftest import make_package
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_shapes(size, channels):
+    m = SkipGANomaly(AnomalyConfig(image_size=size, channels=channels, width=8))
+    x = torch.rand(2, channels, size, size) * 2 - 1
+    assert m.G(x).shape == x.shape
+    logit, feat = m.D(x)
+    assert logit.shape == (2,) and feat.dim() == 4
+    scores, maps = m.score_maps(x)
+    assert scores.shape == (2,) and maps.shape == (2, size, size)
+
+
+@pytest.fixture(scope="module")
+def sneakers(fmnist_dir):
+    train = load_fashion_mnist(fmnist_dir, max_per_class=400)
+    test = load_fashion_mnist(fmnist_dir, split="test", max_per_class=40)
+    return train.images[train.labels == 7], test
+
+
+@pytest.fixture(scope="module")
+def detector(sneakers):
+    normal, _ = sneakers
+    return train_detector(normal, AnomalyConfig(image_size=32, channels=1, width=16),
+                          AnomalyTrainConfig(epochs=6, batch_size=32), progress=False)
+
+
+def test_corrupted_images_score_higher_after_short_training(detector, sneakers):
+    model, _ = detector
+    _, test = sneakers
+    clean = test.images[test.labels == 7]
+    corrupted = clean.clone()
+    corrupted[:, :, 8:24, 8:24] = torch.randint(0, 256, (len(clean), 1, 16, 16),
+                                                generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    s_clean, _ = score_images(model, clean)
+    s_bad, _ = score_images(model, corrupted)
+    assert (s_bad > s_clean).float().mean() > 0.9
+
+
+def test_threshold_comes_only_from_normal_validation_data(detector, sneakers):
+    model, record = detector
+    normal, _ = sneakers
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # the split train_detector made with seed 0
+        perm = torch.randperm(len(normal))
+    val = normal[perm[: record["num_validation"]]]
+    scores, _ = score_images(model, val)
+    assert model.threshold == pytest.approx(float(torch.quantile(scores.double(), 0.99)))
+    assert record["num_train"] + record["num_validation"] == len(normal)
+
+
+def test_save_load_round_trip_gives_identical_scores(detector, sneakers, tmp_path):
+    model, record = detector
+    _, test = sneakers
+    again = load_detector(save_detector(model, tmp_path / "det", record))
+    assert again.threshold == model.threshold
+    assert torch.equal(score_images(model, test.images)[0], score_images(again, test.images)[0])
+
+
+def _write(folder, images, prefix="img"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, x in enumerate(images):
+        Image.fromarray(x[0].numpy()).resize((36, 40)).save(folder / f"{prefix}{i}.png")
+
+
+def test_cli_train_and_score_with_heatmaps_and_metrics(sneakers, tmp_path):
+    normal, test = sneakers
+    _write(tmp_path / "normal", normal[:200])
+    _write(tmp_path / "eval" / "good", test.images[test.labels == 7][:10])
+    _write(tmp_path / "eval" / "defect", test.images[test.labels == 1][:10])
+    assert main(["anomaly", "train", str(tmp_path / "normal"), "--out", str(tmp_path / "det"),
+                 "--image-size", "32", "--width", "8", "--epochs", "2", "--batch-size", "32"]) == 0
+    assert main(["anomaly", "score", str(tmp_path / "det"), str(tmp_path / "eval"), "--out",
+                 str(tmp_path / "scored"), "--normal-class", "good"]) == 0
+    metrics = json.loads((tmp_path / "scored" / "metrics.json").read_text())
+    assert set(metrics) >= {"auroc", "auprc", "f1_at_threshold", "threshold"} and metrics["n"] == 20
+    heat = sorted((tmp_path / "scored" / "heatmaps").iterdir())
+    assert len(heat) == 20 and Image.open(heat[0]).size == (36, 40)  # the image's own size
+    rows = (tmp_path / "scored" / "scores.csv").read_text().splitlines()
+    assert rows[0] == "path,score,predicted_anomaly,threshold,label" and len(rows) == 21
+    assert (tmp_path / "scored" / "roc.png").is_file()
+    card = (tmp_path / "det" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: ganaug") and "ganaug anomaly train" in card
+
+
+def test_bad_inputs(tmp_path, capsys):
+    (tmp_path / "mixed").mkdir()
+    Image.new("L", (32, 32)).save(tmp_path / "mixed" / "a.png")
+    Image.new("L", (40, 32)).save(tmp_path / "mixed" / "b.png")
+    assert main(["anomaly", "train", str(tmp_path / "mixed"), "--out", str(tmp_path / "m")]) == 2
+    assert "different sizes: 32x32 (a.png), 40x32 (b.png)" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["anomaly", "train", str(tmp_path / "empty"), "--out", str(tmp_path / "m")]) == 2
+    assert "no images in" in capsys.readouterr().err
+    generator = make_package(tmp_path)
+    with pytest.raises(GanaugError, match="holds a 'ganaug-generator', not an anomaly model"):
+        load_detector(generator)
+    with pytest.raises(GanaugError, match="images are \\(1, 32, 32\\) but the model expects \\(3, 32, 32\\)"):
+        train_detector(torch.zeros(10, 1, 32, 32, dtype=torch.uint8), AnomalyConfig(image_size=32, channels=3),
+                       AnomalyTrainConfig())
+
+
+def test_push_validates_detector_packages(detector, tmp_path):
+    from ganaug.hub.loading import _validate_any
+
+    model, record = detector
+    folder = save_detector(model, tmp_path / "det", record)
+    _validate_any(folder)  # loads as a detector, not as a generator
+    (folder / "model.safetensors").write_bytes(b"broken")
+    with pytest.raises(GanaugError, match="corrupt or truncated"):
+        _validate_any(folder)
