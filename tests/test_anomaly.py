@@ -1,13 +1,12 @@
 import json
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from ganaug import GanaugError
 from ganaug.anomaly import (AnomalyConfig, AnomalyTrainConfig, SkipGANomaly, load_detector, save_detector,
-                            score_folder, score_images, train_detector)
+                            score_images, train_detector)
 from ganaug.cli import main
 from ganaug.data import load_fashion_mnist
 
