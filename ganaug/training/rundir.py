@@ -61,8 +61,13 @@ def plot_losses(run_dir: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(7, 3.5))
     steps = [r["step"] for r in rows]
-    ax.plot(steps, [r["loss_d"] for r in rows], label="D loss", lw=1)
-    ax.plot(steps, [r["loss_g"] for r in rows], label="G loss", lw=1)
+    for key, label, color in (("loss_d", "D loss", "tab:blue"), ("loss_g", "G loss", "tab:orange")):
+        values = [r[key] for r in rows]
+        ax.plot(steps, values, color=color, lw=0.6, alpha=0.35)  # single batches: noisy
+        w = max(1, len(values) // 25)
+        smooth = [sum(values[max(0, i - w + 1):i + 1]) / len(values[max(0, i - w + 1):i + 1])
+                  for i in range(len(values))]
+        ax.plot(steps, smooth, color=color, lw=1.5, label=f"{label} (running mean of {w})")
     ax.set_xlabel("step")
     ax.legend()
     ax.grid(alpha=0.3)
