@@ -126,42 +126,32 @@ def _cmd_sample(a: argparse.Namespace) -> None:
     import torch
     from PIL import Image
 
-    from .grid import save_class_grid
     from .hub import load_generator
     from .training import pick_device
 
     if a.n < 1:
         raise GanaugError("--n must be at least 1.")
     G = load_generator(a.model, device=pick_device(a.device))
-    classes = resolve_classes(a.classes, G.class_names)
-    labels = torch.tensor(classes).repeat_interleave(a.n)
-    imgs = G.generate(labels, seed=a.seed, truncation=a.truncation)
+    classes = G.class_ids(parse_classes(a.classes, G.class_names)).tolist() if a.classes else list(range(G.num_classes))
     out = Path(a.out)
     if out.suffix.lower() == ".png":
-        save_class_grid(imgs, [G.class_names[c] for c in classes], a.n, out)
-    else:
-        for i, (img, c) in enumerate(zip(imgs, labels.tolist())):
-            d = out / _safe_name(G.class_names[c])
-            d.mkdir(parents=True, exist_ok=True)
-            arr = img.permute(1, 2, 0).squeeze(-1).numpy()
-            Image.fromarray(arr).save(d / f"{i % a.n:05d}.png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        G.sample_grid(a.n, classes=classes, seed=a.seed, truncation=a.truncation).save(out)
+        print(f"wrote a grid of {len(classes) * a.n} images to {out}")
+        return
+    labels = torch.tensor(classes).repeat_interleave(a.n)
+    imgs = G.generate(labels, seed=a.seed, truncation=a.truncation)
+    for i, (img, c) in enumerate(zip(imgs, labels.tolist())):
+        d = out / _safe_name(G.class_names[c])
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img.permute(1, 2, 0).squeeze(-1).numpy()).save(d / f"{i % a.n:05d}.png")
     print(f"wrote {len(imgs)} images to {out}")
 
 
-def resolve_classes(requested: list[str] | None, class_names: list[str]) -> list[int]:
-    """Class names or integer ids -> ids; unknown ones are an error listing the valid names."""
-    if not requested:
-        return list(range(len(class_names)))
-    out = []
-    for r in (x for item in requested for x in item.split(",") if x):
-        if r in class_names:
-            out.append(class_names.index(r))
-        elif r.lstrip("-").isdigit() and 0 <= int(r) < len(class_names):
-            out.append(int(r))
-        else:
-            raise GanaugError(f"unknown class {r!r}; this generator knows ids 0..{len(class_names) - 1} "
-                              f"and names {class_names}.")
-    return out
+def parse_classes(requested: list[str], class_names: list[str]) -> list[int | str]:
+    """CLI class arguments (names or ids, space- or comma-separated) -> names and int ids."""
+    items = [x for item in requested for x in item.split(",") if x]
+    return [x if x in class_names or not x.lstrip("-").isdigit() else int(x) for x in items]
 
 
 def _safe_name(name: str) -> str:

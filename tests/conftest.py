@@ -58,6 +58,16 @@ def make_package(root: Path, classes=("ok", "defect"), arch="sngan", steps=3, ch
     return ganaug.export_run(run, root / name, **export_kw)
 
 
+def assert_same_images(a, b) -> None:
+    """Equal up to uint8 rounding: conv kernels with other batch sizes or thread counts differ in
+    the last float bits, which can move a rare pixel by 1 (never more)."""
+    import torch
+
+    assert a.shape == b.shape and a.dtype == b.dtype
+    diff = (a.to(torch.int16) - b.to(torch.int16)).abs()
+    assert int(diff.max()) <= 1 and float((diff > 0).float().mean()) < 1e-3
+
+
 @pytest.fixture
 def class_folders(tmp_path) -> Path:
     return make_class_folders(tmp_path / "data")

@@ -13,7 +13,7 @@ from ganaug import GanaugError
 from ganaug.data import LabelledImages, MixedDataset, SyntheticDataset, balance, resolve_strategy
 from ganaug.transforms import GANAugment, GANBatchAugment
 
-from .conftest import make_package
+from .conftest import assert_same_images, make_package
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +244,8 @@ def test_same_images_for_any_worker_count_with_fork(pkg):
     ds = SyntheticDataset(pkg, 10, seed=1, chunk_size=8)
     ref = _collect(DataLoader(ds, batch_size=4))
     forked = _collect(DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="fork"))
-    assert torch.equal(ref[0], forked[0]) and torch.equal(ref[1], forked[1])
+    assert_same_images(ref[0], forked[0])  # workers run one thread: last-bit float differences
+    assert torch.equal(ref[1], forked[1])
 
 
 class _Joint(Dataset):
@@ -264,7 +265,7 @@ def test_spawn_workers_load_their_own_generator(pkg):
     ds = SyntheticDataset(pkg, 4, seed=2, chunk_size=4)
     ref = _collect(DataLoader(ds, batch_size=4))
     spawned = _collect(DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="spawn"))
-    assert torch.equal(ref[0], spawned[0])
+    assert_same_images(ref[0], spawned[0])
     joint = _Joint(v2.Compose([GANAugment(pkg, p=0.5)]))
 
     def run():

@@ -33,7 +33,7 @@ def test_same_seed_same_images(run_dir, tmp_path):
 def test_unknown_class_is_a_clear_error(run_dir, tmp_path, capsys):
     assert main(["sample", str(run_dir), "--classes", "zebra", "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
-    assert "unknown class 'zebra'" in err and "'cat', 'dog'" in err
+    assert "unknown class name 'zebra'" in err and "['cat', 'dog']" in err
 
 
 def test_one_class_only_is_a_clear_error(tmp_path, capsys):

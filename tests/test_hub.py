@@ -38,11 +38,19 @@ def digest(images: torch.Tensor) -> str:
 
 
 def local_digest(pkg) -> str:
-    return digest(ganaug.load_generator(pkg).generate([0, 1, 1], seed=0))
+    # The client computes its digest with one thread too: bit-exact needs equal thread counts.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return digest(ganaug.load_generator(pkg).generate([0, 1, 1], seed=0))
+    finally:
+        torch.set_num_threads(threads)
 
 
 CLIENT = """
 import hashlib, json, sys
+import torch
+torch.set_num_threads(1)
 import ganaug
 from ganaug import GanaugError
 out = []

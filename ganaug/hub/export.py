@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from ..errors import GanaugError
-from ..grid import save_class_grid
 from .card import model_card
 from .loading import load_generator
 
@@ -32,9 +29,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "float3
                                       "protocol": eval_result["protocol"],
                                       "reference_classifier": eval_result["reference_classifier"]}
     out.mkdir(parents=True, exist_ok=True)
-    per = 8
-    images = gen.generate(torch.arange(gen.num_classes).repeat_interleave(per), seed=0)
-    save_class_grid(images, gen.class_names, per, out / "samples.png")
+    gen.sample_grid(8, seed=0).save(out / "samples.png")
     card = model_card(gen, repo_hint=repo_hint, local_hint=str(out_dir), eval_result=eval_result,
                       license=license, datasets=datasets)
     return gen.save_pretrained(out, dtype=dtype, card=card)

@@ -103,8 +103,10 @@ class Generator(nn.Module):
                  batch_size: int = 256) -> torch.Tensor:
         """uint8 images ``(N, C, H, W)`` of the given classes.
 
-        The same ``seed`` (or the same state of ``generator``) gives the same images on any
-        device and batch size; with neither, the seed is drawn from torch's global RNG.
+        The same ``seed`` (or the same state of ``generator``) gives the same latents on any
+        device and batch size, and bit-identical images at equal batch size and thread count
+        (otherwise round-off can move a rare pixel by one grey level); with neither, the seed
+        is drawn from torch's global RNG.
         """
         ids = self.class_ids(labels)
         if seed is None and generator is None:
@@ -112,6 +114,15 @@ class Generator(nn.Module):
         return generate_images(self.net, ids, z_dim=self.config.z_dim,
                                value_range=self.config.value_range, seed=seed,
                                generator=generator, truncation=truncation, batch_size=batch_size)
+
+    def sample_grid(self, per_class: int = 8, *, classes: Labels | None = None, seed: int = 0,
+                    truncation: float | None = None):
+        """A PIL image with one row of ``per_class`` samples per class (all classes by default)."""
+        from ..grid import class_grid
+
+        ids = self.class_ids(classes) if classes is not None else torch.arange(self.num_classes)
+        images = self.generate(ids.repeat_interleave(per_class), seed=seed, truncation=truncation)
+        return class_grid(images, [self.class_names[int(c)] for c in ids], per_class)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Raw generator output in ``value_range`` (float), for callers that bring their own z."""

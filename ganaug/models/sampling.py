@@ -34,7 +34,7 @@ def generate_images(G: torch.nn.Module, labels: torch.Tensor, *, z_dim: int,
     """uint8 ``(N, C, H, W)`` images of ``labels`` from generator ``G`` (in its current mode).
 
     Latents are drawn on the CPU from ``generator`` (or a fresh one seeded with ``seed``), so the
-    same seed gives the same images on any device and for any ``batch_size``.
+    same seed gives the same latents on any device and for any ``batch_size``.
     """
     from ..data.images import model_to_uint8
 
