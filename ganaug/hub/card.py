@@ -22,7 +22,7 @@ def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", local_hint: str |
     hours = (train.get("elapsed_s") or 0) / 3600
     lines = [
         f"# ganaug {c.arch} generator, {c.channels}x{c.image_size}x{c.image_size}, {c.num_classes} classes", "",
-        "A class-conditional GAN generator packaged by [ganaug](https://pypi.org/project/ganaug/): "
+        "A class-conditional GAN generator packaged by ganaug: "
         "`model.safetensors` holds the EMA generator weights, `config.json` the architecture, "
         "the class names and how it was trained.", "",
         "## Use", "", "```python", "import ganaug",
