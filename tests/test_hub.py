@@ -125,10 +125,11 @@ def test_not_found_unauthorised_and_bad_revision(server, packages, tmp_path):
     client(server, tmp_path, [("push", packages[2], "org/secret", {"private": True})])
     missing, no_token_rev = client(server, tmp_path, [("pull", "hf-hub:org/does-not-exist", {}),
                                                       ("pull", "hf-hub:org/secret@nope", {})])
-    assert "org/does-not-exist was not found" in missing
+    assert "org/does-not-exist@main was not found" in missing
     assert "revision 'nope' does not exist in org/secret" in no_token_rev
     (private,) = client(server, tmp_path, [("pull", "hf-hub:org/secret", {})], token=False)
-    assert "private and you are not authorised" in private and "HF_TOKEN" in private
+    assert "org/secret@main was not found, or the repo is private and you are not authorised" in private
+    assert "HF_TOKEN" in private
     (ok,) = client(server, tmp_path, [("pull", "hf-hub:org/secret", {})], token=True)
     assert ok == local_digest(packages[2])
 

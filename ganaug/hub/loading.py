@@ -93,12 +93,12 @@ def download_package(repo_id: str, revision: str | None) -> Path:
         raise GanaugError(f"revision {revision!r} does not exist in {repo_id}; check the branch, tag "
                           "or commit name.") from e
     except GatedRepoError as e:
-        raise GanaugError(f"{repo_id} is gated: accept its terms on the Hub and log in "
+        raise GanaugError(f"{where} is gated: accept its terms on the Hub and log in "
                           "(`hf auth login` or HF_TOKEN).") from e
     except RepositoryNotFoundError as e:
-        raise GanaugError(f"{repo_id} was not found, or it is private and you are not authorised: "
-                          "check the name, and log in (`hf auth login` or HF_TOKEN) for private "
-                          "repos.") from e
+        raise GanaugError(f"{where} was not found, or the repo is private and you are not "
+                          "authorised: check the name, and log in (`hf auth login` or HF_TOKEN) "
+                          "for private repos.") from e
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
         raise GanaugError(f"{where} is not in the local Hugging Face cache and the Hub cannot be "
                           "reached (offline, HF_HUB_OFFLINE=1, or no network). Download it once "
