@@ -71,10 +71,11 @@ def training_metadata(run_dir: Path, step: int) -> dict:
         commands = run.get("commands") or ([run["command"]] if run.get("command") else [])  # 0.1.0 runs
         meta.update(commands=commands, data=run.get("data"), train_config=run.get("train"))
     metrics = run_dir / METRICS
-    if metrics.is_file():
-        lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
-        if lines:
-            meta["elapsed_s"] = json.loads(lines[-1]).get("elapsed_s")
+    if metrics.is_file():  # the last line at or before the checkpoint (a killed run logs past it)
+        rows = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
+        rows = [r for r in rows if r.get("step", 0) <= step]
+        if rows:
+            meta["elapsed_s"] = rows[-1].get("elapsed_s")
     return meta
 
 
