@@ -54,7 +54,7 @@ def _balanced_accuracy(pred: torch.Tensor, labels: torch.Tensor, k: int) -> tupl
 def train_classifier(variant: str, train: LabelledImages, cfg: DownstreamConfig, seed: int,
                      synthetic: LabelledImages | None = None, batch_aug=None) -> SmallResNet:
     """Train one classifier. Every variant: same network, steps, batch size, optimiser and shifts."""
-    from ..eval.classifier import _shift
+    from ..eval.classifier import random_shift
 
     k = train.num_classes
     counts = torch.bincount(train.labels, minlength=k).float()
@@ -85,7 +85,7 @@ def train_classifier(variant: str, train: LabelledImages, cfg: DownstreamConfig,
             x, y = images[idx], labels[idx]
             if batch_aug is not None:
                 x = batch_aug.apply(x, y)
-            x = uint8_to_model(_shift(x, cfg.translate, gen))
+            x = uint8_to_model(random_shift(x, cfg.translate, gen))
             loss = F.cross_entropy(model(x), y, weight=weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import GanaugError
+from .images import resize_uint8
 from .synthetic import SyntheticDataset
 
 Strategy = str | float | dict | Callable[[torch.Tensor], dict]
@@ -132,7 +133,7 @@ class MixedDataset(Dataset):
         if self._template is None:
             self._template = self.real[0][0]
         c, h, w = K.image_format(self._template)
-        fitted = K.resize(K.convert_channels(image[None], c), h, w)[0]
+        fitted = resize_uint8(K.convert_channels(image[None], c), h, w)[0]
         return K.like(fitted, self._template)
 
     def __getstate__(self) -> dict:

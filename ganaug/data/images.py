@@ -52,11 +52,13 @@ def stack_images(arrays: list[np.ndarray], channels: int | None) -> torch.Tensor
     return torch.from_numpy(out)
 
 
-def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a (N, C, H, W) uint8 batch of square images to ``size`` (bilinear, antialiased)."""
-    if images.shape[-1] == size and images.shape[-2] == size:
+def resize_uint8(images: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
+    """Resize a (N, C, H, W) uint8 batch to ``height`` x ``width`` (default square), bilinear
+    and antialiased."""
+    width = height if width is None else width
+    if images.shape[-2:] == (height, width):
         return images
-    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True,
+    x = F.interpolate(images.float(), size=(height, width), mode="bilinear", antialias=True,
                       align_corners=False)
     return x.round().clamp(0, 255).to(torch.uint8)
 

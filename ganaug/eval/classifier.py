@@ -77,7 +77,7 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
             order = torch.randperm(len(images), generator=gen)
             for i in range(steps_per_epoch):
                 idx = order[i * config.batch_size:(i + 1) * config.batch_size]
-                x = uint8_to_model(_shift(images[idx], config.translate, gen)).to(device)
+                x = uint8_to_model(random_shift(images[idx], config.translate, gen)).to(device)
                 loss = F.cross_entropy(model(x), labels[idx].to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -89,7 +89,7 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
     return model.eval()
 
 
-def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
     """Shift each image by a random integer offset, filling with edge pixels."""
     if max_shift <= 0:
         return x

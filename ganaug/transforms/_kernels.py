@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
 
+from ..data.images import resize_uint8
 from ..errors import GanaugError
 from ..hub.generator import Generator
 
@@ -64,14 +64,6 @@ def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
                       "ganaug converts between grey (1) and RGB (3) only.")
 
 
-def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    if images.shape[-2:] == (height, width):
-        return images
-    x = F.interpolate(images.float(), size=(height, width), mode="bilinear", antialias=True,
-                      align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8)
-
-
 def generate_fitted(gen: Generator, labels: torch.Tensor, seeds: list[int], channels: int,
                     height: int, width: int, truncation: float | None = None) -> torch.Tensor:
     """uint8 (N, channels, height, width): one image per (label, seed), in one forward pass.
@@ -85,7 +77,7 @@ def generate_fitted(gen: Generator, labels: torch.Tensor, seeds: list[int], chan
     from ..data.images import model_to_uint8
 
     out = model_to_uint8(x, gen.value_range).cpu()
-    return resize(convert_channels(out, channels), height, width)
+    return resize_uint8(convert_channels(out, channels), height, width)
 
 
 def _latent(z_dim: int, seed: int, truncation: float | None) -> torch.Tensor:
