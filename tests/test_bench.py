@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -53,6 +54,23 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path):
     report = (tmp_path / "report" / "report.md").read_text()
     assert "beat the best classical baseline" in report
     assert all(len(r["runs"]) == 2 for r in summary["results"].values())
+
+    # a second call (a killed benchmark restarted) keeps every finished run instead of retraining
+    runs = tmp_path / "report" / "runs"
+    (runs / "plain-seed1.json").unlink()
+    stamps = {f.name: f.stat().st_mtime_ns for f in runs.iterdir()}
+    again = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
+    assert {f.name: f.stat().st_mtime_ns for f in runs.iterdir() if f.name in stamps} == stamps  # kept
+    assert (runs / "plain-seed1.json").is_file()  # the missing one was trained again
+    for v, r in summary["results"].items():
+        assert [x["balanced_accuracy"] for x in again["results"][v]["runs"]] == \
+            [x["balanced_accuracy"] for x in r["runs"]]
+    # a changed setting retrains instead of reusing stale results
+    changed = run_downstream(train, test, dataclasses.replace(cfg, classifier_steps=4), tmp_path / "report",
+                             progress=False)
+    assert changed["config"]["classifier_steps"] == 4
+    kept = json.loads((tmp_path / "report" / "runs" / "plain-seed0.json").read_text())
+    assert kept["key"]["config"]["classifier_steps"] == 4
 
 
 def test_a_generator_that_saw_more_data_is_refused(fmnist_dir, tmp_path):

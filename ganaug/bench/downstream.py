@@ -135,7 +135,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
 
     # 3. synthetic data for the balance variant: balance() tops every class up to the largest
     counts = lt_train.class_counts()
-    mixed = ganaug.data.balance(lt_train, gen, "not majority", seed=0)
+    mixed = ganaug.data.balance(lt_train, gen, "not majority", seed=0, cache=out / "synthetic-cache")
     synthetic = LabelledImages(mixed.synthetic.images(), mixed.synthetic.labels, lt_train.class_names,
                                "ganaug balance()")
     p = {c: cfg.gan_p_max * (1 - n / max(counts)) for c, n in enumerate(counts)}
@@ -145,9 +145,21 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
     results: dict[str, dict] = {}
     k = lt_train.num_classes
     rare = sorted(range(k), key=lambda c: counts[c])[: max(1, k // 3)]
+    # every finished classifier run is kept on disk, so a killed benchmark continues where it stopped
+    run_dir = out / "runs"
+    run_dir.mkdir(exist_ok=True)
+    key = {"config": {f: v for f, v in dataclasses.asdict(cfg).items() if f not in ("seeds", "variants")},
+           "generator": [gen.source, (gen.metadata.get("training") or {}).get("steps")], "train_counts": counts}
     for variant in cfg.variants:
         runs = []
         for seed in range(cfg.seeds):
+            done = run_dir / f"{variant}-seed{seed}.json"
+            if done.is_file():
+                record = json.loads(done.read_text())
+                if record.get("key") == json.loads(json.dumps(key)):
+                    runs.append(record["run"])
+                    log(f"{variant} seed {seed}: balanced accuracy {record['run']['balanced_accuracy']:.4f} (kept)")
+                    continue
             t = time.perf_counter()
             model = train_classifier(variant, lt_train, cfg, seed,
                                      synthetic=synthetic if variant == "ganaug-balance" else None,
@@ -160,6 +172,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
             runs.append({"seed": seed, "balanced_accuracy": bal, "val_balanced_accuracy": val_bal,
                          "per_class": per, "rare_accuracy": sum(per[c] for c in rare) / len(rare),
                          "confusion": conf.tolist(), "seconds": round(time.perf_counter() - t, 1)})
+            done.write_text(json.dumps({"key": key, "run": runs[-1]}))
             log(f"{variant} seed {seed}: balanced accuracy {bal:.4f}")
         b = torch.tensor([r["balanced_accuracy"] for r in runs], dtype=torch.float64)
         rr = torch.tensor([r["rare_accuracy"] for r in runs], dtype=torch.float64)
