@@ -11,16 +11,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from .. import __version__
 from ..data.dataset import LabelledImages
 from ..data.images import uint8_to_model
 from ..errors import GanaugError
+from ..eval.classifier import train_steps
 from .resnet import SmallResNet
 from .splits import carve_validation, long_tailed_split
 
@@ -53,9 +54,9 @@ def _balanced_accuracy(pred: torch.Tensor, labels: torch.Tensor, k: int) -> tupl
 
 def train_classifier(variant: str, train: LabelledImages, cfg: DownstreamConfig, seed: int,
                      synthetic: LabelledImages | None = None, batch_aug=None) -> SmallResNet:
-    """Train one classifier. Every variant: same network, steps, batch size, optimiser and shifts."""
-    from ..eval.classifier import random_shift
-
+    """Train one classifier. Every variant: same network, steps, batch size, optimiser and shifts;
+    variants differ only in the data (``ganaug-balance``), the sampling (``oversample``), the loss
+    weights (``reweight``) and a batch hook (``ganaug-batch``)."""
     k = train.num_classes
     counts = torch.bincount(train.labels, minlength=k).float()
     images, labels = train.images, train.labels
@@ -65,33 +66,27 @@ def train_classifier(variant: str, train: LabelledImages, cfg: DownstreamConfig,
     if variant.endswith("reweight"):
         weights = (1.0 / counts.clamp(min=1))
         weights = weights / weights.sum() * k
+
+    def uniform(gen: torch.Generator) -> Iterator[torch.Tensor]:
+        while True:
+            yield torch.randint(len(labels), (cfg.batch_size,), generator=gen)
+
+    def oversampled(gen: torch.Generator) -> Iterator[torch.Tensor]:  # every class equally often
+        order = torch.argsort(labels, stable=True)
+        sizes = torch.bincount(labels, minlength=k)
+        starts = torch.cumsum(sizes, 0) - sizes
+        present = torch.nonzero(counts).flatten()
+        while True:
+            cls = present[torch.randint(len(present), (cfg.batch_size,), generator=gen)]
+            pos = (torch.rand(cfg.batch_size, generator=gen) * counts[cls]).long()
+            yield order[starts[cls] + pos]
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SmallResNet(train.channels, k, cfg.width)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.classifier_steps)
-        gen = torch.Generator().manual_seed(seed)
-        if variant == "oversample":  # random oversampling: every class equally often
-            order = torch.argsort(labels, stable=True)
-            starts = torch.cumsum(torch.bincount(labels, minlength=k), 0) - torch.bincount(labels, minlength=k)
-            present = torch.nonzero(counts).flatten()
-        for _ in range(cfg.classifier_steps):
-            if variant == "oversample":
-                cls = present[torch.randint(len(present), (cfg.batch_size,), generator=gen)]
-                pos = (torch.rand(cfg.batch_size, generator=gen) * counts[cls]).long()
-                idx = order[starts[cls] + pos]
-            else:
-                idx = torch.randint(len(labels), (cfg.batch_size,), generator=gen)
-            x, y = images[idx], labels[idx]
-            if batch_aug is not None:
-                x = batch_aug.apply(x, y)
-            x = uint8_to_model(random_shift(x, cfg.translate, gen))
-            loss = F.cross_entropy(model(x), y, weight=weights)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    return model.eval()
+        return train_steps(model, images, labels, oversampled if variant == "oversample" else uniform,
+                           cfg.classifier_steps, lr=cfg.lr, translate=cfg.translate, seed=seed,
+                           class_weights=weights, batch_hook=batch_aug.apply if batch_aug is not None else None)
 
 
 @torch.no_grad()

@@ -6,6 +6,8 @@ the same recipe, for the Classification Accuracy Score (train on generated, test
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -58,34 +60,58 @@ class FitConfig:
 def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                    config: FitConfig | None = None, *, device: str | torch.device = "cpu",
                    progress: bool = False, desc: str = "classifier") -> SmallCNN:
-    """Train a :class:`SmallCNN` on uint8 images; deterministic for a given seed on CPU.
+    """Train a :class:`SmallCNN` on uint8 images for whole epochs; deterministic for a given seed on CPU.
 
-    Adam with a one-cycle schedule; random translations are the only augmentation, because
-    flips or colour changes do not preserve every dataset's classes (digits, defects).
+    Random translations are the only augmentation, because flips or colour changes do not
+    preserve every dataset's classes (digits, defects).
     """
     config = config or FitConfig()
-    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
-        torch.manual_seed(config.seed)
-        model = SmallCNN(images.shape[1], num_classes, config.width).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-        steps_per_epoch = max(1, len(images) // config.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.epochs * steps_per_epoch)
-        gen = torch.Generator().manual_seed(config.seed)
-        model.train()
-        bar = tqdm(total=config.epochs * steps_per_epoch, disable=not progress, desc=desc, unit="step")
+    steps_per_epoch = max(1, len(images) // config.batch_size)
+
+    def epochs(gen: torch.Generator) -> Iterator[torch.Tensor]:
         for _ in range(config.epochs):
             order = torch.randperm(len(images), generator=gen)
             for i in range(steps_per_epoch):
-                idx = order[i * config.batch_size:(i + 1) * config.batch_size]
-                x = uint8_to_model(random_shift(images[idx], config.translate, gen)).to(device)
-                loss = F.cross_entropy(model(x), labels[idx].to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                bar.update()
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-        bar.close()
+                yield order[i * config.batch_size:(i + 1) * config.batch_size]
+
+    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
+        torch.manual_seed(config.seed)
+        model = SmallCNN(images.shape[1], num_classes, config.width)
+        return train_steps(model, images, labels, epochs, config.epochs * steps_per_epoch, lr=config.lr,
+                           translate=config.translate, seed=config.seed, device=device, progress=progress,
+                           desc=desc)
+
+
+def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                batches: Callable[[torch.Generator], Iterable[torch.Tensor]], steps: int, *, lr: float,
+                translate: int, seed: int, class_weights: torch.Tensor | None = None,
+                batch_hook: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                device: str | torch.device = "cpu", progress: bool = False, desc: str = "classifier"
+                ) -> nn.Module:
+    """The one classifier training loop: Adam with a one-cycle schedule over ``steps`` batches.
+
+    ``batches(gen)`` yields index tensors into ``images``/``labels`` (epochs, uniform draws or
+    class-balanced draws); ``gen`` also draws the random shifts, so one seed fixes the whole run.
+    ``batch_hook(x, y)`` may replace uint8 images before the shifts (GAN augmentation).
+    """
+    model = model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
+    gen = torch.Generator().manual_seed(seed)
+    weight = class_weights.to(device) if class_weights is not None else None
+    with tqdm(total=steps, disable=not progress, desc=desc, unit="step") as bar:
+        for idx in itertools.islice(batches(gen), steps):
+            x, y = images[idx], labels[idx]
+            if batch_hook is not None:
+                x = batch_hook(x, y)
+            x = uint8_to_model(random_shift(x, translate, gen)).to(device)
+            loss = F.cross_entropy(model(x), y.to(device), weight=weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     return model.eval()
 
 
