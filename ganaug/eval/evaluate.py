@@ -28,7 +28,7 @@ from ..errors import GanaugError
 from ..models import GANConfig, generate_images
 from . import metrics as M
 from .classifier import FitConfig, accuracy, fit_classifier, predict
-from .features import FeatureSpace
+from .features import FeatureSpace, ReferenceFeatures
 from .reference import ReferenceClassifier
 
 
@@ -74,7 +74,9 @@ def evaluate(G: torch.nn.Module, config: GANConfig, train: LabelledImages, test:
     f_fake, l_fake = features.embed(fake)
     f_real, _ = features.embed(test.images)
     f_train, _ = features.embed(train.images)
-    _, ref_logits_fake = predict(reference.model, fake)
+    judged_by_features = isinstance(features, ReferenceFeatures) and features.ref.model is reference.model
+    # the reference feature space already ran the judge on the generated images: reuse its logits
+    ref_logits_fake = l_fake if judged_by_features else predict(reference.model, fake)[1]
     timings["features_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
