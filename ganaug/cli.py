@@ -335,6 +335,10 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="share of the long-tailed split held out for validation (tuning never uses test)")
     p.add_argument("--variants", nargs="+", default=list(d.variants), choices=VARIANTS, help="variants to run")
+    p.add_argument("--balance-to", type=float, default=d.balance_to,
+                   help="ganaug-balance: top every class up to this fraction of the largest class")
+    p.add_argument("--gan-p", type=float, default=d.gan_p_max,
+                   help="ganaug-batch: replacement probability of the rarest class (others scale with rarity)")
     p.add_argument("--image-size", type=int, default=32, choices=SUPPORTED_IMAGE_SIZES, help="image size")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 = grey, 3 = RGB")
 
@@ -348,7 +352,7 @@ def _cmd_bench(a: argparse.Namespace) -> None:
     cfg = DownstreamConfig(imbalance_ratio=a.imbalance_ratio, seeds=a.seeds, n_max=a.n_max,
                            val_fraction=a.val_fraction, classifier_steps=a.classifier_steps,
                            batch_size=a.batch_size, generator_steps=a.generator_steps,
-                           variants=tuple(a.variants))
+                           variants=tuple(a.variants), balance_to=a.balance_to, gan_p_max=a.gan_p)
     summary = run_downstream(train, test, cfg, a.out, generator=a.generator)
     print((Path(a.out) / "report.md").read_text())
     print(summary["verdict"].get("sentence", ""))

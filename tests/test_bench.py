@@ -2,9 +2,10 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 import ganaug
-from ganaug import GanaugError
+from ganaug import GanaugError, LabelledImages
 from ganaug.bench import DownstreamConfig, long_tailed_sizes, long_tailed_split, run_downstream, verdict
 from ganaug.bench.splits import carve_validation
 from ganaug.cli import main
@@ -49,6 +50,8 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path):
     gen_run = json.loads((tmp_path / "report" / "generator" / "run_config.json").read_text())
     assert gen_run["data"]["class_counts"] == summary["data"]["train_counts"]  # only the long-tailed part
     assert sum(gen_run["data"]["class_counts"]) < len(train)
+    counts = summary["data"]["train_counts"]
+    assert summary["data"]["synthetic_counts"] == [max(counts) - n for n in counts]  # topped up to the largest
     for f in ("results.json", "report.md", "per_class.png", "confusion.png"):
         assert (tmp_path / "report" / f).is_file(), f
     report = (tmp_path / "report" / "report.md").read_text()
@@ -81,6 +84,13 @@ def test_a_generator_that_saw_more_data_is_refused(fmnist_dir, tmp_path):
     cfg = DownstreamConfig(imbalance_ratio=10, seeds=1, n_max=24, classifier_steps=1, batch_size=8)
     with pytest.raises(GanaugError, match="would leak it into the comparison"):
         run_downstream(train, test, cfg, tmp_path / "r", generator=str(leaky), progress=False)
+
+
+def test_bad_mixing_settings_are_refused(tmp_path):
+    tiny = LabelledImages(torch.zeros(4, 1, 32, 32, dtype=torch.uint8), torch.tensor([0, 0, 1, 1]), ["a", "b"], "t")
+    for bad in ({"balance_to": 0.0}, {"balance_to": 1.5}, {"gan_p_max": -0.1}):
+        with pytest.raises(GanaugError, match="balance_to must lie in"):
+            run_downstream(tiny, tiny, DownstreamConfig(**bad), tmp_path, progress=False)
 
 
 def test_cli_help_and_bad_variant(capsys):

@@ -42,6 +42,7 @@ class DownstreamConfig:
     translate: int = 2  # random shifts, the one augmentation every variant gets
     generator_steps: int = 3000
     gan_p_max: float = 0.5  # GANBatchAugment: p of the rarest class; p_c scales with rarity
+    balance_to: float = 1.0  # ganaug-balance: top every class up to this fraction of the largest
     variants: tuple[str, ...] = VARIANTS
 
 
@@ -102,6 +103,9 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if not 0 < cfg.balance_to <= 1 or not 0 <= cfg.gan_p_max <= 1:
+        raise GanaugError(f"balance_to must lie in (0, 1] and gan_p_max in [0, 1]; got {cfg.balance_to} "
+                          f"and {cfg.gan_p_max}.")
     bad = [v for v in cfg.variants if v not in VARIANTS]
     if bad:
         raise GanaugError(f"unknown variants {bad}; choose from {list(VARIANTS)}.")
@@ -130,7 +134,9 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
 
     # 3. synthetic data for the balance variant: balance() tops every class up to the largest
     counts = lt_train.class_counts()
-    mixed = ganaug.data.balance(lt_train, gen, "not majority", seed=0, cache=out / "synthetic-cache")
+    target = round(cfg.balance_to * max(counts))
+    wanted = {c: target for c, n in enumerate(counts) if n < target}
+    mixed = ganaug.data.balance(lt_train, gen, wanted, seed=0, cache=out / "synthetic-cache")
     synthetic = LabelledImages(mixed.synthetic.images(), mixed.synthetic.labels, lt_train.class_names,
                                "ganaug balance()")
     p = {c: cfg.gan_p_max * (1 - n / max(counts)) for c, n in enumerate(counts)}
@@ -182,6 +188,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
         "ganaug_version": __version__, "config": dataclasses.asdict(cfg),
         "data": {"train_full": train_full.source, "test": test.source, "long_tailed_counts": lt.class_counts(),
                  "train_counts": counts, "val_counts": val.class_counts(), "rare_classes": rare,
+                 "synthetic_counts": torch.bincount(synthetic.labels, minlength=k).tolist(),
                  "class_names": lt_train.class_names},
         "generator": {"source": gen.source, "trained_on_long_tailed_split": trained_on_lt,
                       "trained_on": seen or None},
@@ -219,7 +226,10 @@ def write_report(summary: dict, out: Path) -> None:
     lines = ["# ganaug downstream benchmark", "",
              f"Long-tailed split, imbalance ratio {summary['config']['imbalance_ratio']:g}: training counts "
              f"{summary['data']['train_counts']}; the test split is the full real test set. "
-             f"{summary['config']['seeds']} seeds per variant; same ResNet, steps and augmentation.", "",
+             f"{summary['config']['seeds']} seeds per variant; same ResNet, steps and augmentation.",
+             f"ganaug-balance adds {sum(summary['data']['synthetic_counts'])} generated images (every class "
+             f"topped up to {summary['config']['balance_to']:g} x the largest); ganaug-batch replaces a "
+             f"class-c image with p = {summary['config']['gan_p_max']:g} x (1 - n_c / n_max).", "",
              f"**{summary['verdict'].get('sentence', 'winner: ' + summary['verdict']['winner'])}**", "",
              "| variant | balanced accuracy (test) | rare-class accuracy | balanced accuracy (validation) |",
              "|---|---|---|---|"]
