@@ -132,7 +132,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
                           f"{seen.get('class_counts')}, not on this long-tailed split ({expected['class_counts']}); "
                           "a generator that saw more data would leak it into the comparison.")
 
-    # 3. synthetic data for the balance variant: balance() tops every class up to the largest
+    # 3. synthetic data for the balance variant: balance() tops every class up to balance_to x the largest
     counts = lt_train.class_counts()
     target = round(cfg.balance_to * max(counts))
     wanted = {c: target for c, n in enumerate(counts) if n < target}
