@@ -45,7 +45,7 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path):
                            generator_steps=2)
     summary = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
     assert set(summary["results"]) == {"plain", "reweight", "oversample", "ganaug-balance", "ganaug-batch",
-                                       "ganaug-batch+reweight"}
+                                       "ganaug-batch+reweight", "ganaug-balance+oversample"}
     assert summary["generator"]["trained_on_long_tailed_split"] is True
     gen_run = json.loads((tmp_path / "report" / "generator" / "run_config.json").read_text())
     assert gen_run["data"]["class_counts"] == summary["data"]["train_counts"]  # only the long-tailed part

@@ -25,7 +25,8 @@ from ..eval.classifier import train_steps
 from .resnet import SmallResNet
 from .splits import carve_validation, long_tailed_split
 
-VARIANTS = ("plain", "reweight", "oversample", "ganaug-balance", "ganaug-batch", "ganaug-batch+reweight")
+VARIANTS = ("plain", "reweight", "oversample", "ganaug-balance", "ganaug-batch", "ganaug-batch+reweight",
+            "ganaug-balance+oversample")
 CLASSICAL = ("plain", "reweight", "oversample")
 
 
@@ -56,12 +57,13 @@ def _balanced_accuracy(pred: torch.Tensor, labels: torch.Tensor, k: int) -> tupl
 def train_classifier(variant: str, train: LabelledImages, cfg: DownstreamConfig, seed: int,
                      synthetic: LabelledImages | None = None, batch_aug=None) -> SmallResNet:
     """Train one classifier. Every variant: same network, steps, batch size, optimiser and shifts;
-    variants differ only in the data (``ganaug-balance``), the sampling (``oversample``), the loss
-    weights (``reweight``) and a batch hook (``ganaug-batch``)."""
+    variants differ only in the data (``ganaug-balance``: real plus generated images), the sampling
+    (``oversample``: every class equally often), the loss weights (``reweight``) and a batch hook
+    (``ganaug-batch``)."""
     k = train.num_classes
     counts = torch.bincount(train.labels, minlength=k).float()
     images, labels = train.images, train.labels
-    if variant == "ganaug-balance":
+    if variant.startswith("ganaug-balance"):
         images, labels = torch.cat([images, synthetic.images]), torch.cat([labels, synthetic.labels])
     weights = None
     if variant.endswith("reweight"):
@@ -76,16 +78,16 @@ def train_classifier(variant: str, train: LabelledImages, cfg: DownstreamConfig,
         order = torch.argsort(labels, stable=True)
         sizes = torch.bincount(labels, minlength=k)
         starts = torch.cumsum(sizes, 0) - sizes
-        present = torch.nonzero(counts).flatten()
+        present = torch.nonzero(sizes).flatten()
         while True:
             cls = present[torch.randint(len(present), (cfg.batch_size,), generator=gen)]
-            pos = (torch.rand(cfg.batch_size, generator=gen) * counts[cls]).long()
+            pos = (torch.rand(cfg.batch_size, generator=gen) * sizes[cls]).long()
             yield order[starts[cls] + pos]
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SmallResNet(train.channels, k, cfg.width)
-        return train_steps(model, images, labels, oversampled if variant == "oversample" else uniform,
+        return train_steps(model, images, labels, oversampled if variant.endswith("oversample") else uniform,
                            cfg.classifier_steps, lr=cfg.lr, translate=cfg.translate, seed=seed,
                            class_weights=weights, batch_hook=batch_aug.apply if batch_aug is not None else None)
 
@@ -163,7 +165,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
                     continue
             t = time.perf_counter()
             model = train_classifier(variant, lt_train, cfg, seed,
-                                     synthetic=synthetic if variant == "ganaug-balance" else None,
+                                     synthetic=synthetic if variant.startswith("ganaug-balance") else None,
                                      batch_aug=batch_aug if variant.startswith("ganaug-batch") else None)
             pred = predict(model, test.images)
             bal, per = _balanced_accuracy(pred, test.labels, k)
