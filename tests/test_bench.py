@@ -34,8 +34,11 @@ def test_verdict_says_plainly_when_ganaug_lost():
          [("plain", 0.50), ("reweight", 0.60), ("oversample", 0.58), ("ganaug-balance", 0.59)]}
     v = verdict(r)
     assert v["winner"] == "reweight" and v["margin_points"] == -1.0
-    assert v["sentence"] == ("ganaug-balance did not beat the best classical baseline (reweight) "
-                             "by -1.00 points of balanced accuracy.")
+    assert v["sentence"] == ("ganaug-balance did not beat the best classical baseline (reweight): "
+                             "-1.00 points of balanced accuracy.")
+    r["ganaug-balance"]["balanced_accuracy_mean"] = 0.625
+    assert verdict(r)["sentence"] == ("ganaug-balance beat the best classical baseline (reweight) by 2.50 "
+                                      "points of balanced accuracy.")
 
 
 def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path):

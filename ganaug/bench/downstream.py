@@ -213,8 +213,10 @@ def verdict(results: dict[str, dict]) -> dict:
         bc, bo = max(classical, key=classical.get), max(ours, key=ours.get)
         margin = 100 * (ours[bo] - classical[bc])
         out.update(best_classical=bc, best_ganaug=bo, margin_points=round(margin, 2),
-                   sentence=(f"{bo} {'beat' if margin > 0 else 'did not beat'} the best classical baseline "
-                             f"({bc}) by {margin:+.2f} points of balanced accuracy."))
+                   sentence=(f"{bo} beat the best classical baseline ({bc}) by {margin:.2f} points of "
+                             "balanced accuracy." if margin > 0 else
+                             f"{bo} did not beat the best classical baseline ({bc}): {margin:+.2f} points of "
+                             "balanced accuracy."))
     return out
 
 
