@@ -339,6 +339,11 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="ganaug-balance: top every class up to this fraction of the largest class")
     p.add_argument("--gan-p", type=float, default=d.gan_p_max,
                    help="ganaug-batch: replacement probability of the rarest class (others scale with rarity)")
+    p.add_argument("--reference", default=None,
+                   help="reference classifier folder that judges the generator (default: one trained once on "
+                   "the full training split and cached; it never trains or picks a variant)")
+    p.add_argument("--eval-n", type=int, default=d.eval_n, help="generated images for the generator's "
+                   "evaluation; 0 skips it")
     p.add_argument("--image-size", type=int, default=32, choices=SUPPORTED_IMAGE_SIZES, help="image size")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 = grey, 3 = RGB")
 
@@ -346,14 +351,17 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_bench(a: argparse.Namespace) -> None:
     from .bench import DownstreamConfig, run_downstream
     from .data import load_images
+    from .eval import ReferenceClassifier
 
     train = load_images(a.data, split="train", image_size=a.image_size, channels=a.channels)
     test = load_images(a.data, split="test", image_size=a.image_size, channels=a.channels)
     cfg = DownstreamConfig(imbalance_ratio=a.imbalance_ratio, seeds=a.seeds, n_max=a.n_max,
                            val_fraction=a.val_fraction, classifier_steps=a.classifier_steps,
                            batch_size=a.batch_size, generator_steps=a.generator_steps,
-                           variants=tuple(a.variants), balance_to=a.balance_to, gan_p_max=a.gan_p)
-    summary = run_downstream(train, test, cfg, a.out, generator=a.generator)
+                           variants=tuple(a.variants), balance_to=a.balance_to, gan_p_max=a.gan_p,
+                           eval_n=a.eval_n)
+    reference = ReferenceClassifier.load(a.reference) if a.reference else None
+    summary = run_downstream(train, test, cfg, a.out, generator=a.generator, reference=reference)
     print((Path(a.out) / "report.md").read_text())
     print(summary["verdict"].get("sentence", ""))
 

@@ -41,12 +41,20 @@ def test_verdict_says_plainly_when_ganaug_lost():
                                       "points of balanced accuracy.")
 
 
-def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path):
+def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("GANAUG_CACHE", str(tmp_path / "cache"))  # the reference classifier's cache
     train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=30)
     test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=5)
     cfg = DownstreamConfig(imbalance_ratio=10, seeds=2, n_max=24, classifier_steps=3, batch_size=16,
-                           generator_steps=2)
+                           generator_steps=2, eval_n=40)
     summary = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
+    ev = summary["generator"]["eval"]  # the generator is judged against the real test split
+    assert ev["n"] == 40 and len(ev["class_fidelity_per_class"]) == 10 and ev["fid"] >= 0
+    assert (tmp_path / "report" / "generator-eval" / "eval.json").is_file()
+    # the judge was trained on the full training split; memorisation is checked against the
+    # long-tailed images the generator saw
+    protocol = json.loads((tmp_path / "report" / "generator-eval" / "eval.json").read_text())["protocol"]
+    assert protocol["train_split_for_memorisation"].endswith("long-tailed R=10 (train part)")
     assert set(summary["results"]) == {"plain", "reweight", "oversample", "ganaug-balance", "ganaug-batch",
                                        "ganaug-batch+reweight", "ganaug-balance+oversample"}
     assert summary["generator"]["trained_on_long_tailed_split"] is True
@@ -58,7 +66,7 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path):
     for f in ("results.json", "report.md", "per_class.png", "confusion.png"):
         assert (tmp_path / "report" / f).is_file(), f
     report = (tmp_path / "report" / "report.md").read_text()
-    assert "beat the best classical baseline" in report
+    assert "beat the best classical baseline" in report and "| class fidelity |" in report
     assert all(len(r["runs"]) == 2 for r in summary["results"].values())
 
     # a second call (a killed benchmark restarted) keeps every finished run instead of retraining
@@ -84,7 +92,7 @@ def test_a_generator_that_saw_more_data_is_refused(fmnist_dir, tmp_path):
     test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=2)
     mc = ganaug.make_config("sngan", 10, train.class_names, image_size=32, channels=1, g_width=8, d_width=8)
     leaky = ganaug.train(train, mc, ganaug.TrainConfig(steps=1, batch_size=8), tmp_path / "leaky", progress=False)
-    cfg = DownstreamConfig(imbalance_ratio=10, seeds=1, n_max=24, classifier_steps=1, batch_size=8)
+    cfg = DownstreamConfig(imbalance_ratio=10, seeds=1, n_max=24, classifier_steps=1, batch_size=8, eval_n=0)
     with pytest.raises(GanaugError, match="would leak it into the comparison"):
         run_downstream(train, test, cfg, tmp_path / "r", generator=str(leaky), progress=False)
 

@@ -45,6 +45,7 @@ class DownstreamConfig:
     gan_p_max: float = 0.5  # GANBatchAugment: p of the rarest class; p_c scales with rarity
     balance_to: float = 1.0  # ganaug-balance: top every class up to this fraction of the largest
     variants: tuple[str, ...] = VARIANTS
+    eval_n: int = 10000  # generated images for the generator's evaluation (0: skip it)
 
 
 def _balanced_accuracy(pred: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[float, list[float]]:
@@ -98,8 +99,13 @@ def predict(model: SmallResNet, images: torch.Tensor) -> torch.Tensor:
 
 
 def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: DownstreamConfig,
-                   out_dir: str | Path, *, generator=None, progress: bool = True) -> dict:
-    """The whole benchmark; writes results.json, report.md and plots into ``out_dir``."""
+                   out_dir: str | Path, *, generator=None, reference=None, progress: bool = True) -> dict:
+    """The whole benchmark; writes results.json, report.md and plots into ``out_dir``.
+
+    ``reference`` (a :class:`~ganaug.eval.ReferenceClassifier`; default: one trained once on the
+    full training split and cached) judges the generator in ``out_dir/generator-eval``. It only
+    evaluates: no classifier variant ever sees it or the data it was trained on.
+    """
     import ganaug
     from ..transforms import GANBatchAugment
 
@@ -134,6 +140,9 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
                           f"{seen.get('class_counts')}, not on this long-tailed split ({expected['class_counts']}); "
                           "a generator that saw more data would leak it into the comparison.")
 
+    gen_eval = evaluate_generator(gen, lt_train, test, reference, train_full, cfg.eval_n, out / "generator-eval",
+                                  progress) if cfg.eval_n else None
+
     # 3. synthetic data for the balance variant: balance() tops every class up to balance_to x the largest
     counts = lt_train.class_counts()
     target = round(cfg.balance_to * max(counts))
@@ -151,7 +160,8 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
     # every finished classifier run is kept on disk, so a killed benchmark continues where it stopped
     run_dir = out / "runs"
     run_dir.mkdir(exist_ok=True)
-    key = {"config": {f: v for f, v in dataclasses.asdict(cfg).items() if f not in ("seeds", "variants")},
+    unrelated = ("seeds", "variants", "eval_n")  # settings that do not change one classifier run
+    key = {"config": {f: v for f, v in dataclasses.asdict(cfg).items() if f not in unrelated},
            "generator": [gen.source, (gen.metadata.get("training") or {}).get("steps")], "train_counts": counts}
     for variant in cfg.variants:
         runs = []
@@ -193,12 +203,33 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
                  "synthetic_counts": torch.bincount(synthetic.labels, minlength=k).tolist(),
                  "class_names": lt_train.class_names},
         "generator": {"source": gen.source, "trained_on_long_tailed_split": trained_on_lt,
-                      "trained_on": seen or None},
+                      "trained_on": seen or None, "eval": gen_eval},
         "results": results, "verdict": verdict(results),
     }
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     write_report(summary, out)
     return summary
+
+
+def evaluate_generator(gen, lt_train: LabelledImages, test: LabelledImages, reference, train_full: LabelledImages,
+                       n: int, out: Path, progress: bool) -> dict:
+    """The generator's figures (FID, KID, precision/recall, class fidelity, memorisation of the
+    long-tailed images it was trained on) in the reference classifier's feature space."""
+    from ..eval import EvalProtocol, ReferenceFeatures, cached_reference_classifier, evaluate, save_result
+
+    if reference is None:
+        reference = cached_reference_classifier(train_full, test, progress=progress)
+    n = max(n - n % lt_train.num_classes, 4 * lt_train.num_classes)
+    result = evaluate(gen.net, gen.config, lt_train, test, reference, ReferenceFeatures(reference),
+                      EvalProtocol(n=n, cas=False), progress=progress)
+    save_result(result, lt_train, out)
+    o = result["overall"]
+    return {"fid": o["fid"], "kid": o["kid"], "precision": o["precision"], "recall": o["recall"],
+            "class_fidelity": o["class_fidelity"],
+            "class_fidelity_per_class": [r["class_fidelity"] for r in result["per_class"]],
+            "memorisation_flagged_classes": result["memorisation"]["flagged_classes"],
+            "reference_real_test_accuracy": reference.config.real_test_accuracy,
+            "n": n, "report": str(out / "report.md")}
 
 
 def verdict(results: dict[str, dict]) -> dict:
@@ -242,7 +273,19 @@ def write_report(summary: dict, out: Path) -> None:
                      f"{100 * r['rare_accuracy_mean']:.2f} | {100 * r['val_balanced_accuracy_mean']:.2f} |")
     g = summary["generator"]
     lines += ["", f"Generator: `{g['source']}`; trained only on the long-tailed training part: "
-              f"{g['trained_on_long_tailed_split']}.", "", "![per class](per_class.png)", "",
+              f"{g['trained_on_long_tailed_split']}.", ""]
+    e = g.get("eval")
+    if e:
+        lines += [f"Generator evaluation ({e['n']} generated images against the real test split, in the "
+                  f"feature space of a reference classifier with real-test accuracy "
+                  f"{e['reference_real_test_accuracy']:.3f}; details in `generator-eval/report.md`): "
+                  f"FID {e['fid']:.3f}, KID {e['kid']:.4f}, precision {e['precision']:.3f}, recall "
+                  f"{e['recall']:.3f}, class fidelity {e['class_fidelity']:.3f}; memorisation flagged in: "
+                  f"{', '.join(e['memorisation_flagged_classes']) or 'no class'}.", "",
+                  "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+                  "| training images | " + " | ".join(str(n) for n in summary["data"]["train_counts"]) + " |",
+                  "| class fidelity | " + " | ".join(f"{f:.2f}" for f in e["class_fidelity_per_class"]) + " |", ""]
+    lines += ["![per class](per_class.png)", "",
               "![confusion matrix of the winner](confusion.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
 
