@@ -339,6 +339,9 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="ganaug-balance: top every class up to this fraction of the largest class")
     p.add_argument("--gan-p", type=float, default=d.gan_p_max,
                    help="ganaug-batch: replacement probability of the rarest class (others scale with rarity)")
+    p.add_argument("--gate-keep", type=float, default=d.gate_keep,
+                   help="ganaug-balance quality gate: keep this fraction of generated images, the most typical "
+                   "of their class by a classifier trained on the long-tailed part (1.0: no gate)")
     p.add_argument("--reference", default=None,
                    help="reference classifier folder that judges the generator (default: one trained once on "
                    "the full training split and cached; it never trains or picks a variant)")
@@ -359,7 +362,7 @@ def _cmd_bench(a: argparse.Namespace) -> None:
                            val_fraction=a.val_fraction, classifier_steps=a.classifier_steps,
                            batch_size=a.batch_size, generator_steps=a.generator_steps,
                            variants=tuple(a.variants), balance_to=a.balance_to, gan_p_max=a.gan_p,
-                           eval_n=a.eval_n)
+                           eval_n=a.eval_n, gate_keep=a.gate_keep)
     reference = ReferenceClassifier.load(a.reference) if a.reference else None
     summary = run_downstream(train, test, cfg, a.out, generator=a.generator, reference=reference)
     print((Path(a.out) / "report.md").read_text())

@@ -99,8 +99,8 @@ def test_a_generator_that_saw_more_data_is_refused(fmnist_dir, tmp_path):
 
 def test_bad_mixing_settings_are_refused(tmp_path):
     tiny = LabelledImages(torch.zeros(4, 1, 32, 32, dtype=torch.uint8), torch.tensor([0, 0, 1, 1]), ["a", "b"], "t")
-    for bad in ({"balance_to": 0.0}, {"balance_to": 1.5}, {"gan_p_max": -0.1}):
-        with pytest.raises(GanaugError, match="balance_to must lie in"):
+    for bad in ({"balance_to": 0.0}, {"balance_to": 1.5}, {"gan_p_max": -0.1}, {"gate_keep": 0.0}):
+        with pytest.raises(GanaugError, match="balance_to and gate_keep must lie in"):
             run_downstream(tiny, tiny, DownstreamConfig(**bad), tmp_path, progress=False)
 
 
@@ -108,3 +108,25 @@ def test_cli_help_and_bad_variant(capsys):
     with pytest.raises(SystemExit):
         main(["bench-downstream", "x", "--out", "y", "--variants", "magic"])
     assert "invalid choice: 'magic'" in capsys.readouterr().err
+
+
+def test_quality_gate_keeps_the_images_the_gate_finds_most_typical(fmnist_dir, tmp_path):
+    from ganaug.bench.downstream import gated_synthetic, train_classifier
+    from ganaug.data.images import uint8_to_model
+
+    train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=30)
+    lt = long_tailed_split(train, 10, 24)
+    mc = ganaug.make_config("sngan", 10, train.class_names, image_size=32, channels=1, g_width=8, d_width=8)
+    gen = ganaug.load_generator(ganaug.train(lt, mc, ganaug.TrainConfig(steps=2, batch_size=8), tmp_path / "g",
+                                             progress=False))
+    cfg = DownstreamConfig(classifier_steps=3, batch_size=16, gate_keep=0.25)
+    add = {c: 24 - n for c, n in enumerate(lt.class_counts()) if n < 24}
+    kept = gated_synthetic(gen, lt, add, cfg, tmp_path / "cache")
+    assert torch.bincount(kept.labels, minlength=10).tolist() == [add.get(c, 0) for c in range(10)]
+    # the same gate (same seed) scores the kept images above the pool they were picked from
+    pool = ganaug.data.SyntheticDataset(gen, {c: 4 * n for c, n in add.items()}, seed=0, cache=tmp_path / "cache")
+    gate = train_classifier("oversample", lt, cfg, seed=10_000)
+    with torch.no_grad():
+        def conf(images, labels):
+            return gate(uint8_to_model(images)).softmax(1)[torch.arange(len(labels)), labels]
+        assert conf(kept.images, kept.labels).mean() > conf(pool.images(), pool.labels).mean()

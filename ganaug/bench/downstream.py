@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ class DownstreamConfig:
     generator_steps: int = 3000
     gan_p_max: float = 0.5  # GANBatchAugment: p of the rarest class; p_c scales with rarity
     balance_to: float = 1.0  # ganaug-balance: top every class up to this fraction of the largest
+    # quality gate for ganaug-balance: generate 1/gate_keep times the images needed and keep the
+    # ones a classifier trained on the long-tailed part finds most typical of their class (1.0: off)
+    gate_keep: float = 1.0
     variants: tuple[str, ...] = VARIANTS
     eval_n: int = 10000  # generated images for the generator's evaluation (0: skip it)
 
@@ -111,9 +115,9 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if not 0 < cfg.balance_to <= 1 or not 0 <= cfg.gan_p_max <= 1:
-        raise GanaugError(f"balance_to must lie in (0, 1] and gan_p_max in [0, 1]; got {cfg.balance_to} "
-                          f"and {cfg.gan_p_max}.")
+    if not 0 < cfg.balance_to <= 1 or not 0 <= cfg.gan_p_max <= 1 or not 0 < cfg.gate_keep <= 1:
+        raise GanaugError(f"balance_to and gate_keep must lie in (0, 1] and gan_p_max in [0, 1]; got "
+                          f"{cfg.balance_to}, {cfg.gate_keep} and {cfg.gan_p_max}.")
     bad = [v for v in cfg.variants if v not in VARIANTS]
     if bad:
         raise GanaugError(f"unknown variants {bad}; choose from {list(VARIANTS)}.")
@@ -147,9 +151,13 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
     counts = lt_train.class_counts()
     target = round(cfg.balance_to * max(counts))
     wanted = {c: target for c, n in enumerate(counts) if n < target}
-    mixed = ganaug.data.balance(lt_train, gen, wanted, seed=0, cache=out / "synthetic-cache")
-    synthetic = LabelledImages(mixed.synthetic.images(), mixed.synthetic.labels, lt_train.class_names,
-                               "ganaug balance()")
+    if cfg.gate_keep < 1:
+        synthetic = gated_synthetic(gen, lt_train, {c: w - counts[c] for c, w in wanted.items()}, cfg,
+                                    out / "synthetic-cache")
+    else:
+        mixed = ganaug.data.balance(lt_train, gen, wanted, seed=0, cache=out / "synthetic-cache")
+        synthetic = LabelledImages(mixed.synthetic.images(), mixed.synthetic.labels, lt_train.class_names,
+                                   "ganaug balance()")
     p = {c: cfg.gan_p_max * (1 - n / max(counts)) for c, n in enumerate(counts)}
     batch_aug = GANBatchAugment(gen, p=p)
 
@@ -211,6 +219,29 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
     return summary
 
 
+def gated_synthetic(gen, lt_train: LabelledImages, add: dict[int, int], cfg: DownstreamConfig,
+                    cache: Path) -> LabelledImages:
+    """``add[c]`` generated images per class, chosen from ``1 / gate_keep`` times as many: those a
+    classifier trained on the long-tailed part (oversampled; never on test or validation data)
+    gives the highest probability of their intended class."""
+    from ..data import SyntheticDataset
+
+    pool = SyntheticDataset(gen, {c: math.ceil(n / cfg.gate_keep) for c, n in add.items() if n > 0},
+                            seed=0, cache=cache)
+    images, labels = pool.images(), pool.labels
+    gate = train_classifier("oversample", lt_train, cfg, seed=10_000)
+    with torch.no_grad():
+        prob = torch.cat([gate(uint8_to_model(x)).softmax(1) for x in images.split(512)])
+    conf = prob[torch.arange(len(labels)), labels]
+    keep = []
+    for c, n in add.items():
+        idx = torch.nonzero(labels == c).flatten()
+        keep.append(idx[conf[idx].argsort(descending=True, stable=True)[:n]])
+    keep = torch.cat(keep) if keep else torch.zeros(0, dtype=torch.int64)
+    return LabelledImages(images[keep], labels[keep], lt_train.class_names,
+                          f"ganaug balance(), quality-gated (kept {cfg.gate_keep:g})")
+
+
 def evaluate_generator(gen, lt_train: LabelledImages, test: LabelledImages, reference, train_full: LabelledImages,
                        n: int, out: Path, progress: bool) -> dict:
     """The generator's figures (FID, KID, precision/recall, class fidelity, memorisation of the
@@ -264,7 +295,10 @@ def write_report(summary: dict, out: Path) -> None:
              f"{summary['config']['seeds']} seeds per variant; same ResNet, steps and augmentation.",
              f"ganaug-balance adds {sum(summary['data']['synthetic_counts'])} generated images (every class "
              f"topped up to {summary['config']['balance_to']:g} x the largest); ganaug-batch replaces a "
-             f"class-c image with p = {summary['config']['gan_p_max']:g} x (1 - n_c / n_max).", "",
+             f"class-c image with p = {summary['config']['gan_p_max']:g} x (1 - n_c / n_max)."
+             + (f" Quality gate: the generated images kept are the most typical {summary['config']['gate_keep']:g} "
+                "of those generated, by a classifier trained on the long-tailed part."
+                if summary['config']['gate_keep'] < 1 else ""), "",
              f"**{summary['verdict'].get('sentence', 'winner: ' + summary['verdict']['winner'])}**", "",
              "| variant | balanced accuracy (test) | rare-class accuracy | balanced accuracy (validation) |",
              "|---|---|---|---|"]
