@@ -79,6 +79,13 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     for v, r in summary["results"].items():
         assert [x["balanced_accuracy"] for x in again["results"][v]["runs"]] == \
             [x["balanced_accuracy"] for x in r["runs"]]
+    # a record written before a setting existed counts as made with that setting's default
+    record = json.loads((runs / "reweight-seed0.json").read_text())
+    del record["key"]["config"]["gate_keep"]
+    (runs / "reweight-seed0.json").write_text(json.dumps(record))
+    stamp = (runs / "reweight-seed0.json").stat().st_mtime_ns
+    run_downstream(train, test, cfg, tmp_path / "report", progress=False)
+    assert (runs / "reweight-seed0.json").stat().st_mtime_ns == stamp
     # a changed setting retrains instead of reusing stale results
     changed = run_downstream(train, test, dataclasses.replace(cfg, classifier_steps=4), tmp_path / "report",
                              progress=False)

@@ -177,7 +177,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
             done = run_dir / f"{variant}-seed{seed}.json"
             if done.is_file():
                 record = json.loads(done.read_text())
-                if record.get("key") == json.loads(json.dumps(key)):
+                if _same_settings(record.get("key"), key):
                     runs.append(record["run"])
                     log(f"{variant} seed {seed}: balanced accuracy {record['run']['balanced_accuracy']:.4f} (kept)")
                     continue
@@ -217,6 +217,16 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages, cfg: Downst
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     write_report(summary, out)
     return summary
+
+
+def _same_settings(stored: dict | None, key: dict) -> bool:
+    """Whether a kept run was made with these settings. A setting missing from a record made
+    before it existed counts as its default, which is how those versions behaved."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
+        return False
+    defaults = dataclasses.asdict(DownstreamConfig())
+    filled = {**stored, "config": {**{f: defaults[f] for f in key["config"]}, **stored["config"]}}
+    return filled == json.loads(json.dumps(key))
 
 
 def gated_synthetic(gen, lt_train: LabelledImages, add: dict[int, int], cfg: DownstreamConfig,
