@@ -318,7 +318,7 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench-downstream", help="does a classifier get better on rare classes with ganaug?",
         description="Build a long-tailed training split of DATA (the test split stays balanced), train a "
-        "generator on it only, train the same small ResNet with and without ganaug (six variants, "
+        "generator on it only, train the same small ResNet with and without ganaug (seven variants, "
         "several seeds) and report balanced accuracy on the real test split.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("data", metavar="DATA", help="a dataset with train and test splits")

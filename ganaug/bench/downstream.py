@@ -2,7 +2,7 @@
 
 One readable pipeline: build a long-tailed training split (test split untouched), carve a
 validation split from it, train a generator on the long-tailed training part only, then train
-the same small ResNet (same steps, same augmentation) under six variants and several seeds,
+the same small ResNet (same steps, same augmentation) under seven variants and several seeds,
 and report balanced accuracy on the real test split, stating plainly which variant won.
 """
 

@@ -111,7 +111,8 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             opt.step()
             sched.step()
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if progress:  # .item() waits for the device: only when someone is watching
+                bar.set_postfix(loss=f"{loss.item():.3f}")
     return model.eval()
 
 
