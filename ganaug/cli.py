@@ -317,31 +317,35 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     d = DownstreamConfig()
     p = sub.add_parser(
         "bench-downstream", help="does a classifier get better on rare classes with ganaug?",
-        description="Build a long-tailed training split of DATA (the test split stays balanced), train a "
-        "generator on it only, train the same small ResNet with and without ganaug (seven variants, "
-        "several seeds) and report balanced accuracy on the real test split.",
+        description="Train the same small ResNet with every classical rebalancer and with ganaug's recipe "
+        "(generated images mixed into batches, chosen on validation), several seeds, and report balanced "
+        "accuracy on the real test split. By default a long-tailed split of DATA's training split; with "
+        "--as-is, DATA's own class counts (a stratified test part is carved when DATA has no test split).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("data", metavar="DATA", help="a dataset with train and test splits")
-    p.add_argument("--out", required=True, help="report folder (results.json, report.md, plots)")
+    p.add_argument("data", metavar="DATA", help="a dataset (with a test split unless --as-is)")
+    p.add_argument("--out", required=True, help="report folder (results.json, report.md, plots, kept runs)")
     p.add_argument("--imbalance-ratio", type=float, default=d.imbalance_ratio,
                    help="largest / smallest class size of the long-tailed split")
+    p.add_argument("--as-is", action="store_true",
+                   help="take DATA's class counts as they are (no long-tailed split imposed)")
+    p.add_argument("--test-fraction", type=float, default=d.test_fraction,
+                   help="--as-is without a test split: stratified share of DATA held out for test")
     p.add_argument("--seeds", type=int, default=d.seeds, help="classifier seeds per variant")
     p.add_argument("--n-max", type=int, default=None, help="size of the largest class (default: all it has)")
     p.add_argument("--generator", default=None,
-                   help="reuse a generator trained on this long-tailed split (checked) instead of training one")
+                   help="reuse a generator trained on this training part (checked) instead of training one")
     p.add_argument("--generator-steps", type=int, default=d.generator_steps, help="steps of the generator run")
-    p.add_argument("--classifier-steps", type=int, default=d.classifier_steps, help="steps of every classifier")
+    p.add_argument("--classifier-epochs", type=float, default=d.classifier_epochs,
+                   help="passes over the real training part for every classifier")
+    p.add_argument("--classifier-steps", type=int, default=None, help="exact steps (overrides --classifier-epochs)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="classifier batch size")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
-                   help="share of the long-tailed split held out for validation (tuning never uses test)")
+                   help="share of the training data held out for validation (every choice is made on it)")
     p.add_argument("--variants", nargs="+", default=list(d.variants), choices=VARIANTS, help="variants to run")
-    p.add_argument("--balance-to", type=float, default=d.balance_to,
-                   help="ganaug-balance: top every class up to this fraction of the largest class")
-    p.add_argument("--gan-p", type=float, default=d.gan_p_max,
-                   help="ganaug-batch: replacement probability of the rarest class (others scale with rarity)")
-    p.add_argument("--gate-keep", type=float, default=d.gate_keep,
-                   help="ganaug-balance quality gate: keep this fraction of generated images, the most typical "
-                   "of their class by a classifier trained on the long-tailed part (1.0: no gate)")
+    p.add_argument("--recipes", default=None,
+                   help="recipe candidates to search on validation: a JSON list of SyntheticRecipe dicts, or a "
+                   "file holding one (default: the built-in grid, see the README)")
+    p.add_argument("--search-seeds", type=int, default=d.search_seeds, help="seeds per recipe candidate")
     p.add_argument("--reference", default=None,
                    help="reference classifier folder that judges the generator (default: one trained once on "
                    "the full training split and cached; it never trains or picks a variant)")
@@ -349,20 +353,40 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                    "evaluation; 0 skips it")
     p.add_argument("--image-size", type=int, default=32, choices=SUPPORTED_IMAGE_SIZES, help="image size")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 = grey, 3 = RGB")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def _has_test_split(path: str) -> bool:
+    from .data.loaders import _find_idx
+
+    p = Path(path).expanduser()
+    return p.is_dir() and ((p / "test").is_dir() or _find_idx(p, "test") is not None)
 
 
 def _cmd_bench(a: argparse.Namespace) -> None:
+    import torch
+
     from .bench import DownstreamConfig, run_downstream
     from .data import load_images
     from .eval import ReferenceClassifier
 
-    train = load_images(a.data, split="train", image_size=a.image_size, channels=a.channels)
-    test = load_images(a.data, split="test", image_size=a.image_size, channels=a.channels)
-    cfg = DownstreamConfig(imbalance_ratio=a.imbalance_ratio, seeds=a.seeds, n_max=a.n_max,
-                           val_fraction=a.val_fraction, classifier_steps=a.classifier_steps,
-                           batch_size=a.batch_size, generator_steps=a.generator_steps,
-                           variants=tuple(a.variants), balance_to=a.balance_to, gan_p_max=a.gan_p,
-                           eval_n=a.eval_n, gate_keep=a.gate_keep)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    recipes = DownstreamConfig().recipes
+    if a.recipes:
+        text = Path(a.recipes).read_text() if Path(a.recipes).is_file() else a.recipes
+        try:
+            recipes = tuple(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise GanaugError(f"--recipes is neither a JSON list nor a file holding one ({e}).") from None
+    load = dict(image_size=a.image_size, channels=a.channels)
+    train = load_images(a.data, split="train", **load)
+    test = load_images(a.data, split="test", **load) if not a.as_is or _has_test_split(a.data) else None
+    cfg = dataclasses.replace(
+        DownstreamConfig(), imbalance_ratio=None if a.as_is else a.imbalance_ratio, seeds=a.seeds, n_max=a.n_max,
+        val_fraction=a.val_fraction, test_fraction=a.test_fraction, classifier_epochs=a.classifier_epochs,
+        classifier_steps=a.classifier_steps, batch_size=a.batch_size, generator_steps=a.generator_steps,
+        variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n)
     reference = ReferenceClassifier.load(a.reference) if a.reference else None
     summary = run_downstream(train, test, cfg, a.out, generator=a.generator, reference=reference)
     print((Path(a.out) / "report.md").read_text())

@@ -6,10 +6,12 @@ import torch
 
 import ganaug
 from ganaug import GanaugError, LabelledImages
-from ganaug.bench import DownstreamConfig, long_tailed_sizes, long_tailed_split, run_downstream, verdict
+from ganaug.bench import (CLASSICAL, DownstreamConfig, long_tailed_sizes, long_tailed_split, prepare_splits,
+                          run_downstream, verdict)
 from ganaug.bench.splits import carve_validation
 from ganaug.cli import main
 from ganaug.data import load_fashion_mnist
+from ganaug.longtail import SyntheticRecipe
 
 
 def test_long_tailed_sizes_follow_the_exponential_profile():
@@ -29,24 +31,35 @@ def test_long_tailed_split_uses_only_the_training_split(fmnist_slice):
         long_tailed_split(fmnist_slice, 10, n_max=1000)
 
 
-def test_verdict_says_plainly_when_ganaug_lost():
-    r = {v: {"balanced_accuracy_mean": m} for v, m in
-         [("plain", 0.50), ("reweight", 0.60), ("oversample", 0.58), ("ganaug-balance", 0.59)]}
+def _result(val, tests):
+    return {"val_balanced_accuracy_mean": val, "balanced_accuracy_mean": sum(tests) / len(tests),
+            "runs": [{"balanced_accuracy": t} for t in tests]}
+
+
+def test_verdict_chooses_on_validation_and_pairs_seeds():
+    r = {"plain": _result(0.50, [0.50, 0.52]), "balanced-softmax": _result(0.60, [0.60, 0.62]),
+         "oversample": _result(0.58, [0.70, 0.70]),  # best on test, but not on validation
+         "ganaug-recipe": _result(0.59, [0.61, 0.65])}
     v = verdict(r)
-    assert v["winner"] == "reweight" and v["margin_points"] == -1.0
-    assert v["sentence"] == ("ganaug-balance did not beat the best classical baseline (reweight): "
-                             "-1.00 points of balanced accuracy.")
-    r["ganaug-balance"]["balanced_accuracy_mean"] = 0.625
-    assert verdict(r)["sentence"] == ("ganaug-balance beat the best classical baseline (reweight) by 2.50 "
-                                      "points of balanced accuracy.")
+    assert v["best_baseline"] == "balanced-softmax"  # by validation, not by test
+    assert v["paired_differences"] == [1.0, 3.0] and v["margin_points"] == 2.0
+    assert v["recommendation"] == "balanced-softmax"  # ganaug lost on validation: never recommend it
+    assert "did not win on validation (-1.00 points): use balanced-softmax, not ganaug" in v["sentence"]
+    r["ganaug-recipe"]["val_balanced_accuracy_mean"] = 0.61
+    v = verdict(r)
+    assert v["recommendation"] == "ganaug-recipe" and "use ganaug's recipe" in v["sentence"]
+    r["ganaug-recipe"]["runs"] = [{"balanced_accuracy": 0.55}, {"balanced_accuracy": 0.57}]
+    assert verdict(r)["sentence"].startswith("ganaug-recipe did not beat the best baseline by validation "
+                                             "(balanced-softmax) on test: -5.00 +- 0.00 points")
 
 
 def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("GANAUG_CACHE", str(tmp_path / "cache"))  # the reference classifier's cache
     train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=30)
     test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=5)
+    recipes = (SyntheticRecipe(filter="none").to_dict(), SyntheticRecipe(filter="none", start=0.5).to_dict())
     cfg = DownstreamConfig(imbalance_ratio=10, seeds=2, n_max=24, classifier_steps=3, batch_size=16,
-                           generator_steps=2, eval_n=40)
+                           generator_steps=2, eval_n=40, recipes=recipes)
     summary = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
     ev = summary["generator"]["eval"]  # the generator is judged against the real test split
     assert ev["n"] == 40 and len(ev["class_fidelity_per_class"]) == 10 and ev["fid"] >= 0
@@ -55,43 +68,67 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     # long-tailed images the generator saw
     protocol = json.loads((tmp_path / "report" / "generator-eval" / "eval.json").read_text())["protocol"]
     assert protocol["train_split_for_memorisation"].endswith("long-tailed R=10 (train part)")
-    assert set(summary["results"]) == {"plain", "reweight", "oversample", "ganaug-balance", "ganaug-batch",
-                                       "ganaug-batch+reweight", "ganaug-balance+oversample"}
-    assert summary["generator"]["trained_on_long_tailed_split"] is True
+    assert set(summary["results"]) == set(CLASSICAL) | {"ganaug-recipe"}
+    assert summary["generator"]["trained_on_training_part"] is True
     gen_run = json.loads((tmp_path / "report" / "generator" / "run_config.json").read_text())
     assert gen_run["data"]["class_counts"] == summary["data"]["train_counts"]  # only the long-tailed part
     assert sum(gen_run["data"]["class_counts"]) < len(train)
-    counts = summary["data"]["train_counts"]
-    assert summary["data"]["synthetic_counts"] == [max(counts) - n for n in counts]  # topped up to the largest
+    # the recipe search ran on validation and the chosen candidate has every seed
+    search = summary["recipe_search"]
+    best = max(range(2), key=lambda i: (search["candidates"][i]["val_balanced_accuracy_mean"], -i))
+    assert search["chosen"] == best and len(summary["results"]["ganaug-recipe"]["runs"]) == 2
+    assert summary["results"]["ganaug-recipe"]["runs"][0] == \
+        json.loads((tmp_path / "report" / "runs" / f"recipe{best}-seed0.json").read_text())["run"]
+    # post-hoc adjustment reuses the plain model with a tau chosen on validation
+    assert all(0 <= r["tau"] <= 3 for r in summary["results"]["posthoc-la"]["runs"])
+    assert all(r["tau"] == 0 for r in summary["results"]["plain"]["runs"])
+    v = summary["verdict"]
+    assert v["recommendation"] in (v["best_baseline"], "ganaug-recipe") and len(v["paired_differences"]) == 2
     for f in ("results.json", "report.md", "per_class.png", "confusion.png"):
         assert (tmp_path / "report" / f).is_file(), f
     report = (tmp_path / "report" / "report.md").read_text()
-    assert "beat the best classical baseline" in report and "| class fidelity |" in report
+    assert "the best baseline by validation" in report and "| class fidelity |" in report
+    assert "Recipe search" in report and "(chosen)" in report
     assert all(len(r["runs"]) == 2 for r in summary["results"].values())
 
     # a second call (a killed benchmark restarted) keeps every finished run instead of retraining
     runs = tmp_path / "report" / "runs"
     (runs / "plain-seed1.json").unlink()
-    stamps = {f.name: f.stat().st_mtime_ns for f in runs.iterdir()}
+    stamps = {f.name: f.stat().st_mtime_ns for f in runs.iterdir() if not f.name.startswith("plain-seed1")}
     again = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
     assert {f.name: f.stat().st_mtime_ns for f in runs.iterdir() if f.name in stamps} == stamps  # kept
     assert (runs / "plain-seed1.json").is_file()  # the missing one was trained again
-    for v, r in summary["results"].items():
-        assert [x["balanced_accuracy"] for x in again["results"][v]["runs"]] == \
+    for name, r in summary["results"].items():
+        assert [x["balanced_accuracy"] for x in again["results"][name]["runs"]] == \
             [x["balanced_accuracy"] for x in r["runs"]]
-    # a record written before a setting existed counts as made with that setting's default
-    record = json.loads((runs / "reweight-seed0.json").read_text())
-    del record["key"]["config"]["gate_keep"]
-    (runs / "reweight-seed0.json").write_text(json.dumps(record))
-    stamp = (runs / "reweight-seed0.json").stat().st_mtime_ns
-    run_downstream(train, test, cfg, tmp_path / "report", progress=False)
-    assert (runs / "reweight-seed0.json").stat().st_mtime_ns == stamp
     # a changed setting retrains instead of reusing stale results
     changed = run_downstream(train, test, dataclasses.replace(cfg, classifier_steps=4), tmp_path / "report",
                              progress=False)
-    assert changed["config"]["classifier_steps"] == 4
+    assert changed["classifier_steps"] == 4
     kept = json.loads((tmp_path / "report" / "runs" / "plain-seed0.json").read_text())
-    assert kept["key"]["config"]["classifier_steps"] == 4
+    assert kept["key"]["schedule"]["steps"] == 4
+
+
+def test_classifier_schedule_is_counted_in_epochs():
+    from ganaug.bench.variants import classifier_steps
+
+    assert classifier_steps(DownstreamConfig(classifier_epochs=20, batch_size=128), 13_000) == 2032
+    assert classifier_steps(DownstreamConfig(classifier_steps=7), 13_000) == 7
+
+
+def test_data_as_it_is_gets_a_stratified_test_and_validation_part():
+    labels = torch.tensor([0] * 50 + [1] * 10 + [2] * 5)
+    data = LabelledImages(torch.zeros(65, 1, 32, 32, dtype=torch.uint8), labels, ["a", "b", "c"], "defects")
+    tr, val, test = prepare_splits(data, None, DownstreamConfig(imbalance_ratio=None, test_fraction=0.2,
+                                                                val_fraction=0.2))
+    assert test.class_counts() == [10, 2, 1] and val.class_counts() == [8, 2, 1] and tr.class_counts() == [32, 6, 3]
+    assert len(tr) + len(val) + len(test) == 65
+    tiny = LabelledImages(torch.zeros(7, 1, 32, 32, dtype=torch.uint8), torch.tensor([0] * 5 + [1] * 2),
+                          ["ok", "crack"], "defects")
+    with pytest.raises(GanaugError, match=r"crack \(2\) have fewer than 3 images"):
+        prepare_splits(tiny, None, DownstreamConfig(imbalance_ratio=None))
+    with pytest.raises(GanaugError, match="needs the data's own test split"):
+        prepare_splits(data, None, DownstreamConfig(imbalance_ratio=10))
 
 
 def test_a_generator_that_saw_more_data_is_refused(fmnist_dir, tmp_path):
@@ -104,11 +141,11 @@ def test_a_generator_that_saw_more_data_is_refused(fmnist_dir, tmp_path):
         run_downstream(train, test, cfg, tmp_path / "r", generator=str(leaky), progress=False)
 
 
-def test_bad_mixing_settings_are_refused(tmp_path):
+def test_bad_recipes_are_refused_before_any_training(tmp_path):
     tiny = LabelledImages(torch.zeros(4, 1, 32, 32, dtype=torch.uint8), torch.tensor([0, 0, 1, 1]), ["a", "b"], "t")
-    for bad in ({"balance_to": 0.0}, {"balance_to": 1.5}, {"gan_p_max": -0.1}, {"gate_keep": 0.0}):
-        with pytest.raises(GanaugError, match="balance_to and gate_keep must lie in"):
-            run_downstream(tiny, tiny, DownstreamConfig(**bad), tmp_path, progress=False)
+    with pytest.raises(GanaugError, match="bad SyntheticRecipe: share must lie in"):
+        run_downstream(tiny, tiny, DownstreamConfig(recipes=({"share": 2.0},)), tmp_path, progress=False)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_cli_help_and_bad_variant(capsys):
@@ -117,23 +154,14 @@ def test_cli_help_and_bad_variant(capsys):
     assert "invalid choice: 'magic'" in capsys.readouterr().err
 
 
-def test_quality_gate_keeps_the_images_the_gate_finds_most_typical(fmnist_dir, tmp_path):
-    from ganaug.bench.downstream import gated_synthetic, train_classifier
-    from ganaug.data.images import uint8_to_model
+def test_cli_takes_a_folder_without_test_split_as_it_is(tmp_path, capsys):
+    from tests.conftest import make_class_folders
 
-    train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=30)
-    lt = long_tailed_split(train, 10, 24)
-    mc = ganaug.make_config("sngan", 10, train.class_names, image_size=32, channels=1, g_width=8, d_width=8)
-    gen = ganaug.load_generator(ganaug.train(lt, mc, ganaug.TrainConfig(steps=2, batch_size=8), tmp_path / "g",
-                                             progress=False))
-    cfg = DownstreamConfig(classifier_steps=3, batch_size=16, gate_keep=0.25)
-    add = {c: 24 - n for c, n in enumerate(lt.class_counts()) if n < 24}
-    kept = gated_synthetic(gen, lt, add, cfg, tmp_path / "cache")
-    assert torch.bincount(kept.labels, minlength=10).tolist() == [add.get(c, 0) for c in range(10)]
-    # the same gate (same seed) scores the kept images above the pool they were picked from
-    pool = ganaug.data.SyntheticDataset(gen, {c: 4 * n for c, n in add.items()}, seed=0, cache=tmp_path / "cache")
-    gate = train_classifier("oversample", lt, cfg, seed=10_000)
-    with torch.no_grad():
-        def conf(images, labels):
-            return gate(uint8_to_model(images)).softmax(1)[torch.arange(len(labels)), labels]
-        assert conf(kept.images, kept.labels).mean() > conf(pool.images(), pool.labels).mean()
+    data = make_class_folders(tmp_path / "defects", classes=("crack", "ok", "scratch"), n=10, mode="L")
+    out = tmp_path / "report"
+    assert main(["bench-downstream", str(data), "--out", str(out), "--as-is", "--variants", "plain", "posthoc-la",
+                 "--classifier-steps", "2", "--seeds", "1", "--batch-size", "4", "--eval-n", "0"]) == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["data"]["test_counts"] == [2, 2, 2] and summary["data"]["val_counts"] == [1, 1, 1]
+    assert "stratified test part" in summary["data"]["test"] and summary["config"]["imbalance_ratio"] is None
+    assert "best baseline by validation" in capsys.readouterr().out

@@ -17,6 +17,9 @@ from tqdm.auto import tqdm
 
 from ..data.images import uint8_to_model
 
+# (logits, labels, indices of the batch into the training tensors, step) -> scalar loss
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+
 
 def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
@@ -58,8 +61,9 @@ class FitConfig:
 
 
 def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                   config: FitConfig | None = None, *, device: str | torch.device = "cpu",
-                   progress: bool = False, desc: str = "classifier") -> SmallCNN:
+                   config: FitConfig | None = None, *, loss_fn: LossFn | None = None,
+                   device: str | torch.device = "cpu", progress: bool = False, desc: str = "classifier"
+                   ) -> SmallCNN:
     """Train a :class:`SmallCNN` on uint8 images for whole epochs; deterministic for a given seed on CPU.
 
     Random translations are the only augmentation, because flips or colour changes do not
@@ -78,14 +82,15 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
         torch.manual_seed(config.seed)
         model = SmallCNN(images.shape[1], num_classes, config.width)
         return train_steps(model, images, labels, epochs, config.epochs * steps_per_epoch, lr=config.lr,
-                           translate=config.translate, seed=config.seed, device=device, progress=progress,
-                           desc=desc)
+                           translate=config.translate, seed=config.seed, loss_fn=loss_fn, device=device,
+                           progress=progress, desc=desc)
 
 
 def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 batches: Callable[[torch.Generator], Iterable[torch.Tensor]], steps: int, *, lr: float,
                 translate: int, seed: int, class_weights: torch.Tensor | None = None,
                 batch_hook: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                loss_fn: LossFn | None = None, channels_last: bool = False,
                 device: str | torch.device = "cpu", progress: bool = False, desc: str = "classifier"
                 ) -> nn.Module:
     """The one classifier training loop: Adam with a one-cycle schedule over ``steps`` batches.
@@ -93,19 +98,25 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     ``batches(gen)`` yields index tensors into ``images``/``labels`` (epochs, uniform draws or
     class-balanced draws); ``gen`` also draws the random shifts, so one seed fixes the whole run.
     ``batch_hook(x, y)`` may replace uint8 images before the shifts (GAN augmentation).
+    ``loss_fn(logits, y, idx, step)`` replaces the (optionally class-weighted) cross-entropy: the
+    long-tailed losses, per-sample weights of generated images and step-dependent schedules.
+    ``channels_last`` is faster for small convolutions on CPU (about 1.4x on AVX2).
     """
-    model = model.to(device).train()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=fmt).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
     gen = torch.Generator().manual_seed(seed)
     weight = class_weights.to(device) if class_weights is not None else None
     with tqdm(total=steps, disable=not progress, desc=desc, unit="step") as bar:
-        for idx in itertools.islice(batches(gen), steps):
+        for step, idx in enumerate(itertools.islice(batches(gen), steps)):
             x, y = images[idx], labels[idx]
             if batch_hook is not None:
                 x = batch_hook(x, y)
-            x = uint8_to_model(random_shift(x, translate, gen)).to(device)
-            loss = F.cross_entropy(model(x), y.to(device), weight=weight)
+            x = uint8_to_model(random_shift(x, translate, gen)).to(device).contiguous(memory_format=fmt)
+            logits, y = model(x), y.to(device)
+            loss = (loss_fn(logits, y, idx, step) if loss_fn is not None
+                    else F.cross_entropy(logits, y, weight=weight))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -1,0 +1,28 @@
+"""The generator's own figures next to the downstream benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.dataset import LabelledImages
+
+
+def evaluate_generator(gen, lt_train: LabelledImages, test: LabelledImages, reference, train_full: LabelledImages,
+                       n: int, out: Path, progress: bool) -> dict:
+    """The generator's figures (FID, KID, precision/recall, class fidelity, memorisation of the
+    long-tailed images it was trained on) in the reference classifier's feature space."""
+    from ..eval import EvalProtocol, ReferenceFeatures, cached_reference_classifier, evaluate, save_result
+
+    if reference is None:
+        reference = cached_reference_classifier(train_full, test, progress=progress)
+    n = max(n - n % lt_train.num_classes, 4 * lt_train.num_classes)
+    result = evaluate(gen.net, gen.config, lt_train, test, reference, ReferenceFeatures(reference),
+                      EvalProtocol(n=n, cas=False), progress=progress)
+    save_result(result, lt_train, out)
+    o = result["overall"]
+    return {"fid": o["fid"], "kid": o["kid"], "precision": o["precision"], "recall": o["recall"],
+            "class_fidelity": o["class_fidelity"],
+            "class_fidelity_per_class": [r["class_fidelity"] for r in result["per_class"]],
+            "memorisation_flagged_classes": result["memorisation"]["flagged_classes"],
+            "reference_real_test_accuracy": reference.config.real_test_accuracy,
+            "n": n, "report": str(out / "report.md")}

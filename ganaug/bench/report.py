@@ -1,0 +1,125 @@
+"""The verdict and the written report of ``bench-downstream``. Every choice is made on validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .variants import CLASSICAL
+
+GANAUG = "ganaug-recipe"
+
+
+def verdict(results: dict[str, dict]) -> dict:
+    """The best classical baseline by validation, ganaug's recipe against it on test (per-seed
+    paired differences), and what to recommend: ganaug only if it also won on validation."""
+    val = {v: r["val_balanced_accuracy_mean"] for v, r in results.items()}
+    classical = {v: m for v, m in val.items() if v in CLASSICAL}
+    out: dict = {}
+    if classical:
+        bc = max(classical, key=lambda v: (classical[v], v))
+        out.update(best_baseline=bc, best_baseline_test=results[bc]["balanced_accuracy_mean"])
+        out["recommendation"] = bc
+    if classical and GANAUG in results:
+        g, b = results[GANAUG], results[bc]
+        paired = [100 * (x["balanced_accuracy"] - y["balanced_accuracy"]) for x, y in zip(g["runs"], b["runs"])]
+        d = torch.tensor(paired, dtype=torch.float64)
+        margin_val = 100 * (g["val_balanced_accuracy_mean"] - b["val_balanced_accuracy_mean"])
+        out.update(margin_points=round(float(d.mean()), 2),
+                   margin_std=round(float(d.std()), 2) if len(d) > 1 else 0.0,
+                   paired_differences=[round(x, 2) for x in paired], margin_val_points=round(margin_val, 2))
+        won_val = margin_val > 0
+        out["recommendation"] = GANAUG if won_val else bc
+        out["sentence"] = (
+            f"{GANAUG} {'beat' if d.mean() > 0 else 'did not beat'} the best baseline by validation ({bc}) on "
+            f"test: {float(d.mean()):+.2f} +- {out['margin_std']:.2f} points of balanced accuracy (paired over "
+            f"{len(d)} seeds). "
+            + (f"It also won on validation ({margin_val:+.2f} points): use ganaug's recipe." if won_val else
+               f"It did not win on validation ({margin_val:+.2f} points): use {bc}, not ganaug."))
+    elif classical:
+        out["sentence"] = f"best baseline by validation: {bc}."
+    return out
+
+
+def write_report(summary: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res, names, cfg, d = summary["results"], summary["data"]["class_names"], summary["config"], summary["data"]
+    split = (f"long-tailed split of the training data, imbalance ratio {cfg['imbalance_ratio']:g}"
+             if cfg["imbalance_ratio"] is not None else "the data as it is")
+    lines = ["# ganaug downstream benchmark", "",
+             f"Training part ({split}): {d['train_counts']}; validation: {d['val_counts']}; test "
+             f"({d['test']}): {d['test_counts']}. {cfg['seeds']} seeds per variant; the same ResNet, "
+             f"{summary['classifier_steps']} steps of batch {cfg['batch_size']} (one-cycle Adam) and random "
+             "shifts for all. Every choice (post-hoc tau, the recipe, the best baseline) is made on validation.",
+             "", f"**{summary['verdict'].get('sentence', '')}**", "",
+             "| variant | balanced accuracy (test) | rare-class accuracy (test) | balanced accuracy (validation) |",
+             "|---|---|---|---|"]
+    for v, r in res.items():
+        lines.append(f"| {v} | {100 * r['balanced_accuracy_mean']:.2f} +- {100 * r['balanced_accuracy_std']:.2f} | "
+                     f"{100 * r['rare_accuracy_mean']:.2f} | {100 * r['val_balanced_accuracy_mean']:.2f} |")
+    v = summary["verdict"]
+    if "paired_differences" in v:
+        lines += ["", f"Paired test differences, {GANAUG} minus {v['best_baseline']}, per seed (points): "
+                  f"{v['paired_differences']}."]
+    if "posthoc-la" in res:
+        lines += ["", "post-hoc tau chosen on validation, per seed: "
+                  f"{[r['tau'] for r in res['posthoc-la']['runs']]}."]
+    s = summary.get("recipe_search")
+    if s:
+        lines += ["", f"Recipe search ({s['seeds']} seed(s) each, validation only; chosen: candidate {s['chosen']}):",
+                  "", "| # | recipe | balanced accuracy (validation) |", "|---|---|---|"]
+        for i, c in enumerate(s["candidates"]):
+            lines.append(f"| {i}{' (chosen)' if i == s['chosen'] else ''} | `{c['recipe']}` | "
+                         f"{100 * c['val_balanced_accuracy_mean']:.2f} |")
+        lines += ["", "Bank of the chosen recipe, per class (real images, generated kept, judge acceptance):", "",
+                  "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for field, fmt in (("real", str), ("generated", str),
+                           ("judge_acceptance", lambda a: "-" if a is None else f"{a:.2f}")):
+            lines.append(f"| {field} | " + " | ".join(fmt(s["bank"][n][field]) for n in names) + " |")
+    g = summary["generator"]
+    if g["source"]:
+        lines += ["", f"Generator: `{g['source']}`; trained only on the training part: "
+                  f"{g['trained_on_training_part']}."]
+    e = g.get("eval")
+    if e:
+        lines += ["", f"Generator evaluation ({e['n']} generated images against the real test split, in the "
+                  f"feature space of a reference classifier with real-test accuracy "
+                  f"{e['reference_real_test_accuracy']:.3f}; details in `generator-eval/report.md`): "
+                  f"FID {e['fid']:.3f}, KID {e['kid']:.4f}, precision {e['precision']:.3f}, recall "
+                  f"{e['recall']:.3f}, class fidelity {e['class_fidelity']:.3f}; memorisation flagged in: "
+                  f"{', '.join(e['memorisation_flagged_classes']) or 'no class'}.", "",
+                  "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+                  "| class fidelity | " + " | ".join(f"{f:.2f}" for f in e["class_fidelity_per_class"]) + " |"]
+    lines += ["", "![per class](per_class.png)", "", "![confusion matrix](confusion.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    width = 0.8 / len(res)
+    for i, (name, r) in enumerate(res.items()):
+        ax.bar([c + i * width for c in range(len(names))], r["per_class_mean"], width, label=name)
+    ax.set_xticks([c + 0.4 - width / 2 for c in range(len(names))])
+    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    fig.savefig(out / "per_class.png", dpi=100)
+    plt.close(fig)
+
+    shown = v.get("recommendation") or next(iter(res))
+    conf = torch.tensor(res[shown]["runs"][0]["confusion"], dtype=torch.float64)
+    conf = conf / conf.sum(1, keepdim=True).clamp(min=1)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.imshow(conf.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)))
+    ax.set_yticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=90, fontsize=7)
+    ax.set_yticklabels(names, fontsize=7)
+    ax.set_title(f"{shown} (recommended), seed 0 (rows: true class)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "confusion.png", dpi=100)
+    plt.close(fig)

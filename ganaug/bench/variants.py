@@ -1,0 +1,109 @@
+"""The classifier variants ``bench-downstream`` compares: one network, schedule and augmentation;
+they differ only in data, sampling and loss.
+
+Classical rebalancers (what a practitioner would use without ganaug):
+- ``plain``: cross-entropy, uniform draws;
+- ``posthoc-la``: the ``plain`` model with post-hoc logit adjustment, tau chosen on validation;
+- ``reweight``: cross-entropy weighted by 1 / n_c;
+- ``oversample``: every class drawn equally often;
+- ``balanced-softmax``: the logit-adjusted loss at tau = 1, which is the Balanced Softmax loss;
+- ``drw``: deferred re-weighting, cross-entropy with effective-number weights in the last fifth.
+
+ganaug: ``ganaug-recipe`` (a :class:`~ganaug.longtail.SyntheticRecipe`, chosen on validation)
+and the earlier variants kept for comparison (``ganaug-balance``, ``ganaug-batch``, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from ..data.dataset import LabelledImages
+from ..eval.classifier import train_steps
+from ..longtail import SyntheticMix, effective_number_weights, log_prior, logit_adjusted_loss
+from .resnet import SmallResNet
+
+if TYPE_CHECKING:
+    from .downstream import DownstreamConfig
+
+CLASSICAL = ("plain", "posthoc-la", "reweight", "oversample", "balanced-softmax", "drw")
+OLD_GANAUG = ("ganaug-balance", "ganaug-batch", "ganaug-batch+reweight", "ganaug-balance+oversample")
+VARIANTS = CLASSICAL + ("ganaug-recipe",) + OLD_GANAUG
+DRW_START = 0.8  # Cao et al. 2019 switch the weights on at epoch 160 of 200
+
+
+def classifier_steps(cfg: "DownstreamConfig", n_train: int) -> int:
+    """``cfg.classifier_steps`` if set, else ``cfg.classifier_epochs`` passes over the real training part."""
+    if cfg.classifier_steps:
+        return cfg.classifier_steps
+    return max(1, math.ceil(cfg.classifier_epochs * n_train / cfg.batch_size))
+
+
+def uniform_batches(n: int, batch_size: int):
+    def draw(gen: torch.Generator) -> Iterator[torch.Tensor]:
+        while True:
+            yield torch.randint(n, (batch_size,), generator=gen)
+    return draw
+
+
+def balanced_batches(labels: torch.Tensor, num_classes: int, batch_size: int):
+    """Every class equally often, uniform within a class."""
+    def draw(gen: torch.Generator) -> Iterator[torch.Tensor]:
+        order = torch.argsort(labels, stable=True)
+        sizes = torch.bincount(labels, minlength=num_classes)
+        starts = torch.cumsum(sizes, 0) - sizes
+        present = torch.nonzero(sizes).flatten()
+        while True:
+            cls = present[torch.randint(len(present), (batch_size,), generator=gen)]
+            pos = (torch.rand(batch_size, generator=gen) * sizes[cls]).long()
+            yield order[starts[cls] + pos]
+    return draw
+
+
+def train_classifier(variant: str, train: LabelledImages, cfg: "DownstreamConfig", seed: int, *,
+                     synthetic: LabelledImages | None = None, batch_aug=None, mix: SyntheticMix | None = None
+                     ) -> SmallResNet:
+    """Train one classifier of ``variant`` (``posthoc-la`` trains the ``plain`` model; the
+    adjustment happens at prediction time)."""
+    k = train.num_classes
+    counts = torch.bincount(train.labels, minlength=k)
+    steps = classifier_steps(cfg, len(train))
+    images, labels = train.images, train.labels
+    if variant.startswith("ganaug-balance"):
+        images, labels = torch.cat([images, synthetic.images]), torch.cat([labels, synthetic.labels])
+    batches = (balanced_batches(labels, k, cfg.batch_size) if variant.endswith("oversample")
+               else uniform_batches(len(labels), cfg.batch_size))
+    class_weights, loss_fn = None, None
+    if variant.endswith("reweight"):
+        w = 1.0 / counts.clamp(min=1).float()
+        class_weights = w / w.sum() * k
+    elif variant == "balanced-softmax":
+        prior = log_prior(counts)
+        loss_fn = lambda logits, y, idx, step: logit_adjusted_loss(logits, y, prior)  # noqa: E731
+    elif variant == "drw":
+        late = effective_number_weights(counts)
+
+        def loss_fn(logits, y, idx, step):
+            return F.cross_entropy(logits, y, weight=late if step >= DRW_START * steps else None)
+    elif variant == "ganaug-recipe":
+        images, labels, weights = mix.tensors()
+        batches = mix.batch_sampler(steps, cfg.batch_size).index_batches
+        loss_fn = lambda logits, y, idx, step: mix.loss(logits, y, weights[idx], step)  # noqa: E731
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SmallResNet(train.channels, k, cfg.width)
+        return train_steps(model, images, labels, batches, steps, lr=cfg.lr, translate=cfg.translate, seed=seed,
+                           class_weights=class_weights, loss_fn=loss_fn, channels_last=cfg.channels_last,
+                           batch_hook=batch_aug.apply if batch_aug is not None else None)
+
+
+@torch.no_grad()
+def logits_of(model: SmallResNet, images: torch.Tensor) -> torch.Tensor:
+    from ..data.images import uint8_to_model
+
+    return torch.cat([model(uint8_to_model(x)).float() for x in images.split(512)])

@@ -1,0 +1,301 @@
+"""Generated images in a long-tailed classifier's training, the way the field found them to help:
+a small, filtered, down-weighted share of each batch on top of a balanced loss.
+
+``SyntheticRecipe`` holds the knobs (a dataclass, saved as JSON). ``SyntheticMix`` is a
+map-style dataset of real images followed by a bank of generated images of the rare classes,
+served as ``(image, label, weight)``; its ``batch_sampler`` decides, step by step, how many
+generated images a batch gets, and its ``loss`` is the matching balanced loss. Both plug into a
+plain PyTorch loop::
+
+    mix = SyntheticMix(real, generator, SyntheticRecipe(), judge=judge)
+    loader = DataLoader(mix, batch_sampler=mix.batch_sampler(steps, batch_size=128))
+    for step, (x, y, w) in enumerate(loader):
+        loss = mix.loss(model(prep(x)), y, w, step)
+
+References: M2m (Kim et al. 2020) for the rarity-proportional draws, the classifier gate at 0.9
+and the late start; Balanced Softmax (Ren et al. 2020) / logit adjustment (Menon et al. 2021)
+for the loss; DiffuLT and SYNAuG for capping, down-weighting and ending on real data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ..data.balance import MixedDataset, dataset_targets
+from ..data.images import resize_uint8, uint8_to_model
+from ..data.synthetic import SyntheticDataset
+from ..errors import GanaugError
+from .losses import log_prior, logit_adjusted_loss
+
+FILTERS = ("none", "reject", "confidence")
+LOSSES = ("balanced-softmax", "ce")
+
+
+@dataclass(frozen=True)
+class SyntheticRecipe:
+    """How a classifier uses generated images. Fractions of training are fractions of its steps.
+
+    - ``share``: generated share of each batch while mixing is on (0.25 = 32 of 128);
+    - ``weight``: loss weight of a generated image (a real one weighs 1);
+    - ``start``: fraction of training before generated images come in (M2m: the last fifth, 0.8);
+    - ``finish``: final fraction of training on real images only;
+    - ``cap``: generated images kept per class, at most ``cap`` x its real count; the largest
+      class gets none, the others are drawn with probability proportional to ``1 - n_c / n_max``;
+    - ``filter``: ``reject`` drops generated images the judge (a classifier trained on the real
+      data with a balanced loss) gives less than ``threshold`` for their class; ``confidence``
+      keeps all and multiplies their weight by that probability; ``none`` trusts the generator;
+    - ``loss``: ``balanced-softmax`` (logit-adjusted with the label prior of the batches actually
+      drawn, so the generated share shifts it) or plain ``ce``.
+    """
+
+    share: float = 0.25
+    weight: float = 0.5
+    start: float = 0.0
+    finish: float = 0.0
+    cap: float = 4.0
+    filter: str = "reject"
+    threshold: float = 0.9
+    loss: str = "balanced-softmax"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 <= self.share < 1:
+            problems.append(f"share must lie in [0, 1), got {self.share}")
+        if self.weight < 0:
+            problems.append(f"weight must be >= 0, got {self.weight}")
+        if not (0 <= self.start <= 1 and 0 <= self.finish <= 1 and self.start + self.finish <= 1):
+            problems.append(f"start and finish must lie in [0, 1] with start + finish <= 1, got "
+                            f"{self.start} and {self.finish}")
+        if self.cap <= 0:
+            problems.append(f"cap must be > 0, got {self.cap}")
+        if self.filter not in FILTERS:
+            problems.append(f"filter must be one of {FILTERS}, got {self.filter!r}")
+        if not 0 <= self.threshold <= 1:
+            problems.append(f"threshold must lie in [0, 1], got {self.threshold}")
+        if self.loss not in LOSSES:
+            problems.append(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if problems:
+            raise GanaugError("bad SyntheticRecipe: " + "; ".join(problems) + ".")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SyntheticRecipe":
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise GanaugError(f"unknown SyntheticRecipe fields {sorted(unknown)}.")
+        return cls(**d)
+
+    def mixing(self, step: int, steps: int) -> bool:
+        """Whether batch ``step`` of ``steps`` gets generated images."""
+        return self.share > 0 and self.start * steps <= step < (1 - self.finish) * steps
+
+
+class SyntheticMix(Dataset):
+    """Real images, then a bank of generated images of the rarer classes: ``(image, label, weight)``.
+
+    ``real`` is any map-style dataset of ``(image, label)`` whose labels are the generator's class
+    ids (a :class:`~ganaug.LabelledImages` is fastest). ``judge`` (needed unless the recipe's
+    filter is ``none``) is a classifier trained on the real data, an ``nn.Module`` taking images
+    in [-1, 1] (a :class:`~ganaug.eval.ReferenceClassifier` works too). ``cache`` keeps the
+    generated bank on disk. Generated images take the real images' format (size, channels,
+    PIL or tensor), as :class:`~ganaug.data.MixedDataset` does.
+    """
+
+    def __init__(self, real: Any, generator: Any, recipe: SyntheticRecipe | None = None, *,
+                 judge: Any = None, seed: int = 0, cache: Any = None, transform: Any = None):
+        from ..transforms._kernels import resolve_generator
+
+        self.recipe = recipe = recipe or SyntheticRecipe()
+        gen = resolve_generator(generator)
+        targets = dataset_targets(real)
+        k = gen.num_classes
+        names = getattr(real, "class_names", None) or getattr(real, "classes", None)
+        if names is not None and list(names) != gen.class_names:
+            raise GanaugError(f"the data's classes {list(names)} are not the generator's {gen.class_names}; "
+                              "use a generator trained on these classes, in this order.")
+        if len(targets) == 0 or targets.min() < 0 or targets.max() >= k:
+            raise GanaugError(f"the data's labels must be class ids 0..{k - 1} of the generator "
+                              f"({gen.class_names}); got {'no images' if len(targets) == 0 else int(targets.max())}.")
+        counts = torch.bincount(targets, minlength=k)
+        empty = [gen.class_names[c] for c in range(k) if counts[c] == 0]
+        if empty:
+            raise GanaugError(f"classes {empty} have no real image. A generated image cannot stand in for a "
+                              "class the classifier never sees for real; add real images or drop the class.")
+        if recipe.filter != "none" and judge is None:
+            raise GanaugError(f"the recipe's filter {recipe.filter!r} needs judge=: a classifier trained on the "
+                              "real data with a balanced loss (ganaug.longtail.fit_judge), or filter='none'.")
+        self.num_classes, self.class_names = k, gen.class_names
+        self.real_counts = counts
+        self.transform = transform
+        self._steps: int | None = None  # set by batch_sampler(), the defaults of loss()
+        self._batch_size: int | None = None
+
+        # the bank: up to cap x n_c per class, rarer classes drawn more often
+        rarity = (1 - counts.double() / counts.max()).clamp(min=0)
+        bank = {c: math.ceil(recipe.cap * int(counts[c])) for c in range(k) if rarity[c] > 0 and recipe.share > 0}
+        pool = SyntheticDataset(gen, bank, seed=seed, cache=cache)
+        images = pool.images() if len(pool) else torch.zeros(0, gen.channels, gen.image_size, gen.image_size,
+                                                             dtype=torch.uint8)
+        p = self._judge(images, pool.labels, judge if recipe.filter != "none" else None)
+        keep = p >= recipe.threshold if recipe.filter == "reject" else torch.ones(len(p), dtype=torch.bool)
+        weights = p if recipe.filter == "confidence" else torch.ones(len(p))
+        self.judge_acceptance = {gen.class_names[c]: (float(keep[pool.labels == c].float().mean()) if n else None)
+                                 for c, n in enumerate(pool.class_counts)}
+        self.synthetic_labels = pool.labels[keep]
+        self.synthetic_weights = weights[keep] * recipe.weight
+        self._bank_images = images[keep]
+        self.n_real = len(targets)
+        self.real_targets = targets
+        self._real = real
+        self._fast = isinstance(getattr(real, "images", None), torch.Tensor) and real.images.dtype == torch.uint8
+        if self._fast and len(self._bank_images):  # fit the bank to the real tensors' format once
+            from ..transforms._kernels import convert_channels
+
+            _, c, h, w = real.images.shape
+            self._bank_images = resize_uint8(convert_channels(self._bank_images, c), h, w)
+        kept = torch.bincount(self.synthetic_labels, minlength=k)
+        self.synthetic_counts = kept
+        self.draw_probs = rarity * (kept > 0)  # a class whose bank was emptied by the filter is not drawn
+        if self.draw_probs.sum() > 0:
+            self.draw_probs = self.draw_probs / self.draw_probs.sum()
+        self._mixed = None if self._fast else MixedDataset(real, _Bank(self._bank_images, self.synthetic_labels,
+                                                                       gen.class_names), targets)
+
+    # -- the bank ------------------------------------------------------------------------------
+    @staticmethod
+    def _judge(images: torch.Tensor, labels: torch.Tensor, judge: Any) -> torch.Tensor:
+        """The judge's probability of each image's intended class (1 without a judge)."""
+        if judge is None or len(labels) == 0:
+            return torch.ones(len(labels))
+        model = getattr(judge, "model", judge)
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            probs = torch.cat([model(uint8_to_model(x).to(device)).float().softmax(1).cpu()
+                               for x in images.split(512)])
+        model.train(was_training)
+        return probs[torch.arange(len(labels)), labels]
+
+    def __len__(self) -> int:
+        return self.n_real + len(self.synthetic_labels)
+
+    def __getitem__(self, i: int) -> tuple[Any, int, float]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} images")
+        i %= len(self)
+        if self._fast:
+            image, label = (self._real.images[i], int(self._real.labels[i])) if i < self.n_real else \
+                (self._bank_images[i - self.n_real], int(self.synthetic_labels[i - self.n_real]))
+            image = self.transform(image) if self.transform else image
+        else:
+            image, label = self._mixed[i]
+            image = self.transform(image) if self.transform else image
+        w = 1.0 if i < self.n_real else float(self.synthetic_weights[i - self.n_real])
+        return image, label, w
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images uint8, labels, weights) of every item, real first; for LabelledImages data."""
+        if not self._fast:
+            raise GanaugError("tensors() needs the real data as a LabelledImages (uint8 tensors); "
+                              "iterate the dataset instead.")
+        return (torch.cat([self._real.images, self._bank_images]),
+                torch.cat([self._real.labels, self.synthetic_labels]),
+                torch.cat([torch.ones(self.n_real), self.synthetic_weights]))
+
+    # -- batches and loss ----------------------------------------------------------------------
+    def batch_sampler(self, steps: int, batch_size: int, seed: int = 0) -> "MixedBatchSampler":
+        """Index batches for ``DataLoader(mix, batch_sampler=...)``: ``steps`` of them, each with
+        the recipe's generated share while mixing is on, the rest uniform over real images."""
+        return MixedBatchSampler(self, steps, batch_size, seed)
+
+    def synthetic_per_batch(self, batch_size: int) -> int:
+        if self.draw_probs.sum() == 0:
+            return 0
+        return int(round(self.recipe.share * batch_size))
+
+    def prior(self, mixing: bool, batch_size: int) -> torch.Tensor:
+        """log label prior of the batches drawn in this phase (real counts, plus the generated share)."""
+        real = self.real_counts.double() / self.real_counts.sum()
+        m = self.synthetic_per_batch(batch_size) / batch_size if mixing else 0.0
+        return log_prior(((1 - m) * real + m * self.draw_probs) * 1e6)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, step: int,
+             steps: int | None = None, batch_size: int | None = None) -> torch.Tensor:
+        """The recipe's loss for batch ``step``: balanced softmax with this phase's label prior (or
+        plain cross-entropy), each sample scaled by its weight. ``steps`` and ``batch_size`` default
+        to those of the last ``batch_sampler``."""
+        steps = steps if steps is not None else self._steps
+        batch_size = batch_size if batch_size is not None else self._batch_size
+        if steps is None or batch_size is None:
+            raise GanaugError("loss() needs steps and batch_size: pass them, or make the batches with "
+                              "batch_sampler() first.")
+        w = torch.as_tensor(weights, dtype=torch.float32)
+        if self.recipe.loss == "ce":
+            return logit_adjusted_loss(logits, labels, torch.zeros(self.num_classes), 0.0, w)
+        prior = self.prior(self.recipe.mixing(step, steps), batch_size)
+        return logit_adjusted_loss(logits, labels, prior, 1.0, w)
+
+    def report(self) -> dict:
+        """Counts per class: real, generated kept, judge acceptance, draw probability."""
+        return {name: {"real": int(self.real_counts[c]), "generated": int(self.synthetic_counts[c]),
+                       "judge_acceptance": self.judge_acceptance.get(name),
+                       "draw_probability": float(self.draw_probs[c])}
+                for c, name in enumerate(self.class_names)}
+
+
+class MixedBatchSampler(Sampler[list[int]]):
+    """``steps`` index batches over a :class:`SyntheticMix`; deterministic for a seed."""
+
+    def __init__(self, mix: SyntheticMix, steps: int, batch_size: int, seed: int = 0):
+        if steps < 1 or batch_size < 1:
+            raise GanaugError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}.")
+        self.mix, self.steps, self.batch_size, self.seed = mix, steps, batch_size, seed
+        mix._steps, mix._batch_size = steps, batch_size
+        labels = mix.synthetic_labels
+        self._order = torch.argsort(labels, stable=True)
+        self._sizes = torch.bincount(labels, minlength=mix.num_classes)
+        self._starts = torch.cumsum(self._sizes, 0) - self._sizes
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (b.tolist() for b in self.index_batches(torch.Generator().manual_seed(self.seed)))
+
+    def index_batches(self, gen: torch.Generator) -> Iterator[torch.Tensor]:
+        """The same batches as tensors, drawn from ``gen`` (what a tensor training loop wants)."""
+        mix, b = self.mix, self.batch_size
+        m = mix.synthetic_per_batch(b)
+        for step in range(self.steps):
+            k = m if mix.recipe.mixing(step, self.steps) else 0
+            real = torch.randint(mix.n_real, (b - k,), generator=gen)
+            if k == 0:
+                yield real
+                continue
+            cls = torch.multinomial(mix.draw_probs.float(), k, replacement=True, generator=gen)
+            pos = (torch.rand(k, generator=gen) * self._sizes[cls]).long()
+            yield torch.cat([real, mix.n_real + self._order[self._starts[cls] + pos]])
+
+
+class _Bank(Dataset):
+    """The kept generated images, shaped like a SyntheticDataset for MixedDataset."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, class_names: list[str]):
+        self._images, self.labels, self.class_names = images, labels, class_names
+        self.class_counts = torch.bincount(labels, minlength=len(class_names)).tolist()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self._images[i], int(self.labels[i])

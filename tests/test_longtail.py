@@ -1,0 +1,169 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ganaug import GanaugError, LabelledImages
+from ganaug.eval.classifier import FitConfig
+from ganaug.longtail import (SyntheticMix, SyntheticRecipe, adjust_logits, balanced_accuracy, choose_tau,
+                             effective_number_weights, fit_judge, log_prior, logit_adjusted_loss)
+from tests.conftest import make_package
+
+CLASSES = ("head", "mid", "tail")
+
+
+@pytest.fixture(scope="module")
+def pkg(tmp_path_factory):
+    return make_package(tmp_path_factory.mktemp("lt"), classes=CLASSES, name="lt-pkg")
+
+
+def real_data(counts=(40, 10, 4)) -> LabelledImages:
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+    g = torch.Generator().manual_seed(0)
+    return LabelledImages(torch.randint(0, 255, (len(labels), 1, 32, 32), dtype=torch.uint8, generator=g),
+                          labels, list(CLASSES))
+
+
+class FixedJudge(nn.Module):
+    """Calls every image 48 % head, 48 % mid, 5 % tail, whatever it shows."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.tensor([[3.0, 3.0, 0.0]]).expand(len(x), 3) + 0 * self.dummy
+
+
+def test_logit_adjusted_loss_is_balanced_softmax_at_tau_one():
+    logits, y = torch.randn(6, 3), torch.tensor([0, 1, 2, 2, 1, 0])
+    counts = [50, 10, 2]
+    prior = log_prior(counts)
+    expected = F.cross_entropy(logits + torch.tensor(counts, dtype=torch.float).div(62).log(), y)
+    assert torch.allclose(logit_adjusted_loss(logits, y, prior), expected, atol=1e-6)
+    assert torch.allclose(logit_adjusted_loss(logits, y, prior, tau=0.0), F.cross_entropy(logits, y))
+    w = torch.tensor([1, 1, 0.5, 0.5, 1, 0.0])
+    per = F.cross_entropy(logits + prior, y, reduction="none")
+    assert torch.allclose(logit_adjusted_loss(logits, y, prior, weight=w), (per * w).mean(), atol=1e-6)
+
+
+def test_effective_number_weights_favour_rare_classes():
+    w = effective_number_weights([5000, 500, 50])
+    assert w[0] < w[1] < w[2] and math.isclose(float(w.sum()), 3, rel_tol=1e-5)
+
+
+def test_posthoc_tau_is_chosen_on_the_data_given():
+    # a model biased toward the head class: adjusting by the prior recovers the tail
+    prior = log_prior([90, 10])
+    labels = torch.tensor([0] * 5 + [1] * 5)
+    logits = torch.stack([torch.full((10,), 1.0), torch.tensor([0.0] * 5 + [0.8] * 5)], 1)
+    assert balanced_accuracy(logits.argmax(1), labels, 2)[0] == 0.5
+    tau, acc = choose_tau(logits, labels, prior)
+    assert acc == 1.0 and 0 < tau <= 1.0
+    assert balanced_accuracy(adjust_logits(logits, prior, tau).argmax(1), labels, 2)[0] == 1.0
+    with pytest.raises(GanaugError, match="validation split is empty"):
+        choose_tau(logits[:0], labels[:0], prior)
+
+
+def test_recipe_validates_and_round_trips():
+    r = SyntheticRecipe(share=0.5, start=0.8, filter="confidence")
+    assert SyntheticRecipe.from_dict(r.to_dict()) == r
+    for bad, match in (({"share": 1.0}, "share"), ({"start": 0.7, "finish": 0.5}, "start and finish"),
+                       ({"filter": "magic"}, "filter"), ({"loss": "focal"}, "loss"), ({"cap": 0}, "cap")):
+        with pytest.raises(GanaugError, match=match):
+            SyntheticRecipe(**bad)
+    with pytest.raises(GanaugError, match="unknown SyntheticRecipe fields"):
+        SyntheticRecipe.from_dict({"shares": 0.1})
+    assert [SyntheticRecipe(start=0.5, finish=0.25).mixing(s, 8) for s in range(8)] == \
+        [False] * 4 + [True] * 2 + [False] * 2
+
+
+def test_bank_is_capped_and_skips_the_largest_class(pkg, tmp_path):
+    real = real_data()
+    mix = SyntheticMix(real, str(pkg), SyntheticRecipe(filter="none", cap=2.0, weight=0.25), cache=tmp_path)
+    assert mix.synthetic_counts.tolist() == [0, 20, 8]  # cap x real count; none for the largest class
+    assert len(mix) == 54 + 28
+    # draws proportional to 1 - n_c / n_max
+    expected = torch.tensor([0.0, 1 - 10 / 40, 1 - 4 / 40])
+    assert torch.allclose(mix.draw_probs.float(), expected / expected.sum())
+    image, label, w = mix[54]
+    assert image.shape == (1, 32, 32) and image.dtype == torch.uint8 and label == 1 and w == 0.25
+    assert mix[0][2] == 1.0
+    report = mix.report()
+    assert report["tail"] == {"real": 4, "generated": 8, "judge_acceptance": 1.0,
+                              "draw_probability": pytest.approx(float(expected[2] / expected.sum()))}
+
+
+def test_batches_follow_the_share_and_the_schedule(pkg):
+    mix = SyntheticMix(real_data(), str(pkg), SyntheticRecipe(filter="none", share=0.25, start=0.5, finish=0.25))
+    batches = list(mix.batch_sampler(steps=8, batch_size=16, seed=3))
+    assert len(batches) == 8 and all(len(b) == 16 for b in batches)
+    generated = [sum(i >= mix.n_real for i in b) for b in batches]
+    assert generated == [0, 0, 0, 0, 4, 4, 0, 0]
+    assert batches == list(mix.batch_sampler(steps=8, batch_size=16, seed=3))  # deterministic
+    # the loss in a mixing step uses the shifted prior
+    logits, y = torch.randn(16, 3), torch.randint(0, 3, (16,))
+    w = torch.ones(16)
+    plain_prior = log_prior(mix.real_counts)
+    assert torch.allclose(mix.loss(logits, y, w, step=0), logit_adjusted_loss(logits, y, plain_prior), atol=1e-5)
+    assert not torch.allclose(mix.loss(logits, y, w, step=4), logit_adjusted_loss(logits, y, plain_prior))
+
+
+def test_a_plain_pytorch_loop_over_the_mix(pkg):
+    real = real_data()
+    mix = SyntheticMix(real, str(pkg), SyntheticRecipe(filter="none"))
+    loader = DataLoader(mix, batch_sampler=mix.batch_sampler(steps=3, batch_size=8))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step, (x, y, w) in enumerate(loader):
+        loss = mix.loss(model(x.float() / 127.5 - 1), y, w, step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert x.shape == (8, 1, 32, 32) and w.dtype == torch.float64 and loss.isfinite()
+    # any map-style dataset works, e.g. a plain list of (image, label) pairs
+    pairs = [(real.images[i], int(real.labels[i])) for i in range(len(real))]
+    mix2 = SyntheticMix(pairs, str(pkg), SyntheticRecipe(filter="none"))
+    image, label, w = mix2[len(pairs)]
+    assert image.shape == (1, 32, 32) and w == 0.5
+
+
+def test_filters_reject_or_weight_by_the_judge(pkg):
+    real = real_data()
+    judge = FixedJudge()
+    rejected = SyntheticMix(real, str(pkg), SyntheticRecipe(filter="reject", threshold=0.4), judge=judge)
+    assert rejected.synthetic_counts.tolist() == [0, 40, 0]  # the tail images all fail
+    assert rejected.draw_probs[2] == 0 and rejected.report()["tail"]["judge_acceptance"] == 0.0
+    weighted = SyntheticMix(real, str(pkg), SyntheticRecipe(filter="confidence", weight=1.0), judge=judge)
+    assert weighted.synthetic_counts.tolist() == [0, 40, 16]
+    w = weighted.synthetic_weights
+    p = torch.softmax(torch.tensor([3.0, 3.0, 0.0]), 0)
+    assert torch.allclose(w[weighted.synthetic_labels == 1], p[1].expand(40)) and \
+        torch.allclose(w[weighted.synthetic_labels == 2], p[2].expand(16))
+
+
+def test_bad_input_says_what_to_do(pkg):
+    with pytest.raises(GanaugError, match="have no real image"):
+        SyntheticMix(real_data((40, 10, 0)), str(pkg), SyntheticRecipe(filter="none"))
+    with pytest.raises(GanaugError, match="needs judge="):
+        SyntheticMix(real_data(), str(pkg), SyntheticRecipe())
+    other = LabelledImages(torch.zeros(3, 1, 32, 32, dtype=torch.uint8), torch.tensor([0, 1, 2]), ["a", "b", "c"])
+    with pytest.raises(GanaugError, match="not the generator's"):
+        SyntheticMix(other, str(pkg), SyntheticRecipe(filter="none"))
+    mix = SyntheticMix(real_data(), str(pkg), SyntheticRecipe(filter="none"))
+    with pytest.raises(GanaugError, match="needs steps and batch_size"):
+        mix.loss(torch.zeros(2, 3), torch.tensor([0, 1]), torch.ones(2), step=0)
+
+
+def test_fit_judge_learns_a_separable_problem():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0] * 60 + [1] * 12)
+    images = (torch.rand(72, 1, 32, 32, generator=g) * 60).to(torch.uint8) + (labels * 150).view(-1, 1, 1, 1).to(
+        torch.uint8)
+    judge = fit_judge(images, labels, 2, FitConfig(epochs=3, batch_size=16))
+    with torch.no_grad():
+        pred = judge(images.float() / 127.5 - 1).argmax(1)
+    assert balanced_accuracy(pred, labels, 2)[0] == 1.0
