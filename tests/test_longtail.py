@@ -134,7 +134,8 @@ def test_a_plain_pytorch_loop_over_the_mix(pkg):
 def test_filters_reject_or_weight_by_the_judge(pkg):
     real = real_data()
     judge = FixedJudge()
-    rejected = SyntheticMix(real, str(pkg), SyntheticRecipe(filter="reject", threshold=0.4), judge=judge)
+    with pytest.warns(UserWarning, match=r"rejected every generated image of \['tail'\]"):
+        rejected = SyntheticMix(real, str(pkg), SyntheticRecipe(filter="reject", threshold=0.4), judge=judge)
     assert rejected.synthetic_counts.tolist() == [0, 40, 0]  # the tail images all fail
     assert rejected.draw_probs[2] == 0 and rejected.report()["tail"]["judge_acceptance"] == 0.0
     weighted = SyntheticMix(real, str(pkg), SyntheticRecipe(filter="confidence", weight=1.0), judge=judge)

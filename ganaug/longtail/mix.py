@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -163,6 +164,11 @@ class SyntheticMix(Dataset):
             _, c, h, w = real.images.shape
             self._bank_images = resize_uint8(convert_channels(self._bank_images, c), h, w)
         kept = torch.bincount(self.synthetic_labels, minlength=k)
+        emptied = [gen.class_names[c] for c, n in enumerate(pool.class_counts) if n and not kept[c]]
+        if emptied:
+            warnings.warn(f"the judge rejected every generated image of {emptied} (threshold {recipe.threshold}); "
+                          "those classes get no generated images. A weak generator or judge for them, or a lower "
+                          "threshold, is the usual cause.", stacklevel=2)
         self.synthetic_counts = kept
         self.draw_probs = rarity * (kept > 0)  # a class whose bank was emptied by the filter is not drawn
         if self.draw_probs.sum() > 0:
