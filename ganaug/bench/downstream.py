@@ -26,7 +26,8 @@ from ..longtail import SyntheticMix, SyntheticRecipe, adjust_logits, balanced_ac
 from .report import verdict, write_report
 from .resnet import SmallResNet
 from .splits import carve_validation, long_tailed_split
-from .variants import CLASSICAL, VARIANTS, classifier_steps, logits_of, train_classifier
+from ..eval.classifier import logits_of
+from .variants import CLASSICAL, VARIANTS, classifier_steps, train_classifier
 
 # The recipe space searched on validation: the default recipe and one change at a time. Small,
 # because every candidate is a full classifier run (about 10 CPU-minutes at 32 px); pass more
@@ -54,7 +55,7 @@ class DownstreamConfig:
     translate: int = 2  # random shifts, the one augmentation every variant gets
     channels_last: bool = True
     generator_steps: int = 3000
-    variants: tuple[str, ...] = tuple(v for v in VARIANTS)
+    variants: tuple[str, ...] = VARIANTS
     recipes: tuple[dict, ...] = DEFAULT_RECIPES
     search_seeds: int = 1  # seeds per recipe candidate in the validation search
     eval_n: int = 10000  # generated images for the generator's evaluation (0: skip it)

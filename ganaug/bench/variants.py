@@ -9,8 +9,7 @@ Classical rebalancers (what a practitioner would use without ganaug):
 - ``balanced-softmax``: the logit-adjusted loss at tau = 1, which is the Balanced Softmax loss;
 - ``drw``: deferred re-weighting, cross-entropy with effective-number weights in the last fifth.
 
-ganaug: ``ganaug-recipe`` (a :class:`~ganaug.longtail.SyntheticRecipe`, chosen on validation)
-and the earlier variants kept for comparison (``ganaug-balance``, ``ganaug-batch``, ...).
+ganaug: ``ganaug-recipe``, a :class:`~ganaug.longtail.SyntheticMix` whose recipe is chosen on validation.
 """
 
 from __future__ import annotations
@@ -25,14 +24,14 @@ import torch.nn.functional as F
 from ..data.dataset import LabelledImages
 from ..eval.classifier import train_steps
 from ..longtail import SyntheticMix, effective_number_weights, log_prior, logit_adjusted_loss
+from ..longtail.mix import ClassDraws
 from .resnet import SmallResNet
 
 if TYPE_CHECKING:
     from .downstream import DownstreamConfig
 
 CLASSICAL = ("plain", "posthoc-la", "reweight", "oversample", "balanced-softmax", "drw")
-OLD_GANAUG = ("ganaug-balance", "ganaug-batch", "ganaug-batch+reweight", "ganaug-balance+oversample")
-VARIANTS = CLASSICAL + ("ganaug-recipe",) + OLD_GANAUG
+VARIANTS = CLASSICAL + ("ganaug-recipe",)
 DRW_START = 0.8  # Cao et al. 2019 switch the weights on at epoch 160 of 200
 
 
@@ -53,32 +52,25 @@ def uniform_batches(n: int, batch_size: int):
 def balanced_batches(labels: torch.Tensor, num_classes: int, batch_size: int):
     """Every class equally often, uniform within a class."""
     def draw(gen: torch.Generator) -> Iterator[torch.Tensor]:
-        order = torch.argsort(labels, stable=True)
-        sizes = torch.bincount(labels, minlength=num_classes)
-        starts = torch.cumsum(sizes, 0) - sizes
-        present = torch.nonzero(sizes).flatten()
+        within = ClassDraws(labels, num_classes)
+        present = torch.nonzero(within.sizes).flatten()
         while True:
-            cls = present[torch.randint(len(present), (batch_size,), generator=gen)]
-            pos = (torch.rand(batch_size, generator=gen) * sizes[cls]).long()
-            yield order[starts[cls] + pos]
+            yield within(present[torch.randint(len(present), (batch_size,), generator=gen)], gen)
     return draw
 
 
 def train_classifier(variant: str, train: LabelledImages, cfg: "DownstreamConfig", seed: int, *,
-                     synthetic: LabelledImages | None = None, batch_aug=None, mix: SyntheticMix | None = None
-                     ) -> SmallResNet:
+                     mix: SyntheticMix | None = None) -> SmallResNet:
     """Train one classifier of ``variant`` (``posthoc-la`` trains the ``plain`` model; the
     adjustment happens at prediction time)."""
     k = train.num_classes
     counts = torch.bincount(train.labels, minlength=k)
     steps = classifier_steps(cfg, len(train))
     images, labels = train.images, train.labels
-    if variant.startswith("ganaug-balance"):
-        images, labels = torch.cat([images, synthetic.images]), torch.cat([labels, synthetic.labels])
-    batches = (balanced_batches(labels, k, cfg.batch_size) if variant.endswith("oversample")
+    batches = (balanced_batches(labels, k, cfg.batch_size) if variant == "oversample"
                else uniform_batches(len(labels), cfg.batch_size))
     class_weights, loss_fn = None, None
-    if variant.endswith("reweight"):
+    if variant == "reweight":
         w = 1.0 / counts.clamp(min=1).float()
         class_weights = w / w.sum() * k
     elif variant == "balanced-softmax":
@@ -98,12 +90,4 @@ def train_classifier(variant: str, train: LabelledImages, cfg: "DownstreamConfig
         torch.manual_seed(seed)
         model = SmallResNet(train.channels, k, cfg.width)
         return train_steps(model, images, labels, batches, steps, lr=cfg.lr, translate=cfg.translate, seed=seed,
-                           class_weights=class_weights, loss_fn=loss_fn, channels_last=cfg.channels_last,
-                           batch_hook=batch_aug.apply if batch_aug is not None else None)
-
-
-@torch.no_grad()
-def logits_of(model: SmallResNet, images: torch.Tensor) -> torch.Tensor:
-    from ..data.images import uint8_to_model
-
-    return torch.cat([model(uint8_to_model(x)).float() for x in images.split(512)])
+                           class_weights=class_weights, loss_fn=loss_fn, channels_last=cfg.channels_last)

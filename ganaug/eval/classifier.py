@@ -89,7 +89,6 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
 def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 batches: Callable[[torch.Generator], Iterable[torch.Tensor]], steps: int, *, lr: float,
                 translate: int, seed: int, class_weights: torch.Tensor | None = None,
-                batch_hook: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                 loss_fn: LossFn | None = None, channels_last: bool = False,
                 device: str | torch.device = "cpu", progress: bool = False, desc: str = "classifier"
                 ) -> nn.Module:
@@ -97,7 +96,6 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
     ``batches(gen)`` yields index tensors into ``images``/``labels`` (epochs, uniform draws or
     class-balanced draws); ``gen`` also draws the random shifts, so one seed fixes the whole run.
-    ``batch_hook(x, y)`` may replace uint8 images before the shifts (GAN augmentation).
     ``loss_fn(logits, y, idx, step)`` replaces the (optionally class-weighted) cross-entropy: the
     long-tailed losses, per-sample weights of generated images and step-dependent schedules.
     ``channels_last`` is faster for small convolutions on CPU (about 1.4x on AVX2).
@@ -111,8 +109,6 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     with tqdm(total=steps, disable=not progress, desc=desc, unit="step") as bar:
         for step, idx in enumerate(itertools.islice(batches(gen), steps)):
             x, y = images[idx], labels[idx]
-            if batch_hook is not None:
-                x = batch_hook(x, y)
             x = uint8_to_model(random_shift(x, translate, gen)).to(device).contiguous(memory_format=fmt)
             logits, y = model(x), y.to(device)
             loss = (loss_fn(logits, y, idx, step) if loss_fn is not None
@@ -140,6 +136,18 @@ def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch
     batch = torch.arange(n).view(n, 1, 1, 1)
     chan = torch.arange(x.shape[1]).view(1, -1, 1, 1)
     return padded[batch, chan, rows, cols].round().to(torch.uint8)
+
+
+@torch.no_grad()
+def logits_of(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """float32 logits (N, K) of any classifier taking images in [-1, 1], for uint8 images, on the
+    model's device, in eval mode (the model's mode is restored)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(uint8_to_model(x).to(device)).float().cpu() for x in images.split(batch_size)])
+    model.train(was_training)
+    return out
 
 
 @torch.no_grad()

@@ -30,10 +30,10 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..data.balance import MixedDataset, dataset_targets
-from ..data.images import resize_uint8, uint8_to_model
+from ..data.images import resize_uint8
 from ..data.synthetic import SyntheticDataset
 from ..errors import GanaugError
-from .losses import log_prior, logit_adjusted_loss
+from .losses import logit_adjusted_loss
 
 FILTERS = ("none", "reject", "confidence")
 LOSSES = ("balanced-softmax", "ce")
@@ -155,7 +155,6 @@ class SyntheticMix(Dataset):
         self.synthetic_weights = weights[keep] * recipe.weight
         self._bank_images = images[keep]
         self.n_real = len(targets)
-        self.real_targets = targets
         self._real = real
         self._fast = isinstance(getattr(real, "images", None), torch.Tensor) and real.images.dtype == torch.uint8
         if self._fast and len(self._bank_images):  # fit the bank to the real tensors' format once
@@ -182,14 +181,9 @@ class SyntheticMix(Dataset):
         """The judge's probability of each image's intended class (1 without a judge)."""
         if judge is None or len(labels) == 0:
             return torch.ones(len(labels))
-        model = getattr(judge, "model", judge)
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            probs = torch.cat([model(uint8_to_model(x).to(device)).float().softmax(1).cpu()
-                               for x in images.split(512)])
-        model.train(was_training)
+        from ..eval.classifier import logits_of
+
+        probs = logits_of(getattr(judge, "model", judge), images).softmax(1)
         return probs[torch.arange(len(labels)), labels]
 
     def __len__(self) -> int:
@@ -233,7 +227,7 @@ class SyntheticMix(Dataset):
         """log label prior of the batches drawn in this phase (real counts, plus the generated share)."""
         real = self.real_counts.double() / self.real_counts.sum()
         m = self.synthetic_per_batch(batch_size) / batch_size if mixing else 0.0
-        return log_prior(((1 - m) * real + m * self.draw_probs) * 1e6)
+        return ((1 - m) * real + m * self.draw_probs).log().float()  # every real count is >= 1: finite
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, step: int,
              steps: int | None = None, batch_size: int | None = None) -> torch.Tensor:
@@ -267,10 +261,7 @@ class MixedBatchSampler(Sampler[list[int]]):
             raise GanaugError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}.")
         self.mix, self.steps, self.batch_size, self.seed = mix, steps, batch_size, seed
         mix._steps, mix._batch_size = steps, batch_size
-        labels = mix.synthetic_labels
-        self._order = torch.argsort(labels, stable=True)
-        self._sizes = torch.bincount(labels, minlength=mix.num_classes)
-        self._starts = torch.cumsum(self._sizes, 0) - self._sizes
+        self._within = ClassDraws(mix.synthetic_labels, mix.num_classes)
 
     def __len__(self) -> int:
         return self.steps
@@ -289,8 +280,21 @@ class MixedBatchSampler(Sampler[list[int]]):
                 yield real
                 continue
             cls = torch.multinomial(mix.draw_probs.float(), k, replacement=True, generator=gen)
-            pos = (torch.rand(k, generator=gen) * self._sizes[cls]).long()
-            yield torch.cat([real, mix.n_real + self._order[self._starts[cls] + pos]])
+            yield torch.cat([real, mix.n_real + self._within(cls, gen)])
+
+
+class ClassDraws:
+    """Uniform draws within given classes: ``draws(cls, gen)`` returns, for each class id in
+    ``cls``, the index of a random item of that class (one vectorised call per batch)."""
+
+    def __init__(self, labels: torch.Tensor, num_classes: int):
+        self.order = torch.argsort(labels, stable=True)
+        self.sizes = torch.bincount(labels, minlength=num_classes)
+        self.starts = torch.cumsum(self.sizes, 0) - self.sizes
+
+    def __call__(self, cls: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        pos = (torch.rand(len(cls), generator=gen) * self.sizes[cls]).long()
+        return self.order[self.starts[cls] + pos]
 
 
 class _Bank(Dataset):
