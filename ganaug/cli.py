@@ -13,6 +13,7 @@ from .errors import GanaugError
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
+    from .data.loaders import CLASS_FROM
     from .models import SUPPORTED_IMAGE_SIZES, list_architectures
     from .training import TrainConfig
 
@@ -39,6 +40,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="leave out images that cannot be decoded (they are reported) instead of stopping")
     g.add_argument("--max-per-class", type=int, default=None,
                    help="use at most this many images per class (quick experiments)")
+    g.add_argument("--class-from", choices=CLASS_FROM, default="folder",
+                   help="where an image's class is written: its folder, or its file name (scratches_12.jpg)")
     m = p.add_argument_group("model")
     m.add_argument("--arch", default="sngan", choices=list_architectures(), help="architecture")
     m.add_argument("--g-width", type=int, default=None, help="generator base width (arch default if unset)")
@@ -90,7 +93,7 @@ def _cmd_train(a: argparse.Namespace) -> None:
         saved = json.loads(run_cfg.read_text())["model"]
         a.image_size, a.channels = saved["image_size"], saved["channels"]
     data = load_images(a.data, split=a.split, image_size=a.image_size, channels=a.channels,
-                       skip_unreadable=a.skip_unreadable, max_per_class=a.max_per_class)
+                       skip_unreadable=a.skip_unreadable, max_per_class=a.max_per_class, class_from=a.class_from)
     model_config = make_config(a.arch, data.num_classes, data.class_names,
                                image_size=a.image_size, channels=data.channels,
                                g_width=a.g_width, d_width=a.d_width, z_dim=a.z_dim,
@@ -312,6 +315,7 @@ def _cmd_push(a: argparse.Namespace) -> None:
 
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
     from .bench import VARIANTS, DownstreamConfig
+    from .data.loaders import CLASS_FROM
     from .models import SUPPORTED_IMAGE_SIZES
 
     d = DownstreamConfig()
@@ -319,17 +323,17 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
         "bench-downstream", help="does a classifier get better on rare classes with ganaug?",
         description="Train the same small ResNet with every classical rebalancer and with ganaug's recipe "
         "(generated images mixed into batches, chosen on validation), several seeds, and report balanced "
-        "accuracy on the real test split. By default a long-tailed split of DATA's training split; with "
-        "--as-is, DATA's own class counts (a stratified test part is carved when DATA has no test split).",
+        "accuracy on the real test split (a stratified test part is carved first when DATA has no test split). "
+        "By default a long-tailed split of DATA's training split; with --as-is, DATA's own class counts.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("data", metavar="DATA", help="a dataset (with a test split unless --as-is)")
+    p.add_argument("data", metavar="DATA", help="a dataset, with or without a test split")
     p.add_argument("--out", required=True, help="report folder (results.json, report.md, plots, kept runs)")
     p.add_argument("--imbalance-ratio", type=float, default=d.imbalance_ratio,
                    help="largest / smallest class size of the long-tailed split")
     p.add_argument("--as-is", action="store_true",
                    help="take DATA's class counts as they are (no long-tailed split imposed)")
     p.add_argument("--test-fraction", type=float, default=d.test_fraction,
-                   help="--as-is without a test split: stratified share of DATA held out for test")
+                   help="for DATA without a test split: stratified share of DATA held out for test")
     p.add_argument("--seeds", type=int, default=d.seeds, help="classifier seeds per variant")
     p.add_argument("--n-max", type=int, default=None, help="size of the largest class (default: all it has)")
     p.add_argument("--generator", default=None,
@@ -354,13 +358,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=32, choices=SUPPORTED_IMAGE_SIZES, help="image size")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 = grey, 3 = RGB")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-
-
-def _has_test_split(path: str) -> bool:
-    from .data.loaders import _find_idx
-
-    p = Path(path).expanduser()
-    return p.is_dir() and ((p / "test").is_dir() or _find_idx(p, "test") is not None)
+    p.add_argument("--class-from", choices=CLASS_FROM, default="folder",
+                   help="where an image's class is written: its folder, or its file name (scratches_12.jpg)")
 
 
 def _cmd_bench(a: argparse.Namespace) -> None:
@@ -368,6 +367,7 @@ def _cmd_bench(a: argparse.Namespace) -> None:
 
     from .bench import DownstreamConfig, run_downstream
     from .data import load_images
+    from .data.loaders import has_split
     from .eval import ReferenceClassifier
 
     if a.threads:
@@ -379,9 +379,11 @@ def _cmd_bench(a: argparse.Namespace) -> None:
             recipes = tuple(json.loads(text))
         except json.JSONDecodeError as e:
             raise GanaugError(f"--recipes is neither a JSON list nor a file holding one ({e}).") from None
-    load = dict(image_size=a.image_size, channels=a.channels)
+    load = dict(image_size=a.image_size, channels=a.channels, class_from=a.class_from)
     train = load_images(a.data, split="train", **load)
-    test = load_images(a.data, split="test", **load) if not a.as_is or _has_test_split(a.data) else None
+    # data without a test split of its own loses a stratified test part (--test-fraction)
+    test = load_images(a.data, split="test", **load) if a.class_from == "folder" and has_split(a.data, "test") \
+        else None
     cfg = dataclasses.replace(
         DownstreamConfig(), imbalance_ratio=None if a.as_is else a.imbalance_ratio, seeds=a.seeds, n_max=a.n_max,
         val_fraction=a.val_fraction, test_fraction=a.test_fraction, classifier_epochs=a.classifier_epochs,

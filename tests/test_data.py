@@ -8,6 +8,7 @@ from PIL import Image
 
 from ganaug import GanaugError, load_images
 from ganaug.data import FASHION_MNIST_CLASSES, load_fashion_mnist
+from ganaug.data.loaders import class_of_filename, has_split
 
 from .conftest import make_class_folders
 
@@ -100,3 +101,32 @@ def test_tar_archive_with_splits(tmp_path):
     assert len(load_images(tmp_path, split="test")) == 2  # a folder holding one archive
     with pytest.raises(GanaugError, match="splits"):
         load_images(path, split="val")
+    assert has_split(path, "test") and has_split(tmp_path, "train") and not has_split(path, "val")
+
+
+def test_classes_from_file_names_as_in_neu_det(tmp_path):
+    # NEU-DET's layout: IMAGES/<class>_<n>.jpg and a few more under Validation_Images/
+    names = [("IMAGES", "rolled-in_scale", 2, 40), ("IMAGES", "scratches", 3, 200),
+             ("Validation_Images", "scratches", 1, 200)]
+    path = tmp_path / "neu.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for folder, c, n, v in names:
+            for i in range(n):
+                data = _png(v)
+                info = tarfile.TarInfo(f"{folder}/{c}_{i + 10 * (folder != 'IMAGES')}.png")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    d = load_images(path, class_from="filename", image_size=32)
+    assert d.class_names == ["rolled-in_scale", "scratches"] and d.class_counts() == [2, 4]
+    assert "classes from file names" in d.source and not has_split(path, "test")
+    # a folder holding one archive
+    assert load_images(tmp_path, class_from="filename", max_per_class=1).class_counts() == [1, 1]
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, c in enumerate(("crack", "crack", "pit")):
+        (flat / f"{c}_{i}.png").write_bytes(_png(50 * i))
+    assert load_images(flat, class_from="filename").class_counts() == [2, 1]
+    assert [class_of_filename(n) for n in ("a/scratches_12.jpg", "crack-3.png", "defect (7).png", "plain.png")] == \
+        ["scratches", "crack", "defect", "plain"]
+    with pytest.raises(GanaugError, match="class_from must be one of"):
+        load_images(flat, class_from="name")
