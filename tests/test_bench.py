@@ -8,6 +8,7 @@ import ganaug
 from ganaug import GanaugError, LabelledImages
 from ganaug.bench import (CLASSICAL, DownstreamConfig, long_tailed_sizes, long_tailed_split, prepare_splits,
                           run_downstream, verdict)
+from ganaug.bench.downstream import recipe_name
 from ganaug.bench.splits import carve_validation
 from ganaug.cli import main
 from ganaug.data import load_fashion_mnist
@@ -57,7 +58,9 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     monkeypatch.setenv("GANAUG_CACHE", str(tmp_path / "cache"))  # the reference classifier's cache
     train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=30)
     test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=5)
-    recipes = (SyntheticRecipe(filter="none").to_dict(), SyntheticRecipe(filter="none", start=0.5).to_dict())
+    # the second candidate goes through every hook of the loop: soft labels, Remix, a head-only finish
+    recipes = (SyntheticRecipe(filter="none").to_dict(),
+               SyntheticRecipe(filter="soft", remix=1.0, finish=0.34, finish_layers="head").to_dict())
     cfg = DownstreamConfig(imbalance_ratio=10, seeds=2, n_max=24, classifier_steps=3, batch_size=16,
                            generator_steps=2, eval_n=40, recipes=recipes)
     summary = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
@@ -78,7 +81,8 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     best = max(range(2), key=lambda i: (search["candidates"][i]["val_balanced_accuracy_mean"], -i))
     assert search["chosen"] == best and len(summary["results"]["ganaug-recipe"]["runs"]) == 2
     assert summary["results"]["ganaug-recipe"]["runs"][0] == \
-        json.loads((tmp_path / "report" / "runs" / f"recipe{best}-seed0.json").read_text())["run"]
+        json.loads((tmp_path / "report" / "runs" / f"{recipe_name(SyntheticRecipe.from_dict(recipes[best]))}-seed0.json"
+                    ).read_text())["run"]
     # post-hoc adjustment reuses the plain model with a tau chosen on validation
     assert all(0 <= r["tau"] <= 3 for r in summary["results"]["posthoc-la"]["runs"])
     assert all(r["tau"] == 0 for r in summary["results"]["plain"]["runs"])
@@ -94,10 +98,18 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     # a second call (a killed benchmark restarted) keeps every finished run instead of retraining
     runs = tmp_path / "report" / "runs"
     (runs / "plain-seed1.json").unlink()
-    stamps = {f.name: f.stat().st_mtime_ns for f in runs.iterdir() if not f.name.startswith("plain-seed1")}
+    (runs / "balanced-softmax-seed0.safetensors").unlink()  # the judge's weights: it is trained again
+    # a record made before the recipe had its newer fields stands for the same recipe with their defaults
+    first = runs / f"{recipe_name(SyntheticRecipe.from_dict(recipes[0]))}-seed0.json"
+    old = json.loads(first.read_text())
+    del old["key"]["recipe"]["remix"], old["key"]["recipe"]["finish_layers"]
+    first.write_text(json.dumps(old))
+    stamps = {f.name: f.stat().st_mtime_ns for f in runs.iterdir()
+              if not f.name.startswith(("plain-seed1", "balanced-softmax-seed0"))}
     again = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
     assert {f.name: f.stat().st_mtime_ns for f in runs.iterdir() if f.name in stamps} == stamps  # kept
     assert (runs / "plain-seed1.json").is_file()  # the missing one was trained again
+    assert (runs / "balanced-softmax-seed0.safetensors").is_file()
     for name, r in summary["results"].items():
         assert [x["balanced_accuracy"] for x in again["results"][name]["runs"]] == \
             [x["balanced_accuracy"] for x in r["runs"]]
@@ -127,8 +139,12 @@ def test_data_as_it_is_gets_a_stratified_test_and_validation_part():
                           ["ok", "crack"], "defects")
     with pytest.raises(GanaugError, match=r"crack \(2\) have fewer than 3 images"):
         prepare_splits(tiny, None, DownstreamConfig(imbalance_ratio=None))
-    with pytest.raises(GanaugError, match="needs the data's own test split"):
-        prepare_splits(data, None, DownstreamConfig(imbalance_ratio=10))
+    # a long tail imposed on data without a test split: the test part is carved first, balanced
+    balanced = LabelledImages(torch.zeros(90, 1, 32, 32, dtype=torch.uint8), torch.arange(3).repeat(30),
+                              ["a", "b", "c"])
+    tr, val, test = prepare_splits(balanced, None, DownstreamConfig(imbalance_ratio=4, test_fraction=0.2))
+    assert test.class_counts() == [6, 6, 6]
+    assert [t + v for t, v in zip(tr.class_counts(), val.class_counts())] == [24, 12, 6]
 
 
 def test_a_generator_that_saw_more_data_is_refused(fmnist_dir, tmp_path):
@@ -165,3 +181,16 @@ def test_cli_takes_a_folder_without_test_split_as_it_is(tmp_path, capsys):
     assert summary["data"]["test_counts"] == [2, 2, 2] and summary["data"]["val_counts"] == [1, 1, 1]
     assert "stratified test part" in summary["data"]["test"] and summary["config"]["imbalance_ratio"] is None
     assert "best baseline by validation" in capsys.readouterr().out
+
+
+def test_cli_imposes_a_long_tail_on_data_without_test_split(tmp_path):
+    from tests.conftest import make_class_folders
+
+    data = make_class_folders(tmp_path / "defects", classes=("crack", "ok", "scratch"), n=20, mode="L")
+    out = tmp_path / "report"
+    assert main(["bench-downstream", str(data), "--out", str(out), "--imbalance-ratio", "4", "--variants", "plain",
+                 "--classifier-steps", "2", "--seeds", "1", "--batch-size", "4", "--eval-n", "0"]) == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["data"]["test_counts"] == [4, 4, 4] and "stratified test part" in summary["data"]["test"]
+    counts = [t + v for t, v in zip(summary["data"]["train_counts"], summary["data"]["val_counts"])]
+    assert counts == [16, 8, 4]  # the long tail, on what the test part left

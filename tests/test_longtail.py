@@ -77,8 +77,17 @@ def test_recipe_validates_and_round_trips():
             SyntheticRecipe(**bad)
     with pytest.raises(GanaugError, match="unknown SyntheticRecipe fields"):
         SyntheticRecipe.from_dict({"shares": 0.1})
-    assert [SyntheticRecipe(start=0.5, finish=0.25).mixing(s, 8) for s in range(8)] == \
-        [False] * 4 + [True] * 2 + [False] * 2
+    assert [SyntheticRecipe(start=0.5, finish=0.25).phase(s, 8) for s in range(8)] == \
+        ["real"] * 4 + ["mix"] * 2 + ["real"] * 2
+    assert [SyntheticRecipe(finish=0.25, finish_layers="head").phase(s, 8) for s in range(8)] == \
+        ["mix"] * 6 + ["head"] * 2
+    for bad, match in (({"remix": -1.0}, "remix"), ({"finish_layers": "body"}, "finish_layers"),
+                       ({"finish_layers": "head"}, "needs a finish phase")):
+        with pytest.raises(GanaugError, match=match):
+            SyntheticRecipe(**bad)
+    # a recipe saved before a field existed reads as that recipe with the field's default
+    saved = {f: v for f, v in r.to_dict().items() if f not in ("remix", "finish_layers")}
+    assert SyntheticRecipe.fields_with_defaults(saved) == r.to_dict()
 
 
 def test_bank_is_capped_and_skips_the_largest_class(pkg, tmp_path):
@@ -168,3 +177,72 @@ def test_fit_judge_learns_a_separable_problem():
     with torch.no_grad():
         pred = judge(images.float() / 127.5 - 1).argmax(1)
     assert balanced_accuracy(pred, labels, 2)[0] == 1.0
+
+
+def test_soft_labels_are_the_judges_distribution(pkg):
+    real = real_data()
+    mix = SyntheticMix(real, str(pkg), SyntheticRecipe(filter="soft", weight=1.0), judge=FixedJudge())
+    p = torch.softmax(torch.tensor([3.0, 3.0, 0.0]), 0)
+    assert mix.synthetic_counts.tolist() == [0, 40, 16]  # soft labels keep every image
+    image, target, w = mix[mix.n_real]
+    assert torch.allclose(target, p) and w == 1.0
+    assert torch.equal(mix[0][1], torch.tensor([1.0, 0.0, 0.0]))  # real images keep their class
+    images, targets, weights = mix.tensors()
+    assert targets.shape == (len(mix), 3) and torch.allclose(targets.sum(1), torch.ones(len(mix)))
+    # the loss is soft cross-entropy on the adjusted logits
+    mix.batch_sampler(steps=4, batch_size=8)
+    logits = torch.randn(8, 3)
+    prior = mix.prior("mix", 8)
+    expected = -(targets[:8] * (logits + prior).log_softmax(1)).sum(1).mean()
+    assert torch.allclose(mix.loss(logits, targets[:8], weights[:8], step=0), expected, atol=1e-6)
+
+
+def test_remix_gives_the_rarer_class_its_label(pkg):
+    real = real_data()  # head 40, mid 10, tail 4: head/tail and head/mid differ by >= 3x
+    mix = SyntheticMix(real, str(pkg), SyntheticRecipe(filter="none", remix=1.0, finish=0.5, finish_layers="head"))
+    mix.batch_sampler(steps=4, batch_size=64)
+    x = torch.rand(64, 1, 32, 32) * 2 - 1
+    y = torch.tensor([0, 2] * 32)
+    w = torch.ones(64)
+    torch.manual_seed(5)
+    xm, t, wm = mix.remix(x, y, w, step=0)
+    torch.manual_seed(5)
+    perm = torch.randperm(64)
+    lam = torch.distributions.Beta(1.0, 1.0).sample((64,))
+    assert torch.allclose(xm, lam.view(-1, 1, 1, 1) * x + (1 - lam.view(-1, 1, 1, 1)) * x[perm])
+    assert torch.allclose(t.sum(1), torch.ones(64)) and torch.allclose(wm, w)
+    for i in range(64):
+        a, b = int(y[i]), int(y[perm[i]])
+        if a == 0 and b == 2 and lam[i] < 0.5:  # mostly the tail image: the tail label only
+            assert t[i].tolist() == [0.0, 0.0, 1.0]
+        elif a == 2 and b == 0 and 1 - lam[i] < 0.5:
+            assert t[i].tolist() == [0.0, 0.0, 1.0]
+        elif a == b:
+            assert t[i, a] == pytest.approx(1.0)
+        else:  # ordinary mixup labels
+            assert t[i, a] == pytest.approx(float(lam[i]))
+    assert any(t[i, 2] == 1 and y[i] == 0 for i in range(64))  # the rule fired at least once
+    # no Remix in the head-only phase, nor without the option
+    assert mix.remix(x, y, w, step=3)[1] is y
+    plain = SyntheticMix(real, str(pkg), SyntheticRecipe(filter="none"))
+    plain.batch_sampler(steps=4, batch_size=64)
+    assert plain.remix(x, y, w, step=0)[0] is x
+
+
+def test_head_only_finish_freezes_the_body_on_balanced_real_batches(pkg):
+    real = real_data()
+    mix = SyntheticMix(real, str(pkg), SyntheticRecipe(filter="none", finish=0.5, finish_layers="head"))
+    batches = list(mix.batch_sampler(steps=200, batch_size=30, seed=0))
+    head = torch.cat([torch.tensor(b) for b in batches[100:]])
+    assert int(head.max()) < mix.n_real  # real images only
+    share = torch.bincount(real.labels[head], minlength=3).float() / len(head)
+    assert torch.allclose(share, torch.full((3,), 1 / 3), atol=0.02)  # every class equally often
+    assert torch.allclose(mix.prior("head", 30).exp(), torch.full((3,), 1 / 3))
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 30 * 30, 3)).train()
+    mix.before_step(model, 99)  # still the mixing phase: nothing changes
+    assert all(p.requires_grad for p in model.parameters()) and model[1].training
+    mix.before_step(model, 100)
+    assert [p.requires_grad for p in model.parameters()] == [False] * 4 + [True] * 2
+    assert not model[1].training and model[3].training
+    with pytest.raises(GanaugError, match="no nn.Linear|has none"):
+        mix.before_step(nn.Conv2d(1, 3, 3), 150)

@@ -10,6 +10,7 @@ the recipe, the best baseline) made on validation, and the test figure reported 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -30,13 +31,16 @@ from ..eval.classifier import logits_of
 from .variants import CLASSICAL, VARIANTS, classifier_steps, train_classifier
 
 # The recipe space searched on validation: the default recipe and one change at a time. Small,
-# because every candidate is a full classifier run (about 10 CPU-minutes at 32 px); pass more
+# because every candidate is a full classifier run (about 5-10 CPU-minutes at 32 px); pass more
 # with --recipes (weight, share, cap and the 'confidence' filter are the obvious next ones).
 DEFAULT_RECIPES: tuple[dict, ...] = tuple(dataclasses.replace(SyntheticRecipe(), **change).to_dict() for change in (
     {},                  # balanced softmax, 25 % generated, weight 0.5, judge rejects < 0.9, cap 4x
     {"filter": "none"},  # trust the generator
     {"start": 0.8},      # M2m: generated images only in the last fifth
     {"finish": 0.2},     # end on real data only
+    {"finish": 0.2, "finish_layers": "head"},  # SYNAuG: retrain the last layer on balanced real data
+    {"filter": "soft"},  # label repair: learn the judge's distribution for generated images
+    {"remix": 1.0},      # Remix: mixed pairs take the rarer class's label
 ))
 
 
@@ -63,19 +67,16 @@ class DownstreamConfig:
 
 def prepare_splits(train_full: LabelledImages, test: LabelledImages | None, cfg: DownstreamConfig
                    ) -> tuple[LabelledImages, LabelledImages, LabelledImages]:
-    """(training part, validation part, test). Long-tailed from the training split when
-    ``imbalance_ratio`` is set; else the data as it is, with a stratified test part carved out
-    when there is no test split."""
-    if cfg.imbalance_ratio is None and test is None:
+    """(training part, validation part, test). Data without a test split first loses a stratified
+    test part (``test_fraction``, the same for every run). The rest is made long-tailed when
+    ``imbalance_ratio`` is set, else taken as it is; the validation part is carved from that."""
+    if test is None:
         small = [f"{train_full.class_names[c]} ({n})" for c, n in enumerate(train_full.class_counts()) if n < 3]
         if small:
             raise GanaugError(f"classes {', '.join(small)} have fewer than 3 images, too few to carve a training, "
                               "a validation and a test part; add images or drop those classes.")
         train_full, test = carve_validation(train_full, cfg.test_fraction, seed=1)
         test.source = f"{train_full.source} (stratified test part, {cfg.test_fraction:g})"
-    elif test is None:
-        raise GanaugError("a long-tailed split of the training data needs the data's own test split; for data "
-                          "that has none, take it as it is (imbalance_ratio=None, --as-is).")
     lt = train_full if cfg.imbalance_ratio is None else long_tailed_split(train_full, cfg.imbalance_ratio, cfg.n_max)
     lt_train, val = carve_validation(lt, cfg.val_fraction)
     short = [lt.class_names[c] for c, n in enumerate(val.class_counts()) if n == 0]
@@ -146,7 +147,8 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
     schedule = {"steps": steps, **{f: getattr(cfg, f) for f in
                                    ("batch_size", "lr", "width", "translate", "channels_last")}}
     base_key = {"train": lt_train.fingerprint(), "val": val.fingerprint(), "schedule": schedule}
-    gen_key = [gen.source, (gen.metadata.get("training") or {}).get("steps")] if gen else None
+    # the generator by its weights, not its path: a retrained generator in the same folder is another one
+    gen_key = [weights_digest(gen.net), (gen.metadata.get("training") or {}).get("steps")] if gen else None
 
     def score(model: SmallResNet, tau: float = 0.0) -> dict:
         prior = log_prior(counts)
@@ -162,12 +164,15 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
                 "rare_accuracy": sum(per[c] for c in rare) / len(rare), "confusion": conf.tolist(), "tau": tau}
 
     def kept_run(name: str, key: dict, train: Callable[[], SmallResNet], tau: float | None = 0.0,
-                 model_of: str | None = None) -> tuple[dict, SmallResNet | None]:
-        """Load run ``name`` if it was made with these settings, else train (or load ``model_of``) and score."""
+                 model_of: str | None = None, need_weights: bool = False) -> tuple[dict, SmallResNet | None]:
+        """Load run ``name`` if it was made with these settings (and its weights are there when
+        ``need_weights``), else train (or load ``model_of``) and score."""
         record_path, weights = runs_dir / f"{name}.json", runs_dir / f"{model_of or name}.safetensors"
         key = json.loads(json.dumps(key))
-        if record_path.is_file():
+        if record_path.is_file() and (weights.is_file() or not need_weights):
             record = json.loads(record_path.read_text())
+            if "recipe" in record.get("key", {}):  # a recipe saved before a field existed has its default
+                record["key"]["recipe"] = SyntheticRecipe.fields_with_defaults(record["key"]["recipe"])
             if record.get("key") == key:
                 log(f"{name}: balanced accuracy {record['run']['balanced_accuracy']:.4f} (kept)")
                 return record["run"], None
@@ -185,13 +190,14 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
         log(f"{name}: balanced accuracy {run['balanced_accuracy']:.4f} (validation {run['val_balanced_accuracy']:.4f})")
         return run, model
 
-    def classical(variant: str, seed: int) -> dict:
+    def classical(variant: str, seed: int, need_weights: bool = False) -> dict:
         if variant == "posthoc-la":  # the plain model, adjusted: trains plain first if needed
-            classical("plain", seed)
+            kept = runs_dir / f"posthoc-la-seed{seed}.json"
+            classical("plain", seed, need_weights=not kept.is_file())
             return kept_run(f"posthoc-la-seed{seed}", {**base_key, "variant": "plain", "seed": seed, "posthoc": True},
                             lambda: None, tau=None, model_of=f"plain-seed{seed}")[0]
         return kept_run(f"{variant}-seed{seed}", {**base_key, "variant": variant, "seed": seed},
-                        lambda: train_classifier(variant, lt_train, cfg, seed))[0]
+                        lambda: train_classifier(variant, lt_train, cfg, seed), need_weights=need_weights)[0]
 
     # seed by seed, so that a partial benchmark already holds every variant of the first seeds
     chosen = [v for v in cfg.variants if v in CLASSICAL]
@@ -201,7 +207,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
     search = None
     if wants_gan:
         # the judge: a balanced-softmax classifier of the real training part (the baseline's seed 0)
-        classical("balanced-softmax", 0)
+        classical("balanced-softmax", 0, need_weights=True)
         judge = SmallResNet(lt_train.channels, k, cfg.width)
         judge.load_state_dict(load_file(str(runs_dir / "balanced-softmax-seed0.safetensors")))
         mixes: dict[int, SyntheticMix] = {}
@@ -214,7 +220,8 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
                 return train_classifier("ganaug-recipe", lt_train, cfg, seed, mix=mixes[i])
             key = {**base_key, "variant": "ganaug-recipe", "seed": seed, "recipe": recipes[i].to_dict(),
                    "generator": gen_key, "judge": "balanced-softmax-seed0"}
-            return kept_run(f"recipe{i}-seed{seed}", key, train)[0]
+            # named by content, so that runs with other candidate lists (in parallel too) share them
+            return kept_run(f"{recipe_name(recipes[i])}-seed{seed}", key, train)[0]
 
         cand = [summarise([recipe_run(i, s) for s in range(cfg.search_seeds)]) for i in range(len(recipes))]
         best = max(range(len(recipes)), key=lambda i: (cand[i]["val_balanced_accuracy_mean"], -i))
@@ -239,6 +246,22 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     write_report(summary, out)
     return summary
+
+
+def recipe_name(recipe: SyntheticRecipe) -> str:
+    """``recipe-<8 hex digits>`` of the fields that differ from the defaults: the same recipe gets the
+    same name in every candidate list, and keeps it when a field with a default is added later."""
+    changed = {f: v for f, v in recipe.to_dict().items() if v != getattr(SyntheticRecipe(), f)}
+    return "recipe-" + hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def weights_digest(net: torch.nn.Module) -> str:
+    """sha256 of a module's parameters and buffers, names included: identifies trained weights."""
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def summarise(runs: list[dict]) -> dict:

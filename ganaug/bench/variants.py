@@ -69,25 +69,26 @@ def train_classifier(variant: str, train: LabelledImages, cfg: "DownstreamConfig
     images, labels = train.images, train.labels
     batches = (balanced_batches(labels, k, cfg.batch_size) if variant == "oversample"
                else uniform_batches(len(labels), cfg.batch_size))
-    class_weights, loss_fn = None, None
+    class_weights = loss_fn = weights = batch_fn = step_fn = None
     if variant == "reweight":
         w = 1.0 / counts.clamp(min=1).float()
         class_weights = w / w.sum() * k
     elif variant == "balanced-softmax":
         prior = log_prior(counts)
-        loss_fn = lambda logits, y, idx, step: logit_adjusted_loss(logits, y, prior)  # noqa: E731
+        loss_fn = lambda logits, y, w, step: logit_adjusted_loss(logits, y, prior)  # noqa: E731
     elif variant == "drw":
         late = effective_number_weights(counts)
 
-        def loss_fn(logits, y, idx, step):
+        def loss_fn(logits, y, w, step):
             return F.cross_entropy(logits, y, weight=late if step >= DRW_START * steps else None)
     elif variant == "ganaug-recipe":
         images, labels, weights = mix.tensors()
         batches = mix.batch_sampler(steps, cfg.batch_size).index_batches
-        loss_fn = lambda logits, y, idx, step: mix.loss(logits, y, weights[idx], step)  # noqa: E731
+        loss_fn, batch_fn, step_fn = mix.loss, mix.remix, mix.before_step
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SmallResNet(train.channels, k, cfg.width)
         return train_steps(model, images, labels, batches, steps, lr=cfg.lr, translate=cfg.translate, seed=seed,
-                           class_weights=class_weights, loss_fn=loss_fn, channels_last=cfg.channels_last)
+                           class_weights=class_weights, sample_weights=weights, loss_fn=loss_fn, batch_fn=batch_fn,
+                           step_fn=step_fn, channels_last=cfg.channels_last)

@@ -17,8 +17,11 @@ from tqdm.auto import tqdm
 
 from ..data.images import uint8_to_model
 
-# (logits, labels, indices of the batch into the training tensors, step) -> scalar loss
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+# (logits, targets, per-sample weights or None, step) -> scalar loss
+LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", int], torch.Tensor]
+# (images in [-1, 1], targets, weights or None, step) -> the same, changed (batch mixing such as Remix)
+BatchFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", int],
+                   tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]]
 
 
 def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
@@ -89,15 +92,19 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
 def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 batches: Callable[[torch.Generator], Iterable[torch.Tensor]], steps: int, *, lr: float,
                 translate: int, seed: int, class_weights: torch.Tensor | None = None,
-                loss_fn: LossFn | None = None, channels_last: bool = False,
-                device: str | torch.device = "cpu", progress: bool = False, desc: str = "classifier"
-                ) -> nn.Module:
+                sample_weights: torch.Tensor | None = None, loss_fn: LossFn | None = None,
+                batch_fn: BatchFn | None = None, step_fn: Callable[[nn.Module, int], None] | None = None,
+                channels_last: bool = False, device: str | torch.device = "cpu", progress: bool = False,
+                desc: str = "classifier") -> nn.Module:
     """The one classifier training loop: Adam with a one-cycle schedule over ``steps`` batches.
 
     ``batches(gen)`` yields index tensors into ``images``/``labels`` (epochs, uniform draws or
     class-balanced draws); ``gen`` also draws the random shifts, so one seed fixes the whole run.
-    ``loss_fn(logits, y, idx, step)`` replaces the (optionally class-weighted) cross-entropy: the
-    long-tailed losses, per-sample weights of generated images and step-dependent schedules.
+    ``labels`` may be class ids or soft targets (N, K). ``sample_weights`` (N,) go to ``loss_fn``.
+    ``loss_fn(logits, y, w, step)`` replaces the (optionally class-weighted) cross-entropy: the
+    long-tailed losses, per-sample weights of generated images and step-dependent schedules;
+    ``batch_fn(x, y, w, step)`` changes a batch before the forward pass (Remix); ``step_fn(model,
+    step)`` runs before each step (freezing the body for a head-only phase).
     ``channels_last`` is faster for small convolutions on CPU (about 1.4x on AVX2).
     """
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -108,10 +115,16 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     weight = class_weights.to(device) if class_weights is not None else None
     with tqdm(total=steps, disable=not progress, desc=desc, unit="step") as bar:
         for step, idx in enumerate(itertools.islice(batches(gen), steps)):
+            if step_fn is not None:
+                step_fn(model, step)
             x, y = images[idx], labels[idx]
-            x = uint8_to_model(random_shift(x, translate, gen)).to(device).contiguous(memory_format=fmt)
+            w = sample_weights[idx] if sample_weights is not None else None
+            x = uint8_to_model(random_shift(x, translate, gen))
+            if batch_fn is not None:
+                x, y, w = batch_fn(x, y, w, step)
+            x = x.to(device).contiguous(memory_format=fmt)
             logits, y = model(x), y.to(device)
-            loss = (loss_fn(logits, y, idx, step) if loss_fn is not None
+            loss = (loss_fn(logits, y, w, step) if loss_fn is not None
                     else F.cross_entropy(logits, y, weight=weight))
             opt.zero_grad(set_to_none=True)
             loss.backward()

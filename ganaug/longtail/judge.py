@@ -17,4 +17,4 @@ def fit_judge(images: torch.Tensor, labels: torch.Tensor, num_classes: int, conf
     config = config or FitConfig(epochs=10)
     prior = log_prior(torch.bincount(labels, minlength=num_classes))
     return fit_classifier(images, labels, num_classes, config, device=device, progress=progress, desc="judge",
-                          loss_fn=lambda logits, y, idx, step: logit_adjusted_loss(logits, y, prior))
+                          loss_fn=lambda logits, y, w, step: logit_adjusted_loss(logits, y, prior))

@@ -10,11 +10,15 @@ plain PyTorch loop::
     mix = SyntheticMix(real, generator, SyntheticRecipe(), judge=judge)
     loader = DataLoader(mix, batch_sampler=mix.batch_sampler(steps, batch_size=128))
     for step, (x, y, w) in enumerate(loader):
-        loss = mix.loss(model(prep(x)), y, w, step)
+        mix.before_step(model, step)             # a head-only final phase freezes the body
+        x, y, w = mix.remix(prep(x), y, w, step)  # Remix, when the recipe asks for it
+        loss = mix.loss(model(x), y, w, step)
 
 References: M2m (Kim et al. 2020) for the rarity-proportional draws, the classifier gate at 0.9
 and the late start; Balanced Softmax (Ren et al. 2020) / logit adjustment (Menon et al. 2021)
-for the loss; DiffuLT and SYNAuG for capping, down-weighting and ending on real data.
+for the loss; DiffuLT and SYNAuG for capping, down-weighting, ending on real data and retraining
+the last layer on balanced real data; Gowal et al. (2021) for soft labels from a classifier;
+Remix (Chou et al. 2020) for mixing with the rarer class's label.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ from ..data.synthetic import SyntheticDataset
 from ..errors import GanaugError
 from .losses import logit_adjusted_loss
 
-FILTERS = ("none", "reject", "confidence")
+FILTERS = ("none", "reject", "confidence", "soft")
 LOSSES = ("balanced-softmax", "ce")
+FINISH_LAYERS = ("all", "head")
+REMIX_KAPPA, REMIX_TAU = 3.0, 0.5  # Chou et al. 2020's defaults
 
 
 @dataclass(frozen=True)
@@ -51,9 +57,17 @@ class SyntheticRecipe:
       class gets none, the others are drawn with probability proportional to ``1 - n_c / n_max``;
     - ``filter``: ``reject`` drops generated images the judge (a classifier trained on the real
       data with a balanced loss) gives less than ``threshold`` for their class; ``confidence``
-      keeps all and multiplies their weight by that probability; ``none`` trusts the generator;
+      keeps all and multiplies their weight by that probability; ``soft`` keeps all and trains
+      them towards the judge's class probabilities instead of their intended class (label
+      repair); ``none`` trusts the generator;
     - ``loss``: ``balanced-softmax`` (logit-adjusted with the label prior of the batches actually
-      drawn, so the generated share shifts it) or plain ``ce``.
+      drawn, so the generated share shifts it) or plain ``ce``;
+    - ``remix``: Remix (Chou et al. 2020) with mixing coefficients from Beta(remix, remix); a
+      pair whose classes differ by ``REMIX_KAPPA`` x in real count takes the rarer class's label
+      when its part is at least ``1 - REMIX_TAU``; 0 switches it off;
+    - ``finish_layers``: what trains in the ``finish`` phase: ``all`` layers on uniform real
+      draws, or only the ``head`` (the model's last ``nn.Linear``) on class-balanced real draws
+      with the body frozen (last-layer retraining, as SYNAuG does).
     """
 
     share: float = 0.25
@@ -64,6 +78,8 @@ class SyntheticRecipe:
     filter: str = "reject"
     threshold: float = 0.9
     loss: str = "balanced-softmax"
+    remix: float = 0.0
+    finish_layers: str = "all"
 
     def __post_init__(self) -> None:
         problems = []
@@ -82,6 +98,12 @@ class SyntheticRecipe:
             problems.append(f"threshold must lie in [0, 1], got {self.threshold}")
         if self.loss not in LOSSES:
             problems.append(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.remix < 0:
+            problems.append(f"remix must be >= 0 (0: off), got {self.remix}")
+        if self.finish_layers not in FINISH_LAYERS:
+            problems.append(f"finish_layers must be one of {FINISH_LAYERS}, got {self.finish_layers!r}")
+        if self.finish_layers == "head" and self.finish == 0:
+            problems.append("finish_layers='head' needs a finish phase (finish > 0)")
         if problems:
             raise GanaugError("bad SyntheticRecipe: " + "; ".join(problems) + ".")
 
@@ -95,9 +117,18 @@ class SyntheticRecipe:
             raise GanaugError(f"unknown SyntheticRecipe fields {sorted(unknown)}.")
         return cls(**d)
 
-    def mixing(self, step: int, steps: int) -> bool:
-        """Whether batch ``step`` of ``steps`` gets generated images."""
-        return self.share > 0 and self.start * steps <= step < (1 - self.finish) * steps
+    @classmethod
+    def fields_with_defaults(cls, d: dict) -> dict:
+        """``d`` with every field, the defaults filled in: a recipe saved before a field existed
+        compares equal to the same recipe now."""
+        return cls.from_dict(d).to_dict()
+
+    def phase(self, step: int, steps: int) -> str:
+        """``mix`` (batches get generated images), ``real`` (real only, all layers) or ``head``
+        (the head-only finish) for batch ``step`` of ``steps``."""
+        if step >= (1 - self.finish) * steps and self.finish > 0:
+            return "head" if self.finish_layers == "head" else "real"
+        return "mix" if self.share > 0 and step >= self.start * steps else "real"
 
 
 class SyntheticMix(Dataset):
@@ -135,7 +166,7 @@ class SyntheticMix(Dataset):
             raise GanaugError(f"the recipe's filter {recipe.filter!r} needs judge=: a classifier trained on the "
                               "real data with a balanced loss (ganaug.longtail.fit_judge), or filter='none'.")
         self.num_classes, self.class_names = k, gen.class_names
-        self.real_counts = counts
+        self.real_counts, self.real_labels = counts, targets
         self.transform = transform
         self._steps: int | None = None  # set by batch_sampler(), the defaults of loss()
         self._batch_size: int | None = None
@@ -146,9 +177,13 @@ class SyntheticMix(Dataset):
         pool = SyntheticDataset(gen, bank, seed=seed, cache=cache)
         images = pool.images() if len(pool) else torch.zeros(0, gen.channels, gen.image_size, gen.image_size,
                                                              dtype=torch.uint8)
-        p = self._judge(images, pool.labels, judge if recipe.filter != "none" else None)
+        probs = self._judge(images, pool.labels, k, judge if recipe.filter != "none" else None)
+        p = probs[torch.arange(len(pool.labels)), pool.labels]
         keep = p >= recipe.threshold if recipe.filter == "reject" else torch.ones(len(p), dtype=torch.bool)
         weights = p if recipe.filter == "confidence" else torch.ones(len(p))
+        # soft labels: generated images learn the judge's distribution, real ones their own class
+        self.soft = recipe.filter == "soft"
+        self.synthetic_targets = probs[keep] if recipe.filter == "soft" else None
         self.judge_acceptance = {gen.class_names[c]: (float(keep[pool.labels == c].float().mean()) if n else None)
                                  for c, n in enumerate(pool.class_counts)}
         self.synthetic_labels = pool.labels[keep]
@@ -177,14 +212,22 @@ class SyntheticMix(Dataset):
 
     # -- the bank ------------------------------------------------------------------------------
     @staticmethod
-    def _judge(images: torch.Tensor, labels: torch.Tensor, judge: Any) -> torch.Tensor:
-        """The judge's probability of each image's intended class (1 without a judge)."""
+    def _judge(images: torch.Tensor, labels: torch.Tensor, k: int, judge: Any) -> torch.Tensor:
+        """The judge's class probabilities (N, K) of each image (one-hot of its class without a judge)."""
         if judge is None or len(labels) == 0:
-            return torch.ones(len(labels))
+            return torch.nn.functional.one_hot(labels, k).float()
         from ..eval.classifier import logits_of
 
-        probs = logits_of(getattr(judge, "model", judge), images).softmax(1)
-        return probs[torch.arange(len(labels)), labels]
+        return logits_of(getattr(judge, "model", judge), images).softmax(1)
+
+    def _target(self, i: int) -> int | torch.Tensor:
+        """Item ``i``'s target: its class id, or a (K,) distribution when the recipe is soft."""
+        label = int(self.real_labels[i]) if i < self.n_real else int(self.synthetic_labels[i - self.n_real])
+        if not self.soft:
+            return label
+        if self.synthetic_targets is not None and i >= self.n_real:
+            return self.synthetic_targets[i - self.n_real]
+        return torch.nn.functional.one_hot(torch.tensor(label), self.num_classes).float()
 
     def __len__(self) -> int:
         return self.n_real + len(self.synthetic_labels)
@@ -194,22 +237,24 @@ class SyntheticMix(Dataset):
             raise IndexError(f"index {i} out of range for {len(self)} images")
         i %= len(self)
         if self._fast:
-            image, label = (self._real.images[i], int(self._real.labels[i])) if i < self.n_real else \
-                (self._bank_images[i - self.n_real], int(self.synthetic_labels[i - self.n_real]))
-            image = self.transform(image) if self.transform else image
+            image = self._real.images[i] if i < self.n_real else self._bank_images[i - self.n_real]
         else:
-            image, label = self._mixed[i]
-            image = self.transform(image) if self.transform else image
+            image, _ = self._mixed[i]
+        image = self.transform(image) if self.transform else image
         w = 1.0 if i < self.n_real else float(self.synthetic_weights[i - self.n_real])
-        return image, label, w
+        return image, self._target(i), w
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(images uint8, labels, weights) of every item, real first; for LabelledImages data."""
+        """(images uint8, targets, weights) of every item, real first; for LabelledImages data.
+        Targets are class ids, or (N, K) distributions for a ``soft`` recipe."""
         if not self._fast:
             raise GanaugError("tensors() needs the real data as a LabelledImages (uint8 tensors); "
                               "iterate the dataset instead.")
-        return (torch.cat([self._real.images, self._bank_images]),
-                torch.cat([self._real.labels, self.synthetic_labels]),
+        labels = torch.cat([self._real.labels, self.synthetic_labels])
+        if self.soft:
+            labels = torch.nn.functional.one_hot(labels, self.num_classes).float()
+            labels[self.n_real:] = self.synthetic_targets
+        return (torch.cat([self._real.images, self._bank_images]), labels,
                 torch.cat([torch.ones(self.n_real), self.synthetic_weights]))
 
     # -- batches and loss ----------------------------------------------------------------------
@@ -223,27 +268,72 @@ class SyntheticMix(Dataset):
             return 0
         return int(round(self.recipe.share * batch_size))
 
-    def prior(self, mixing: bool, batch_size: int) -> torch.Tensor:
-        """log label prior of the batches drawn in this phase (real counts, plus the generated share)."""
+    def prior(self, phase: str, batch_size: int) -> torch.Tensor:
+        """log label prior of the batches drawn in ``phase`` (real counts, plus the generated share
+        while mixing; uniform in the head-only phase, whose draws are class-balanced)."""
+        if phase == "head":
+            return torch.full((self.num_classes,), -math.log(self.num_classes))
         real = self.real_counts.double() / self.real_counts.sum()
-        m = self.synthetic_per_batch(batch_size) / batch_size if mixing else 0.0
+        m = self.synthetic_per_batch(batch_size) / batch_size if phase == "mix" else 0.0
         return ((1 - m) * real + m * self.draw_probs).log().float()  # every real count is >= 1: finite
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, step: int,
-             steps: int | None = None, batch_size: int | None = None) -> torch.Tensor:
-        """The recipe's loss for batch ``step``: balanced softmax with this phase's label prior (or
-        plain cross-entropy), each sample scaled by its weight. ``steps`` and ``batch_size`` default
-        to those of the last ``batch_sampler``."""
+    def _schedule(self, steps: int | None, batch_size: int | None = 1) -> tuple[int, int]:
         steps = steps if steps is not None else self._steps
         batch_size = batch_size if batch_size is not None else self._batch_size
         if steps is None or batch_size is None:
-            raise GanaugError("loss() needs steps and batch_size: pass them, or make the batches with "
-                              "batch_sampler() first.")
+            raise GanaugError("the recipe's schedule needs steps and batch_size: pass them, or make the batches "
+                              "with batch_sampler() first.")
+        return steps, batch_size
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, step: int,
+             steps: int | None = None, batch_size: int | None = None) -> torch.Tensor:
+        """The recipe's loss for batch ``step``: balanced softmax with this phase's label prior (or
+        plain cross-entropy), each sample scaled by its weight. ``targets`` are class ids or (B, K)
+        distributions (soft labels, Remix). ``steps`` and ``batch_size`` default to those of the
+        last ``batch_sampler``."""
+        steps, batch_size = self._schedule(steps, batch_size)
         w = torch.as_tensor(weights, dtype=torch.float32)
         if self.recipe.loss == "ce":
-            return logit_adjusted_loss(logits, labels, torch.zeros(self.num_classes), 0.0, w)
-        prior = self.prior(self.recipe.mixing(step, steps), batch_size)
-        return logit_adjusted_loss(logits, labels, prior, 1.0, w)
+            return logit_adjusted_loss(logits, targets, torch.zeros(self.num_classes), 0.0, w)
+        return logit_adjusted_loss(logits, targets, self.prior(self.recipe.phase(step, steps), batch_size), 1.0, w)
+
+    def before_step(self, model: torch.nn.Module, step: int, steps: int | None = None) -> None:
+        """Call at the top of every step (after any ``model.train()``): in a head-only finish phase
+        it freezes everything but the model's last ``nn.Linear`` and puts the body in eval mode, so
+        batch-norm statistics stay those learned with all the data. Otherwise it does nothing."""
+        steps, _ = self._schedule(steps)
+        if self.recipe.phase(step, steps) != "head":
+            return
+        heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        if not heads:
+            raise GanaugError("finish_layers='head' retrains the model's last nn.Linear, and this model has none.")
+        model.eval()
+        model.requires_grad_(False)
+        heads[-1].train()
+        heads[-1].requires_grad_(True)
+
+    def remix(self, images: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, step: int,
+              steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Remix a batch (float images, class ids or (B, K) targets, weights) with a shuffled copy
+        of itself; returns (images, (B, K) targets, weights). The identity when the recipe's
+        ``remix`` is 0 or in the head-only phase. Draws from torch's global generator."""
+        steps, _ = self._schedule(steps)
+        if self.recipe.remix <= 0 or self.recipe.phase(step, steps) == "head":
+            return images, targets, weights
+        k, n = self.num_classes, len(images)
+        t = targets if targets.dim() == 2 else torch.nn.functional.one_hot(targets, k).float()
+        hard = targets if targets.dim() == 1 else targets.argmax(1)
+        w = torch.as_tensor(weights, dtype=torch.float32)
+        perm = torch.randperm(n)
+        lam = torch.distributions.Beta(self.recipe.remix, self.recipe.remix).sample((n,))
+        ratio = self.real_counts[hard].double() / self.real_counts[hard[perm]].double()
+        # the label's share: the rarer class takes it all when its part of the image is large enough
+        lam_y = torch.where((ratio >= REMIX_KAPPA) & (lam < REMIX_TAU), 0.0,
+                            torch.where((ratio <= 1 / REMIX_KAPPA) & (1 - lam < REMIX_TAU), 1.0, lam.double())).float()
+        shape = (n,) + (1,) * (images.dim() - 1)
+        mixed = lam.view(shape).to(images.dtype) * images + (1 - lam.view(shape).to(images.dtype)) * images[perm]
+        return (mixed, lam_y[:, None] * t + (1 - lam_y[:, None]) * t[perm],
+                lam_y * w + (1 - lam_y) * w[perm])
 
     def report(self) -> dict:
         """Counts per class: real, generated kept, judge acceptance, draw probability."""
@@ -262,6 +352,7 @@ class MixedBatchSampler(Sampler[list[int]]):
         self.mix, self.steps, self.batch_size, self.seed = mix, steps, batch_size, seed
         mix._steps, mix._batch_size = steps, batch_size
         self._within = ClassDraws(mix.synthetic_labels, mix.num_classes)
+        self._real_within = ClassDraws(mix.real_labels, mix.num_classes)
 
     def __len__(self) -> int:
         return self.steps
@@ -274,7 +365,11 @@ class MixedBatchSampler(Sampler[list[int]]):
         mix, b = self.mix, self.batch_size
         m = mix.synthetic_per_batch(b)
         for step in range(self.steps):
-            k = m if mix.recipe.mixing(step, self.steps) else 0
+            phase = mix.recipe.phase(step, self.steps)
+            if phase == "head":  # every class equally often, real images only
+                yield self._real_within(torch.randint(mix.num_classes, (b,), generator=gen), gen)
+                continue
+            k = m if phase == "mix" else 0
             real = torch.randint(mix.n_real, (b - k,), generator=gen)
             if k == 0:
                 yield real
