@@ -7,6 +7,7 @@
 4. Balanced accuracy of both on the real test split.
 
     python examples/longtail_recipe.py [--generator RUN_OR_PACKAGE] [--gan-steps 1500] [--steps 2000]
+        [--recipe '{"finish": 0.2}']
 
 This is an example, not a benchmark (one seed, no validation search): `ganaug bench-downstream`
 is the measurement.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 
 import torch
 from torch.utils.data import DataLoader
@@ -26,12 +28,16 @@ from ganaug.eval.classifier import FitConfig
 from ganaug.longtail import SyntheticMix, SyntheticRecipe, balanced_accuracy, fit_judge, log_prior, logit_adjusted_loss
 
 
-def train(model: torch.nn.Module, batches, steps: int, loss_of) -> torch.nn.Module:
+def train(model: torch.nn.Module, batches, steps: int, loss_of, mix: SyntheticMix | None = None) -> torch.nn.Module:
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
     model.train()
     for step, (x, y, w) in enumerate(batches):
-        loss = loss_of(model(x.float() / 127.5 - 1), y, w, step)
+        x = x.float() / 127.5 - 1
+        if mix is not None:
+            mix.before_step(model, step)  # a head-only finish freezes the body
+            x, y, w = mix.remix(x, y, w, step)  # Remix, if the recipe asks for it
+        loss = loss_of(model(x), y, w, step)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -54,6 +60,7 @@ def main() -> None:
     ap.add_argument("--gan-steps", type=int, default=1500)
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--judge-epochs", type=int, default=10)
+    ap.add_argument("--recipe", default="{}", help="SyntheticRecipe fields as JSON, e.g. '{\"finish\": 0.2}'")
     a = ap.parse_args()
 
     real = long_tailed_split(ganaug.load_images(a.data, image_size=32), a.ratio)
@@ -65,10 +72,11 @@ def main() -> None:
 
     # --- the recipe, as a user writes it ---------------------------------------------------------
     judge = fit_judge(real.images, real.labels, real.num_classes, FitConfig(epochs=a.judge_epochs))
-    mix = SyntheticMix(real, generator, SyntheticRecipe(), judge=judge, cache=f"{a.out}/bank")
+    recipe = SyntheticRecipe.from_dict(json.loads(a.recipe))
+    mix = SyntheticMix(real, generator, recipe, judge=judge, cache=f"{a.out}/bank")
     loader = DataLoader(mix, batch_sampler=mix.batch_sampler(a.steps, batch_size=128))
     torch.manual_seed(0)
-    with_gan = train(SmallResNet(1, real.num_classes), loader, a.steps, mix.loss)
+    with_gan = train(SmallResNet(1, real.num_classes), loader, a.steps, mix.loss, mix)
     # ----------------------------------------------------------------------------------------------
 
     prior = log_prior(real.class_counts())
