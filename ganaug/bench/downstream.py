@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -185,7 +186,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
         else:
             model = train()
             save_file({n: v.contiguous() for n, v in model.state_dict().items()}, str(weights))
-        run = {**score(model, tau), "seconds": round(time.perf_counter() - t, 1)}
+        run = {**score(model, tau), "seconds": round(time.perf_counter() - t, 1), "machine": machine()}
         record_path.write_text(json.dumps({"key": key, "run": run}))
         log(f"{name}: balanced accuracy {run['balanced_accuracy']:.4f} (validation {run['val_balanced_accuracy']:.4f})")
         return run, model
@@ -246,6 +247,18 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     write_report(summary, out)
     return summary
+
+
+def machine() -> str:
+    """CPU model, torch version and threads: kept with every run, since runs of one report may
+    come from several machines (a killed benchmark continued elsewhere)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}; torch {torch.__version__}; {torch.get_num_threads()} threads"
 
 
 def recipe_name(recipe: SyntheticRecipe) -> str:

@@ -95,6 +95,8 @@ def write_report(summary: dict, out: Path) -> None:
                   f"{', '.join(e['memorisation_flagged_classes']) or 'no class'}.", "",
                   "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
                   "| class fidelity | " + " | ".join(f"{f:.2f}" for f in e["class_fidelity_per_class"]) + " |"]
+    machines = sorted({run.get("machine", "not recorded") for r in res.values() for run in r["runs"]})
+    lines += ["", "Machines the runs were made on: " + "; ".join(f"`{m}`" for m in machines) + "."]
     lines += ["", "![per class](per_class.png)", "", "![confusion matrix](confusion.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
 
