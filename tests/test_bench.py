@@ -59,7 +59,8 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=30)
     test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=5)
     # the second candidate goes through every hook of the loop: soft labels, Remix, a head-only finish
-    recipes = (SyntheticRecipe(filter="none").to_dict(),
+    # (both use Remix, so the chosen one is also trained without generated images, as a baseline)
+    recipes = (SyntheticRecipe(filter="none", remix=0.5).to_dict(),
                SyntheticRecipe(filter="soft", remix=1.0, finish=0.34, finish_layers="head").to_dict())
     cfg = DownstreamConfig(imbalance_ratio=10, seeds=2, n_max=24, classifier_steps=3, batch_size=16,
                            generator_steps=2, eval_n=40, recipes=recipes)
@@ -71,7 +72,10 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     # long-tailed images the generator saw
     protocol = json.loads((tmp_path / "report" / "generator-eval" / "eval.json").read_text())["protocol"]
     assert protocol["train_split_for_memorisation"].endswith("long-tailed R=10 (train part)")
-    assert set(summary["results"]) == set(CLASSICAL) | {"ganaug-recipe"}
+    assert set(summary["results"]) == set(CLASSICAL) | {"ganaug-recipe", "recipe-without-generated"}
+    assert summary["recipe_search"]["without_generated"] == "recipe-without-generated"
+    assert "without generated images (what they add) is `recipe-without-generated`" in \
+        (tmp_path / "report" / "report.md").read_text()
     assert summary["generator"]["trained_on_training_part"] is True
     gen_run = json.loads((tmp_path / "report" / "generator" / "run_config.json").read_text())
     assert gen_run["data"]["class_counts"] == summary["data"]["train_counts"]  # only the long-tailed part
@@ -102,7 +106,7 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     # a record made before the recipe had its newer fields stands for the same recipe with their defaults
     first = runs / f"{recipe_name(SyntheticRecipe.from_dict(recipes[0]))}-seed0.json"
     old = json.loads(first.read_text())
-    del old["key"]["recipe"]["remix"], old["key"]["recipe"]["finish_layers"]
+    del old["key"]["recipe"]["finish_layers"]  # at its default in this recipe
     first.write_text(json.dumps(old))
     stamps = {f.name: f.stat().st_mtime_ns for f in runs.iterdir()
               if not f.name.startswith(("plain-seed1", "balanced-softmax-seed0"))}

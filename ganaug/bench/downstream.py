@@ -25,7 +25,7 @@ from .. import __version__
 from ..data.dataset import LabelledImages
 from ..errors import GanaugError
 from ..longtail import SyntheticMix, SyntheticRecipe, adjust_logits, balanced_accuracy, choose_tau, log_prior
-from .report import verdict, write_report
+from .report import WITHOUT_GENERATED, verdict, write_report
 from .resnet import SmallResNet
 from .splits import carve_validation, long_tailed_split
 from ..eval.classifier import logits_of
@@ -211,29 +211,37 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
         classical("balanced-softmax", 0, need_weights=True)
         judge = SmallResNet(lt_train.channels, k, cfg.width)
         judge.load_state_dict(load_file(str(runs_dir / "balanced-softmax-seed0.safetensors")))
-        mixes: dict[int, SyntheticMix] = {}
+        mixes: dict[SyntheticRecipe, SyntheticMix] = {}
 
-        def recipe_run(i: int, seed: int) -> dict:
-            def train() -> SmallResNet:
-                if i not in mixes:
-                    mixes[i] = SyntheticMix(lt_train, gen, recipes[i], judge=judge.eval(), seed=0,
-                                            cache=out / "synthetic-cache")
-                return train_classifier("ganaug-recipe", lt_train, cfg, seed, mix=mixes[i])
-            key = {**base_key, "variant": "ganaug-recipe", "seed": seed, "recipe": recipes[i].to_dict(),
+        def mix_of(recipe: SyntheticRecipe) -> SyntheticMix:
+            if recipe not in mixes:
+                mixes[recipe] = SyntheticMix(lt_train, gen, recipe, judge=judge.eval(), seed=0,
+                                             cache=out / "synthetic-cache")
+            return mixes[recipe]
+
+        def recipe_run(recipe: SyntheticRecipe, seed: int) -> dict:
+            key = {**base_key, "variant": "ganaug-recipe", "seed": seed, "recipe": recipe.to_dict(),
                    "generator": gen_key, "judge": "balanced-softmax-seed0"}
             # named by content, so that runs with other candidate lists (in parallel too) share them
-            return kept_run(f"{recipe_name(recipes[i])}-seed{seed}", key, train)[0]
+            return kept_run(f"{recipe_name(recipe)}-seed{seed}", key,
+                            lambda: train_classifier("ganaug-recipe", lt_train, cfg, seed, mix=mix_of(recipe)))[0]
 
-        cand = [summarise([recipe_run(i, s) for s in range(cfg.search_seeds)]) for i in range(len(recipes))]
+        cand = [summarise([recipe_run(r, s) for s in range(cfg.search_seeds)]) for r in recipes]
         best = max(range(len(recipes)), key=lambda i: (cand[i]["val_balanced_accuracy_mean"], -i))
         search = {"candidates": [{"recipe": recipes[i].to_dict(), "val_balanced_accuracy_mean":
                                   cand[i]["val_balanced_accuracy_mean"]} for i in range(len(recipes))],
                   "chosen": best, "seeds": cfg.search_seeds}
         log(f"recipe chosen on validation: {recipes[best].to_dict()}")
-        results["ganaug-recipe"] = summarise([recipe_run(best, s) for s in range(cfg.seeds)])
-        mix = mixes.get(best) or SyntheticMix(lt_train, gen, recipes[best], judge=judge.eval(), seed=0,
-                                              cache=out / "synthetic-cache")
-        search["bank"] = mix.report()
+        results["ganaug-recipe"] = summarise([recipe_run(recipes[best], s) for s in range(cfg.seeds)])
+        search["bank"] = mix_of(recipes[best]).report()
+        # The chosen recipe without generated images tells what they add, and is a baseline itself
+        # (Remix and last-layer retraining need no generator). Without either it is exactly the
+        # balanced-softmax baseline (same draws, same loss), so it is not trained twice.
+        without = dataclasses.replace(recipes[best], share=0.0, filter="none")
+        if without.remix > 0 or without.finish_layers != "all" or without.loss != "balanced-softmax":
+            results[WITHOUT_GENERATED] = summarise([recipe_run(without, s) for s in range(cfg.seeds)])
+        search["without_generated"] = WITHOUT_GENERATED if WITHOUT_GENERATED in results else (
+            "balanced-softmax" if without.loss == "balanced-softmax" else None)
 
     summary = {
         "ganaug_version": __version__, "config": dataclasses.asdict(cfg), "classifier_steps": steps,
