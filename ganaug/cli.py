@@ -63,6 +63,15 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="weight of a feature-matching term in G's loss")
     t.add_argument("--ortho-reg", type=float, default=d.ortho_reg,
                    help="BigGAN orthogonal regularisation weight for G (e.g. 1e-4)")
+    t.add_argument("--lecam", type=float, default=d.lecam,
+                   help="weight of the LeCam regulariser of D for limited data (Tseng et al. 2021: 0.1-0.3)")
+    t.add_argument("--cond-ramp-start", type=int, default=d.cond_ramp_start,
+                   help="conditioning ramp (transitional cGAN): G and D unconditional before this step")
+    t.add_argument("--cond-ramp-end", type=int, default=d.cond_ramp_end,
+                   help="... and fully class-conditional from this step on (0: no ramp)")
+    t.add_argument("--class-noise", type=float, default=d.class_noise,
+                   help="noise on G's class condition, relative to its size, more for rarer classes "
+                   "(NoisyTwins uses 0.75)")
     t.add_argument("--diffaugment", default=d.diffaugment,
                    help="'auto' (on when the smallest class has < 5000 images), 'off', or ops "
                    "such as 'color,translation,cutout'")

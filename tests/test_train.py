@@ -11,6 +11,7 @@ from PIL import Image
 
 import ganaug.training.loop as loop
 from ganaug import GanaugError, TrainConfig, TrainingDiverged, make_config, train
+from ganaug.models import list_architectures
 from ganaug.training import load_checkpoint
 from ganaug.training.checkpoint import CHECKPOINT_NAME
 
@@ -151,3 +152,62 @@ def test_sigkill_loses_at_most_one_interval_and_resumes(tmp_path, class_folders)
     assert load_checkpoint(run / CHECKPOINT_NAME)["step"] == saved_step + 3
     logged = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines() if x]
     assert logged == list(range(1, saved_step + 4))
+
+
+def test_lecam_penalty_and_the_conditioning_ramp():
+    from ganaug.training.losses import conditioning_strength, lecam_penalty
+
+    real, fake = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
+    # real above the fakes' average (0.0) and fakes below the reals' average (1.0) are penalised
+    assert lecam_penalty(real, fake, 1.0, 0.0).item() == pytest.approx((4 + 0) / 2 + (0.25 + 16) / 2)
+    assert lecam_penalty(torch.tensor([-1.0]), torch.tensor([2.0]), 1.0, 0.0).item() == 0
+    assert [conditioning_strength(s, 2, 6) for s in (0, 2, 4, 6, 9)] == [0.0, 0.0, 0.5, 1.0, 1.0]
+    assert conditioning_strength(0, 0, 0) == 1.0
+    with pytest.raises(GanaugError, match="conditioning ramp"):
+        TrainConfig(steps=10, cond_ramp_start=5, cond_ramp_end=20).validate()
+    with pytest.raises(GanaugError, match="conditioning ramp"):
+        TrainConfig(steps=10, cond_ramp_start=5).validate()
+    with pytest.raises(GanaugError, match="lecam"):
+        TrainConfig(lecam=-1).validate()
+
+
+@pytest.mark.parametrize("arch", list_architectures())
+def test_class_condition_strength_and_noise(arch):
+    from ganaug.models import build_discriminator, build_generator, make_config
+
+    mc = make_config(arch, 3, ["a", "b", "c"], image_size=32, channels=1)
+    torch.manual_seed(0)
+    G, D = build_generator(mc).eval(), build_discriminator(mc).eval()
+    z = torch.randn(1, mc.z_dim).expand(3, -1)
+    y = torch.arange(3)
+    with torch.no_grad():
+        assert not torch.allclose(G(z, y)[0], G(z, y)[1])
+        G.condition.strength = D.cond_strength = 0.0  # the start of a ramp: no class at all
+        out = G(z, y)
+        assert torch.allclose(out[0], out[1], atol=1e-6) and torch.allclose(out[0], out[2], atol=1e-6)
+        x = torch.randn(1, 1, 32, 32).expand(3, -1, -1, -1)
+        logits, _ = D(x, y)
+        assert torch.allclose(logits, logits[:1].expand(3), atol=1e-5)
+        G.condition.strength = 1.0
+        G.condition.noise = 0.5
+        assert torch.equal(G(z, y), G(z, y))  # eval mode: no noise
+        # training mode: noise, none for a class whose scale is 0 (only the condition in training
+        # mode, so that batch statistics and power iterations stay out of the comparison)
+        G.condition.train()
+        G.condition.noise_per_class.copy_(torch.tensor([0.0, 1.0, 1.0]))
+        a, b = G(z, y), G(z, y)
+        assert torch.equal(a[0], b[0]) and not torch.allclose(a[1], b[1]) and not torch.allclose(a[2], b[2])
+    assert "condition.noise_per_class" not in G.state_dict()  # packages are unchanged
+
+
+def test_resume_is_exact_with_lecam_ramp_and_class_noise(fmnist_slice, tmp_path):
+    mc = tiny(fmnist_slice)
+    opts = dict(lecam=0.3, cond_ramp_start=1, cond_ramp_end=4, class_noise=0.75, checkpoint_every=100)
+    train(fmnist_slice, mc, cfg(steps=6, **opts), tmp_path / "a", progress=False)
+    train(fmnist_slice, mc, cfg(steps=3, **opts), tmp_path / "b", progress=False)
+    train(fmnist_slice, mc, cfg(steps=6), tmp_path / "b", resume=True, progress=False)
+    a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
+    assert a["lecam_ema"] is not None and a["lecam_ema"] == b["lecam_ema"]
+    for part in ("G", "D", "G_ema"):
+        for name, t in a[part].items():
+            assert torch.equal(t, b[part][name]), f"{part}.{name} differs after resume"

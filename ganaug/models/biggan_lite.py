@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .config import GANConfig
-from .layers import ResNetGeneratorBody
+from .layers import ClassCondition, ResNetGeneratorBody
 from .registry import register_architecture
 
 
@@ -41,9 +41,10 @@ class BigGANLiteGenerator(nn.Module):
             cond_dims=[shared_dim + cond_chunk] * n_blocks, image_channels=config.channels,
             sn=config.g_spectral_norm, attn_index=config.g_attn_index(),
         )
+        self.condition = ClassCondition(config.num_classes)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        shared = self.shared(y).to(z.dtype)
+        shared = self.condition(self.shared(y).to(z.dtype), y)
         if self.config.hierarchical_z:
             z0, *zs = torch.split(z, self.z_split, dim=1)
             conds = [torch.cat([shared, zi], dim=1) for zi in zs]

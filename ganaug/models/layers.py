@@ -33,6 +33,31 @@ def conv1x1(c_in: int, c_out: int, sn: bool, bias: bool = True) -> nn.Module:
     return maybe_sn(nn.Conv2d(c_in, c_out, 1, bias=bias), sn)
 
 
+class ClassCondition(nn.Module):
+    """What training does to a generator's class condition (a one-hot or an embedding), with no
+    weights of its own; the training loop sets both attributes, and a loaded model has neither.
+
+    - ``strength`` scales it: 0 makes the generator unconditional, and the loop raises it from 0 to
+      1 for a conditioning ramp (transitional cGAN, Shahbazi et al. 2022, arXiv 2201.06578), so the
+      tail classes start from what every image teaches;
+    - ``noise`` adds Gaussian noise in training mode only, with a standard deviation of ``noise`` x
+      the condition's RMS x ``noise_per_class[y]`` (NoisyTwins' noise augmentation of the class
+      embedding, Rangwani et al. 2023, arXiv 2304.05866, without its Barlow-twins term).
+    """
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.strength, self.noise = 1.0, 0.0
+        self.register_buffer("noise_per_class", torch.ones(num_classes), persistent=False)
+
+    def forward(self, cond: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.training and self.noise > 0:
+            rms = cond.detach().pow(2).mean(1, keepdim=True).sqrt()
+            sigma = self.noise * rms * self.noise_per_class[y, None].to(cond.dtype)
+            cond = cond + sigma * torch.randn_like(cond)
+        return cond if self.strength == 1.0 else cond * self.strength
+
+
 class ConditionalBatchNorm2d(nn.Module):
     """BatchNorm whose gain and bias are linear functions of a condition vector.
 
@@ -149,10 +174,11 @@ class ProjectionDiscriminator(nn.Module):
         self.linear = maybe_sn(nn.Linear(c_prev, 1), True)
         self.embed = maybe_sn(nn.Embedding(num_classes, c_prev), True)
         self.feature_dim = c_prev
+        self.cond_strength = 1.0  # < 1 during a conditioning ramp: the projection term is scaled
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = F.relu(self.blocks(x)).sum(dim=(2, 3))
-        logits = self.linear(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
+        logits = self.linear(h).squeeze(1) + self.cond_strength * (self.embed(y) * h).sum(dim=1)
         return logits, h
 
 

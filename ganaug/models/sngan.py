@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import GANConfig
-from .layers import ResNetGeneratorBody
+from .layers import ClassCondition, ResNetGeneratorBody
 from .registry import register_architecture
 
 
@@ -30,7 +30,8 @@ class SNGANGenerator(nn.Module):
             cond_dims=[config.num_classes] * n_blocks, image_channels=config.channels,
             sn=config.g_spectral_norm, attn_index=config.g_attn_index(),
         )
+        self.condition = ClassCondition(config.num_classes)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        onehot = F.one_hot(y, self.config.num_classes).to(z.dtype)
+        onehot = self.condition(F.one_hot(y, self.config.num_classes).to(z.dtype), y)
         return self.body(z, [onehot] * len(self.body.blocks))

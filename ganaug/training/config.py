@@ -33,6 +33,14 @@ class TrainConfig:
     loss: str = "hinge"  # "hinge" or "nonsat" (non-saturating logistic)
     feature_matching: float = 0.0  # weight of the feature-matching term in G's loss
     ortho_reg: float = 0.0  # BigGAN's orthogonal regularisation of G's weights (1e-4 typical)
+    lecam: float = 0.0  # weight of the LeCam regulariser of D (Tseng et al. 2021 use 0.1-0.3 on limited data)
+    # conditioning ramp (transitional cGAN): G and D unconditional until cond_ramp_start, fully
+    # conditional from cond_ramp_end on; 0, 0 = conditional throughout
+    cond_ramp_start: int = 0
+    cond_ramp_end: int = 0
+    # noise on G's class condition, relative to its RMS and scaled per class by effective-number
+    # weights (rarer classes get more), as NoisyTwins does (0.75 in its CIFAR-10-LT config)
+    class_noise: float = 0.0
     diffaugment: str = "auto"  # "auto", "off", or ops joined by commas: "color,translation,cutout"
     class_balanced: bool | None = None  # None: on when classes are imbalanced
     ema_beta: float = 0.999
@@ -63,8 +71,13 @@ class TrainConfig:
             if bad:
                 raise GanaugError(f"unknown DiffAugment op(s) {bad}; use 'auto', 'off' or a "
                                   f"comma-separated subset of {list(DIFFAUGMENT_OPS)}.")
-        if self.feature_matching < 0 or self.ortho_reg < 0:
-            raise GanaugError("feature_matching and ortho_reg must be >= 0.")
+        if self.feature_matching < 0 or self.ortho_reg < 0 or self.lecam < 0 or self.class_noise < 0:
+            raise GanaugError("feature_matching, ortho_reg, lecam and class_noise must be >= 0.")
+        ramp = self.cond_ramp_start or self.cond_ramp_end
+        if ramp and not 0 <= self.cond_ramp_start < self.cond_ramp_end <= self.steps:
+            raise GanaugError(f"the conditioning ramp must satisfy 0 <= start < end <= steps ({self.steps}); got "
+                              f"start {self.cond_ramp_start}, end {self.cond_ramp_end}. A generator exported "
+                              "before the ramp ends would be sampled at a strength it was never trained at.")
         return self
 
     def resolved(self, class_counts: list[int], device_type: str, bf16_ok: bool) -> "TrainConfig":

@@ -21,13 +21,14 @@ from .. import __version__
 from ..data.dataset import LabelledImages
 from ..data.images import uint8_to_model
 from ..errors import GanaugError, TrainingDiverged
+from ..longtail.losses import effective_number_weights
 from ..grid import save_class_grid
 from ..models import GANConfig, build_discriminator, build_generator, generate_images
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .diffaugment import diff_augment
 from .ema import make_ema, update_ema
-from .losses import d_loss, feature_matching, g_loss, orthogonal_penalty
+from .losses import conditioning_strength, d_loss, feature_matching, g_loss, lecam_penalty, orthogonal_penalty
 from .rundir import METRICS, RUN_CONFIG, SAMPLES, plot_losses, truncate_metrics
 
 GRID_PER_CLASS = 8
@@ -110,6 +111,7 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
     scaler_g = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     scaler_d = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     start, elapsed_before = 0, 0.0
+    lecam_ema: list[float] | None = None  # moving averages of D on real and on fake images
     if ckpt is not None:
         G.load_state_dict(ckpt["G"])
         D.load_state_dict(ckpt["D"])
@@ -119,6 +121,7 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
         scaler_g.load_state_dict(ckpt["scaler_g"])
         scaler_d.load_state_dict(ckpt["scaler_d"])
         start, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed_s"])
+        lecam_ema = ckpt.get("lecam_ema")
         torch.set_rng_state(ckpt["rng"]["torch"])
         if device.type == "cuda" and ckpt["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
@@ -138,6 +141,9 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
     }, indent=2))
 
     sampler = _BatchSampler(data.labels, data.num_classes, cfg.class_balanced)
+    for g in (G, G_ema):  # class-condition noise, rarer classes more (G_ema samples in eval mode: none)
+        g.condition.noise = cfg.class_noise
+        g.condition.noise_per_class.copy_(effective_number_weights(data.class_counts(), beta=0.99))
     grid_classes = list(range(min(data.num_classes, GRID_MAX_CLASSES)))
     grid_y = torch.tensor(grid_classes).repeat_interleave(GRID_PER_CLASS)
     B, vr = cfg.batch_size, model_config.value_range
@@ -160,6 +166,7 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
             "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
             "scaler_g": scaler_g.state_dict(), "scaler_d": scaler_d.state_dict(),
+            "lecam_ema": lecam_ema,
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
             "model_config": model_config.to_dict(), "train_config": cfg.to_dict(),
@@ -181,6 +188,9 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
                 desc="train", dynamic_ncols=True, unit="step")
     try:
         for step in pbar:
+            # (0) the conditioning ramp: how much G and D use the class at this step
+            s = conditioning_strength(step, cfg.cond_ramp_start, cfg.cond_ramp_end)
+            G.condition.strength = G_ema.condition.strength = D.cond_strength = s
             # (1) discriminator: real and fake through one forward pass, both augmented alike
             for _ in range(cfg.n_dis):
                 real, y_real = batch()
@@ -192,6 +202,10 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
                                   torch.cat([y_real, y_fake]))
                 logits = logits.float()
                 loss_d = d_loss(cfg.loss, logits[:B], logits[B:])
+                if cfg.lecam > 0:
+                    means = [logits[:B].mean().item(), logits[B:].mean().item()]
+                    lecam_ema = means if lecam_ema is None else [0.99 * e + 0.01 * m for e, m in zip(lecam_ema, means)]
+                    loss_d = loss_d + cfg.lecam * lecam_penalty(logits[:B], logits[B:], *lecam_ema)
                 opt_d.zero_grad(set_to_none=True)
                 scaler_d.scale(loss_d).backward()
                 scaler_d.step(opt_d)

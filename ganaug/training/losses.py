@@ -20,6 +20,20 @@ def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake).mean()
 
 
+def lecam_penalty(real: torch.Tensor, fake: torch.Tensor, ema_real: float, ema_fake: float) -> torch.Tensor:
+    """LeCam regulariser of D (Tseng et al. 2021, arXiv 2104.03310): keeps D's outputs on real
+    images from rising above its moving average on fakes, and its outputs on fakes from falling
+    below its moving average on reals, which bounds how far D can overfit a small training set."""
+    return F.relu(real - ema_fake).pow(2).mean() + F.relu(ema_real - fake).pow(2).mean()
+
+
+def conditioning_strength(step: int, start: int, end: int) -> float:
+    """The transitional-cGAN ramp: 0 before ``start``, rising linearly to 1 at ``end`` (1 when off)."""
+    if end <= 0:
+        return 1.0
+    return min(1.0, max(0.0, (step - start) / max(1, end - start)))
+
+
 def feature_matching(real_feat: torch.Tensor, fake_feat: torch.Tensor) -> torch.Tensor:
     """Squared distance between the mean D features of real and fake (Salimans et al. 2016)."""
     return (real_feat.mean(0) - fake_feat.mean(0)).pow(2).mean()
