@@ -348,6 +348,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generator", default=None,
                    help="reuse a generator trained on this training part (checked) instead of training one")
     p.add_argument("--generator-steps", type=int, default=d.generator_steps, help="steps of the generator run")
+    p.add_argument("--generator-snapshots", type=int, default=d.generator_snapshots,
+                   help="keep this many snapshots of the generator and use the best on validation (0: the last)")
     p.add_argument("--classifier-epochs", type=float, default=d.classifier_epochs,
                    help="passes over the real training part for every classifier")
     p.add_argument("--classifier-steps", type=int, default=None, help="exact steps (overrides --classifier-epochs)")
@@ -397,6 +399,7 @@ def _cmd_bench(a: argparse.Namespace) -> None:
         DownstreamConfig(), imbalance_ratio=None if a.as_is else a.imbalance_ratio, seeds=a.seeds, n_max=a.n_max,
         val_fraction=a.val_fraction, test_fraction=a.test_fraction, classifier_epochs=a.classifier_epochs,
         classifier_steps=a.classifier_steps, batch_size=a.batch_size, generator_steps=a.generator_steps,
+        generator_snapshots=a.generator_snapshots,
         variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n)
     reference = ReferenceClassifier.load(a.reference) if a.reference else None
     summary = run_downstream(train, test, cfg, a.out, generator=a.generator, reference=reference)

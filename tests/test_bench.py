@@ -63,7 +63,7 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     recipes = (SyntheticRecipe(filter="none", remix=0.5).to_dict(),
                SyntheticRecipe(filter="soft", remix=1.0, finish=0.34, finish_layers="head").to_dict())
     cfg = DownstreamConfig(imbalance_ratio=10, seeds=2, n_max=24, classifier_steps=3, batch_size=16,
-                           generator_steps=2, eval_n=40, recipes=recipes)
+                           generator_steps=2, generator_snapshots=2, eval_n=40, recipes=recipes)
     summary = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
     ev = summary["generator"]["eval"]  # the generator is judged against the real test split
     assert ev["n"] == 40 and len(ev["class_fidelity_per_class"]) == 10 and ev["fid"] >= 0
@@ -77,6 +77,10 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     assert "without generated images (what they add) is `recipe-without-generated`" in \
         (tmp_path / "report" / "report.md").read_text()
     assert summary["generator"]["trained_on_training_part"] is True
+    # two snapshots, one chosen on validation, and that one is the generator the recipes used
+    choice = summary["generator"]["snapshot_choice"]
+    assert [c["step"] for c in choice["candidates"]] == [1, 2] and choice["chosen_step"] in (1, 2)
+    assert summary["generator"]["source"].endswith(f"@step={choice['chosen_step']}")
     gen_run = json.loads((tmp_path / "report" / "generator" / "run_config.json").read_text())
     assert gen_run["data"]["class_counts"] == summary["data"]["train_counts"]  # only the long-tailed part
     assert sum(gen_run["data"]["class_counts"]) < len(train)

@@ -211,3 +211,26 @@ def test_resume_is_exact_with_lecam_ramp_and_class_noise(fmnist_slice, tmp_path)
     for part in ("G", "D", "G_ema"):
         for name, t in a[part].items():
             assert torch.equal(t, b[part][name]), f"{part}.{name} differs after resume"
+
+
+def test_snapshots_are_kept_loaded_and_chosen_on_validation(fmnist_slice, tmp_path):
+    from ganaug import load_generator
+    from ganaug.eval.classifier import SmallCNN
+    from ganaug.eval.selection import choose_snapshot
+    from ganaug.training.rundir import list_snapshots
+
+    run = train(fmnist_slice, tiny(fmnist_slice), cfg(steps=4, snapshot_every=2), tmp_path / "r", progress=False)
+    assert list_snapshots(run) == [2, 4]
+    early, last = load_generator(run, step=2), load_generator(run)
+    assert early.source.endswith("@step=2") and early.metadata["training"]["steps"] == 2
+    assert not torch.equal(early.generate([0], seed=1), last.generate([0], seed=1))
+    assert torch.equal(load_generator(run, step=4).generate([0], seed=1), last.generate([0], seed=1))
+    with pytest.raises(GanaugError, match=r"no snapshot at step 3; it has \[2, 4\]"):
+        load_generator(run, step=3)
+    torch.manual_seed(0)
+    judge = SmallCNN(1, fmnist_slice.num_classes, width=4)
+    choice = choose_snapshot(run, fmnist_slice, judge, n_per_class=8)
+    assert choice["chosen_step"] in (2, 4) and [c["step"] for c in choice["candidates"]] == [2, 4]
+    row = choice["candidates"][0]
+    assert len(row["fidelity"]) == len(row["recall"]) == fmnist_slice.num_classes and 0 <= row["score"] <= 1
+    assert json.loads((run / "snapshots" / "choice.json").read_text())["chosen_step"] == choice["chosen_step"]

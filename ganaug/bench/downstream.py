@@ -29,6 +29,7 @@ from .report import WITHOUT_GENERATED, verdict, write_report
 from .resnet import SmallResNet
 from .splits import carve_validation, long_tailed_split
 from ..eval.classifier import logits_of
+from ..training.rundir import list_snapshots
 from .variants import CLASSICAL, VARIANTS, classifier_steps, train_classifier
 
 # The recipe space searched on validation: the default recipe and one change at a time. Small,
@@ -60,6 +61,9 @@ class DownstreamConfig:
     translate: int = 2  # random shifts, the one augmentation every variant gets
     channels_last: bool = True
     generator_steps: int = 3000
+    # keep this many evenly spaced snapshots of the generator and use the one that scores best on
+    # validation (per-class fidelity and recall in the judge's features); 0: the last step
+    generator_snapshots: int = 0
     variants: tuple[str, ...] = VARIANTS
     recipes: tuple[dict, ...] = DEFAULT_RECIPES
     search_seeds: int = 1  # seeds per recipe candidate in the validation search
@@ -116,14 +120,15 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
         f"{steps} classifier steps of {cfg.batch_size}")
 
     # 2. the generator: trained on the training part only (checked, not assumed)
-    gen = gen_eval = trained_on = None
+    gen = gen_eval = trained_on = choice = None
     wants_gan = "ganaug-recipe" in cfg.variants
     if wants_gan:
         if generator is None:
             mc = ganaug.make_config("sngan", k, lt_train.class_names, image_size=lt_train.image_size,
                                     channels=lt_train.channels)
-            run = ganaug.train(lt_train, mc, ganaug.TrainConfig(steps=cfg.generator_steps), out / "generator",
-                               resume=True, progress=progress)
+            every = cfg.generator_steps // cfg.generator_snapshots if cfg.generator_snapshots else 0
+            run = ganaug.train(lt_train, mc, ganaug.TrainConfig(steps=cfg.generator_steps, snapshot_every=every),
+                               out / "generator", resume=True, progress=progress)
             generator = run
         gen = generator if isinstance(generator, ganaug.Generator) else ganaug.load_generator(generator)
         if gen.class_names != lt_train.class_names:
@@ -135,12 +140,6 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
             raise GanaugError(f"the generator was trained on {seen.get('num_images')} images with class counts "
                               f"{seen.get('class_counts')}, not on this training part ({counts}); a generator "
                               "that saw more data would leak it into the comparison.")
-        if cfg.eval_n:
-            from .generator_eval import evaluate_generator
-
-            gen_eval = evaluate_generator(gen, lt_train, test, reference, train_full, cfg.eval_n,
-                                          out / "generator-eval", progress)
-
     # 3. the classifiers; every finished run is kept, so a killed benchmark continues where it stopped
     runs_dir = out / "runs"
     runs_dir.mkdir(exist_ok=True)
@@ -148,8 +147,6 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
     schedule = {"steps": steps, **{f: getattr(cfg, f) for f in
                                    ("batch_size", "lr", "width", "translate", "channels_last")}}
     base_key = {"train": lt_train.fingerprint(), "val": val.fingerprint(), "schedule": schedule}
-    # the generator by its weights, not its path: a retrained generator in the same folder is another one
-    gen_key = [weights_digest(gen.net), (gen.metadata.get("training") or {}).get("steps")] if gen else None
 
     def score(model: SmallResNet, tau: float = 0.0) -> dict:
         prior = log_prior(counts)
@@ -211,6 +208,19 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
         classical("balanced-softmax", 0, need_weights=True)
         judge = SmallResNet(lt_train.channels, k, cfg.width)
         judge.load_state_dict(load_file(str(runs_dir / "balanced-softmax-seed0.safetensors")))
+        if cfg.generator_snapshots and isinstance(generator, (str, Path)) and list_snapshots(generator):
+            from ..eval.selection import choose_snapshot
+
+            choice = choose_snapshot(generator, val, judge.eval())
+            gen = ganaug.load_generator(generator, step=choice["chosen_step"])
+            log(f"generator snapshot chosen on validation: step {choice['chosen_step']} of {choice['last_step']}")
+        if cfg.eval_n:
+            from .generator_eval import evaluate_generator
+
+            gen_eval = evaluate_generator(gen, lt_train, test, reference, train_full, cfg.eval_n,
+                                          out / "generator-eval", progress)
+        # the generator by its weights, not its path: a retrained generator in the same folder is another one
+        gen_key = [weights_digest(gen.net), (gen.metadata.get("training") or {}).get("steps")]
         mixes: dict[SyntheticRecipe, SyntheticMix] = {}
 
         def mix_of(recipe: SyntheticRecipe) -> SyntheticMix:
@@ -249,7 +259,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
                  "val_counts": val.class_counts(), "test_counts": test.class_counts(), "rare_classes": rare,
                  "class_names": lt_train.class_names},
         "generator": {"source": gen.source if gen else None, "trained_on_training_part": trained_on,
-                      "eval": gen_eval},
+                      "snapshot_choice": choice, "eval": gen_eval},
         "recipe_search": search, "results": results, "verdict": verdict(results),
     }
     (out / "results.json").write_text(json.dumps(summary, indent=2))

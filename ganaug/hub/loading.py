@@ -26,20 +26,24 @@ def parse_hub_source(source: str, revision: str | None) -> tuple[str, str | None
 
 
 def load_generator(source: str | Path, *, revision: str | None = None,
-                   device: str | torch.device | None = None) -> Generator:
+                   device: str | torch.device | None = None, step: int | None = None) -> Generator:
     """Load a :class:`Generator` from a package folder, a training run folder, or
     ``hf-hub:org/name[@revision]`` (downloaded through the Hugging Face cache).
 
-    ``device`` defaults to the CPU, which is what DataLoader workers need.
+    ``device`` defaults to the CPU, which is what DataLoader workers need. ``step`` picks one of a
+    run folder's snapshots (``--snapshot-every``) instead of its last EMA generator.
     """
-    gen = _load(source, revision, device or "cpu")
-    gen.source = str(source)
+    gen = _load(source, revision, device or "cpu", step)
+    gen.source = str(source) if step is None else f"{source}@step={step}"
     gen.revision = revision
     return gen
 
 
-def _load(source: str | Path, revision: str | None, device: str | torch.device) -> Generator:
+def _load(source: str | Path, revision: str | None, device: str | torch.device, step: int | None = None
+          ) -> Generator:
     if isinstance(source, str) and source.startswith(HUB_PREFIX):
+        if step is not None:
+            raise GanaugError("step= picks a snapshot of a training run folder; a Hub package holds one generator.")
         repo_id, rev = parse_hub_source(source, revision)
         return load_package(download_package(repo_id, rev), device)
     path = Path(source).expanduser()
@@ -47,12 +51,15 @@ def _load(source: str | Path, revision: str | None, device: str | torch.device) 
         raise GanaugError(f"{str(path)!r} does not exist; give a package folder, a run folder, or "
                           "'hf-hub:org/name'.")
     if (path / WEIGHTS_NAME).is_file() or (path / CONFIG_NAME).is_file():
+        if step is not None:
+            raise GanaugError(f"{str(path)!r} is a package, which holds one generator; step= picks a snapshot "
+                              "of a training run folder.")
         return load_package(path, device)
     from ..training.checkpoint import CHECKPOINT_NAME
     from ..training.rundir import load_run_generator
 
     if (path / CHECKPOINT_NAME).is_file():
-        net, config, step = load_run_generator(path, device)
+        net, config, step = load_run_generator(path, device, step)
         meta = {"training": training_metadata(path, step)}
         return Generator(net, config, meta)
     refuse_pickles([p.name for p in path.iterdir()] if path.is_dir() else [], str(path))

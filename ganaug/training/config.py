@@ -46,12 +46,15 @@ class TrainConfig:
     ema_beta: float = 0.999
     precision: str = "auto"  # autocast dtype: "auto" = bf16 on GPUs that support it, else fp32
     checkpoint_every: int = 500
+    snapshot_every: int = 0  # keep the EMA generator every this many steps (0: only the last), to choose from
     sample_every: int = 500
     log_every: int = 10
     seed: int = 0
     device: str = "auto"
 
     def validate(self) -> "TrainConfig":
+        if not isinstance(self.snapshot_every, int) or self.snapshot_every < 0:
+            raise GanaugError(f"snapshot_every must be an integer >= 0, got {self.snapshot_every!r}.")
         for name in ("steps", "batch_size", "n_dis", "checkpoint_every", "sample_every", "log_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

@@ -29,7 +29,7 @@ from .config import TrainConfig
 from .diffaugment import diff_augment
 from .ema import make_ema, update_ema
 from .losses import conditioning_strength, d_loss, feature_matching, g_loss, lecam_penalty, orthogonal_penalty
-from .rundir import METRICS, RUN_CONFIG, SAMPLES, plot_losses, truncate_metrics
+from .rundir import METRICS, RUN_CONFIG, SAMPLES, plot_losses, snapshot_path, truncate_metrics
 
 GRID_PER_CLASS = 8
 GRID_MAX_CLASSES = 20
@@ -255,6 +255,11 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
                 pbar.set_postfix(loss_d=f"{ld:.3f}", loss_g=f"{lg:.3f}", img_s=f"{rate:.0f}")
             if done % cfg.sample_every == 0 or done == cfg.steps:
                 sample_grid(done)
+            if cfg.snapshot_every and done % cfg.snapshot_every == 0:
+                path = snapshot_path(out, done)
+                path.parent.mkdir(exist_ok=True)
+                save_checkpoint(path, {"format": 1, "step": done, "G_ema": G_ema.state_dict(),
+                                       "model_config": model_config.to_dict()})
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 checkpoint(done)
     finally:

@@ -6,6 +6,8 @@
       metrics.jsonl            one JSON line per logged step
       loss_curve.png           D and G losses over steps
       samples/step_XXXXXXX.png per-class grids of the EMA generator (fixed noise)
+      snapshots/step_XXXXXXX.safetensors  the EMA generator at earlier steps (--snapshot-every),
+                               and choice.json when one was chosen for a classifier
 """
 
 from __future__ import annotations
@@ -24,15 +26,38 @@ RUN_CONFIG = "run_config.json"
 METRICS = "metrics.jsonl"
 LOSS_CURVE = "loss_curve.png"
 SAMPLES = "samples"
+SNAPSHOTS = "snapshots"
 
 
-def load_run_generator(run_dir: str | Path, device: str | torch.device = "cpu"
+def snapshot_path(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / SNAPSHOTS / f"step_{step:07d}.safetensors"
+
+
+def list_snapshots(run_dir: str | Path) -> list[int]:
+    """Steps of the run's EMA-generator snapshots, in order (empty when it kept none)."""
+    folder = Path(run_dir) / SNAPSHOTS
+    steps = []
+    for f in folder.glob("step_*.safetensors") if folder.is_dir() else []:
+        try:
+            steps.append(int(f.name[len("step_"):-len(".safetensors")]))
+        except ValueError:
+            continue
+    return sorted(steps)
+
+
+def load_run_generator(run_dir: str | Path, device: str | torch.device = "cpu", step: int | None = None
                        ) -> tuple[nn.Module, GANConfig, int]:
-    """The EMA generator of a training run, in eval mode, its config and its step."""
+    """The EMA generator of a training run (of its snapshot at ``step`` if given), in eval mode,
+    its config and its step."""
     path = Path(run_dir) / CHECKPOINT_NAME
     if not path.is_file():
         raise GanaugError(f"{str(run_dir)!r} holds no {CHECKPOINT_NAME}; is it a ganaug run "
                           "folder (the --out of `ganaug train`)?")
+    if step is not None:
+        path = snapshot_path(run_dir, step)
+        if not path.is_file():
+            raise GanaugError(f"run {str(run_dir)!r} has no snapshot at step {step}; it has "
+                              f"{list_snapshots(run_dir) or 'none'} (train with --snapshot-every to keep some).")
     ckpt = load_checkpoint(path, device)
     config = GANConfig.from_dict(ckpt["model_config"])
     G = build_generator(config).to(device)
