@@ -100,6 +100,7 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
         assert (tmp_path / "report" / f).is_file(), f
     report = (tmp_path / "report" / "report.md").read_text()
     assert "the best baseline by validation" in report and "| class fidelity |" in report
+    assert "| real training images |" in report and "| recall |" in report
     assert "Recipe search" in report and "(chosen)" in report and "Machines the runs were made on" in report
     assert all(len(r["runs"]) == 2 for r in summary["results"].values())
 

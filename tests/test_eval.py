@@ -204,6 +204,8 @@ def test_eval_cli_end_to_end(tmp_path, monkeypatch):
     assert result["protocol"]["kid_subset_size"] == 1000 and "subsets of 12" in result["protocol"]["kid"]
     assert 0 <= result["reference_classifier"]["real_test_accuracy"] <= 1
     assert [r["class"] for r in result["per_class"]] == ["a", "b"]
+    assert [(r["n_train"], r["n_real"]) for r in result["per_class"]] == [(12, 6), (12, 6)]
+    assert "| real train images | real images compared |" in (run / "eval" / "report.md").read_text()
     for f in ("report.md", "samples.png", "closest_pairs.png", "per_class.png"):
         assert (run / "eval" / f).is_file(), f
     assert list((tmp_path / "cache" / "reference").iterdir())  # the reference classifier was cached

@@ -23,6 +23,8 @@ def evaluate_generator(gen, lt_train: LabelledImages, test: LabelledImages, refe
     return {"fid": o["fid"], "kid": o["kid"], "precision": o["precision"], "recall": o["recall"],
             "class_fidelity": o["class_fidelity"],
             "class_fidelity_per_class": [r["class_fidelity"] for r in result["per_class"]],
+            "precision_per_class": [r.get("precision") for r in result["per_class"]],
+            "recall_per_class": [r.get("recall") for r in result["per_class"]],
             "memorisation_flagged_classes": result["memorisation"]["flagged_classes"],
             "reference_real_test_accuracy": reference.config.real_test_accuracy,
             "n": n, "report": str(out / "report.md")}

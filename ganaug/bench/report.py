@@ -100,7 +100,11 @@ def write_report(summary: dict, out: Path) -> None:
                   f"{e['recall']:.3f}, class fidelity {e['class_fidelity']:.3f}; memorisation flagged in: "
                   f"{', '.join(e['memorisation_flagged_classes']) or 'no class'}.", "",
                   "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+                  "| real training images | " + " | ".join(str(n) for n in d["train_counts"]) + " |",
                   "| class fidelity | " + " | ".join(f"{f:.2f}" for f in e["class_fidelity_per_class"]) + " |"]
+        for field, label in (("precision_per_class", "precision"), ("recall_per_class", "recall")):
+            if field in e:
+                lines.append(f"| {label} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in e[field]) + " |")
     machines = sorted({run.get("machine", "not recorded") for r in res.values() for run in r["runs"]})
     lines += ["", "Machines the runs were made on: " + "; ".join(f"`{m}`" for m in machines) + "."]
     lines += ["", "![per class](per_class.png)", "", "![confusion matrix](confusion.png)", ""]

@@ -91,9 +91,11 @@ def evaluate(G: torch.nn.Module, config: GANConfig, train: LabelledImages, test:
     timings["metrics_s"] = time.perf_counter() - t
 
     classes = []
+    n_train = train.class_counts()
     for c, name in enumerate(config.class_names):
         r, f = f_real[test.labels == c], f_fake[labels == c]
-        row = {"class": name, "n_fake": len(f), "n_real": len(r), "class_fidelity": fidelity_per[c]}
+        row = {"class": name, "n_train": n_train[c], "n_fake": len(f), "n_real": len(r),
+               "class_fidelity": fidelity_per[c]}
         row["fid"] = M.fid(r, f) if min(len(r), len(f)) >= 2 else None
         row.update(M.precision_recall(r, f, protocol.k, protocol.seed) if min(len(r), len(f)) > protocol.k else {})
         classes.append(row)
