@@ -230,8 +230,9 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
             return mixes[recipe]
 
         def recipe_run(recipe: SyntheticRecipe, seed: int) -> dict:
+            uses = recipe.share > 0  # without generated images, the generator and the judge play no part
             key = {**base_key, "variant": "ganaug-recipe", "seed": seed, "recipe": recipe.to_dict(),
-                   "generator": gen_key, "judge": "balanced-softmax-seed0"}
+                   "generator": gen_key if uses else None, "judge": "balanced-softmax-seed0" if uses else None}
             # named by content, so that runs with other candidate lists (in parallel too) share them
             return kept_run(f"{recipe_name(recipe)}-seed{seed}", key,
                             lambda: train_classifier("ganaug-recipe", lt_train, cfg, seed, mix=mix_of(recipe)))[0]

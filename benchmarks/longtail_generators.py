@@ -1,0 +1,132 @@
+"""Generators on the long tail: one row per training option, the same split, steps and seeds.
+
+Every option trains an SNGAN on the long-tailed training part that ``bench-downstream`` uses
+(same data, same ``--steps``, so the same CPU time up to the option's own cost, which the table
+reports), keeping ``--snapshots`` snapshots. Each row then gives, in the reference classifier's
+features against the real test images: FID, recall, and class fidelity of the five rarest and
+the two most confused classes (by the plain classifier's confusion on validation); the snapshot
+chosen on validation; and the downstream result of the recipe (``--recipe``, by default the
+one ``bench-downstream`` chose) with that generator, over ``--seeds`` seeds, paired with the best
+baseline. Classical runs are copied from ``--baselines`` (a finished ``bench-downstream`` report
+on the same split) instead of being trained again; they are keyed by content, so a copy that
+does not match is retrained, never reused.
+
+    python benchmarks/longtail_generators.py --data ../shared/data/fashion-mnist --ratio 100 \\
+        --steps 1500 --seeds 5 --baselines runs/bench/fmnist-lt100 --out runs/longtail-generators \\
+        --reference pretrained/fashion-mnist-reference-classifier [--options baseline lecam ramp noise]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+import ganaug
+from ganaug.bench import DownstreamConfig, run_downstream
+from ganaug.bench.downstream import prepare_splits
+from ganaug.bench.generator_eval import evaluate_generator
+from ganaug.eval import ReferenceClassifier
+
+# name -> TrainConfig changes; the ramp spans the first half of training
+OPTIONS = {
+    "baseline": {},
+    "lecam": {"lecam": 0.3},
+    "ramp": {"cond_ramp_start": 0, "cond_ramp_end": "half"},
+    "noise": {"class_noise": 0.75},
+    "lecam+ramp+noise": {"lecam": 0.3, "cond_ramp_start": 0, "cond_ramp_end": "half", "class_noise": 0.75},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data/fashion-mnist")
+    ap.add_argument("--ratio", type=float, default=100)
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--snapshots", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--baselines", required=True, help="a bench-downstream report folder on the same split")
+    ap.add_argument("--recipe", default=None, help="SyntheticRecipe as JSON (default: the one --baselines chose)")
+    ap.add_argument("--reference", default=None, help="reference classifier for FID/recall/fidelity")
+    ap.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
+    ap.add_argument("--eval-n", type=int, default=5000)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+
+    base = json.loads((Path(a.baselines) / "results.json").read_text())
+    recipe = json.loads(a.recipe) if a.recipe else \
+        base["recipe_search"]["candidates"][base["recipe_search"]["chosen"]]["recipe"]
+    train_full = ganaug.load_images(a.data, split="train")
+    test = ganaug.load_images(a.data, split="test")
+    cfg = dataclasses.replace(DownstreamConfig(), imbalance_ratio=a.ratio, seeds=a.seeds, generator_steps=a.steps,
+                              recipes=(recipe,), eval_n=0)
+    lt_train, val, test = prepare_splits(train_full, test, cfg)
+    reference = ReferenceClassifier.load(a.reference) if a.reference else None
+    # the two most confused classes: the largest off-diagonal pair of the plain model's confusion
+    conf = torch.tensor(base["results"]["plain"]["runs"][0]["confusion"], dtype=torch.float64)
+    conf = conf + conf.T
+    conf.fill_diagonal_(0)
+    i, j = divmod(int(conf.argmax()), conf.shape[0])
+    watched = sorted(range(lt_train.num_classes), key=lambda c: lt_train.class_counts()[c])[:5]
+    watched += [c for c in (i, j) if c not in watched]
+
+    rows = []
+    for name in a.options:
+        out = Path(a.out) / name
+        change = {k: (a.steps // 2 if v == "half" else v) for k, v in OPTIONS[name].items()}
+        mc = ganaug.make_config("sngan", lt_train.num_classes, lt_train.class_names,
+                                image_size=lt_train.image_size, channels=lt_train.channels)
+        tc = ganaug.TrainConfig(steps=a.steps, snapshot_every=a.steps // a.snapshots, **change)
+        t = time.perf_counter()
+        run = ganaug.train(lt_train, mc, tc, out / "generator", resume=True, progress=False)
+        seconds = json.loads((out / "generator" / "metrics.jsonl").read_text().splitlines()[-1])["elapsed_s"]
+        # the finished runs of --baselines: the classical ones (and the recipe without generated
+        # images) match and are kept; the recipe with this generator does not, and is trained
+        runs = out / "downstream" / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        for f in (Path(a.baselines) / "runs").iterdir():
+            if not (runs / f.name).exists():
+                shutil.copy2(f, runs / f.name)
+        summary = run_downstream(train_full, test, dataclasses.replace(cfg, generator_snapshots=a.snapshots),
+                                 out / "downstream", generator=run, reference=reference, progress=False)
+        choice = summary["generator"]["snapshot_choice"] or {"chosen_step": None}
+        gen = ganaug.load_generator(run, step=choice["chosen_step"])
+        ev = evaluate_generator(gen, lt_train, test, reference, train_full, a.eval_n, out / "generator-eval", False)
+        v = summary["verdict"]
+        rows.append({"option": name, "train_config": change, "generator_seconds": seconds,
+                     "wall_seconds": round(time.perf_counter() - t), "chosen_step":
+                     choice["chosen_step"] or a.steps, "fid": ev["fid"],
+                     "recall": ev["recall"], "fidelity": {lt_train.class_names[c]: ev["class_fidelity_per_class"][c]
+                                                          for c in watched},
+                     "min_fidelity": min(ev["class_fidelity_per_class"]),
+                     "recipe_test": summary["results"]["ganaug-recipe"]["balanced_accuracy_mean"],
+                     "recipe_val": summary["results"]["ganaug-recipe"]["val_balanced_accuracy_mean"],
+                     "best_baseline": v.get("best_baseline"), "paired": v.get("paired_differences"),
+                     "margin": v.get("margin_points"), "margin_std": v.get("margin_std")})
+        (Path(a.out) / "results.json").write_text(json.dumps(rows, indent=2))
+        print(json.dumps(rows[-1]), flush=True)
+
+    names = [lt_train.class_names[c] for c in watched]
+    print(f"\n{Path(a.data).name}, long-tailed R={a.ratio:g}, {a.steps} generator steps; recipe {recipe}; "
+          f"{a.seeds} seeds\n")
+    print("| option | G CPU-s | snapshot | FID | recall | min fidelity | " + " | ".join(names)
+          + " | recipe test | recipe val | vs best baseline (paired, test) |")
+    print("|---|---|---|---|---|---|" + "---|" * len(names) + "---|---|---|")
+    for r in rows:
+        print(f"| {r['option']} | {r['generator_seconds']:.0f} | {r['chosen_step']} | {r['fid']:.2f} | "
+              f"{r['recall']:.3f} | {r['min_fidelity']:.2f} | "
+              + " | ".join(f"{r['fidelity'][n]:.2f}" for n in names)
+              + f" | {100 * r['recipe_test']:.2f} | {100 * r['recipe_val']:.2f} | "
+              f"{r['margin']:+.2f} +- {r['margin_std']:.2f} vs {r['best_baseline']} |")
+
+
+if __name__ == "__main__":
+    main()
