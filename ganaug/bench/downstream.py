@@ -161,21 +161,27 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
         return {"balanced_accuracy": bal, "val_balanced_accuracy": val_bal, "per_class": per,
                 "rare_accuracy": sum(per[c] for c in rare) / len(rare), "confusion": conf.tolist(), "tau": tau}
 
+    def kept_record(name: str, key: dict, need_weights: bool = False) -> dict | None:
+        """The record of run ``name`` if it was made with these settings (and its weights are
+        there when ``need_weights``), else None."""
+        record_path = runs_dir / f"{name}.json"
+        if not record_path.is_file() or (need_weights and not (runs_dir / f"{name}.safetensors").is_file()):
+            return None
+        record = json.loads(record_path.read_text())
+        if "recipe" in record.get("key", {}):  # a recipe saved before a field existed has its default
+            record["key"]["recipe"] = SyntheticRecipe.fields_with_defaults(record["key"]["recipe"])
+        return record["run"] if record.get("key") == json.loads(json.dumps(key)) else None
+
     def kept_run(name: str, key: dict, train: Callable[[], SmallResNet], tau: float | None = 0.0,
-                 model_of: str | None = None, need_weights: bool = False) -> tuple[dict, SmallResNet | None]:
-        """Load run ``name`` if it was made with these settings (and its weights are there when
-        ``need_weights``), else train (or load ``model_of``) and score."""
+                 model_of: str | None = None, need_weights: bool = False) -> dict:
+        """Run ``name``'s record if it was made with these settings, else train (or load
+        ``model_of``'s weights), score and record it."""
+        kept = kept_record(name, key, need_weights)
+        if kept is not None:
+            log(f"{name}: balanced accuracy {kept['balanced_accuracy']:.4f} (kept)")
+            return kept
         record_path, weights = runs_dir / f"{name}.json", runs_dir / f"{model_of or name}.safetensors"
-        key = json.loads(json.dumps(key))
-        if record_path.is_file() and (weights.is_file() or not need_weights):
-            record = json.loads(record_path.read_text())
-            if "recipe" in record.get("key", {}):  # a recipe saved before a field existed has its default
-                record["key"]["recipe"] = SyntheticRecipe.fields_with_defaults(record["key"]["recipe"])
-            if record.get("key") == key:
-                log(f"{name}: balanced accuracy {record['run']['balanced_accuracy']:.4f} (kept)")
-                return record["run"], None
         t = time.perf_counter()
-        model = None
         if model_of is not None:
             model = SmallResNet(lt_train.channels, k, cfg.width)
             model.load_state_dict(load_file(str(weights)))
@@ -186,16 +192,15 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
         run = {**score(model, tau), "seconds": round(time.perf_counter() - t, 1), "machine": machine()}
         record_path.write_text(json.dumps({"key": key, "run": run}))
         log(f"{name}: balanced accuracy {run['balanced_accuracy']:.4f} (validation {run['val_balanced_accuracy']:.4f})")
-        return run, model
+        return run
 
     def classical(variant: str, seed: int, need_weights: bool = False) -> dict:
-        if variant == "posthoc-la":  # the plain model, adjusted: trains plain first if needed
-            kept = runs_dir / f"posthoc-la-seed{seed}.json"
-            classical("plain", seed, need_weights=not kept.is_file())
-            return kept_run(f"posthoc-la-seed{seed}", {**base_key, "variant": "plain", "seed": seed, "posthoc": True},
-                            lambda: None, tau=None, model_of=f"plain-seed{seed}")[0]
+        if variant == "posthoc-la":  # the plain model, adjusted: needs the plain weights unless kept
+            key = {**base_key, "variant": "plain", "seed": seed, "posthoc": True}
+            classical("plain", seed, need_weights=kept_record(f"posthoc-la-seed{seed}", key) is None)
+            return kept_run(f"posthoc-la-seed{seed}", key, lambda: None, tau=None, model_of=f"plain-seed{seed}")
         return kept_run(f"{variant}-seed{seed}", {**base_key, "variant": variant, "seed": seed},
-                        lambda: train_classifier(variant, lt_train, cfg, seed), need_weights=need_weights)[0]
+                        lambda: train_classifier(variant, lt_train, cfg, seed), need_weights=need_weights)
 
     # seed by seed, so that a partial benchmark already holds every variant of the first seeds
     chosen = [v for v in cfg.variants if v in CLASSICAL]
@@ -235,7 +240,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
                    "generator": gen_key if uses else None, "judge": "balanced-softmax-seed0" if uses else None}
             # named by content, so that runs with other candidate lists (in parallel too) share them
             return kept_run(f"{recipe_name(recipe)}-seed{seed}", key,
-                            lambda: train_classifier("ganaug-recipe", lt_train, cfg, seed, mix=mix_of(recipe)))[0]
+                            lambda: train_classifier("ganaug-recipe", lt_train, cfg, seed, mix=mix_of(recipe)))
 
         cand = [summarise([recipe_run(r, s) for s in range(cfg.search_seeds)]) for r in recipes]
         best = max(range(len(recipes)), key=lambda i: (cand[i]["val_balanced_accuracy_mean"], -i))
