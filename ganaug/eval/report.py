@@ -49,7 +49,8 @@ def per_class_table(result: dict) -> str:
     for r in result["per_class"]:
         m = r.get("memorisation") or {}
         flag = " (flagged)" if m.get("flagged") else ""
-        lines.append(f"| {r['class']} | {r.get('n_train', '-')} | {r['n_real']} | {_fmt(r['class_fidelity'])} | "
+        lines.append(f"| {r['class']} | {r.get('n_train', '-')} | {r.get('n_real', '-')} | "
+                     f"{_fmt(r['class_fidelity'])} | "
                      f"{_fmt(r['fid'], 2)} | "
                      f"{_fmt(r.get('precision'))} | {_fmt(r.get('recall'))} | "
                      f"{_fmt(m.get('median_ratio'), 2)} | {_fmt(m.get('copy_close_fraction'))}{flag} |")

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -92,6 +93,10 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
             )
     config.validate()
     model_config.validate()
+    if config.cond_ramp_end > config.steps:
+        warnings.warn(f"the conditioning ramp ends at step {config.cond_ramp_end}, after this run's last step "
+                      f"({config.steps}): its generator is sampled fully conditional but was trained at a lower "
+                      "strength; extend the run with --resume --steps to finish the ramp.", stacklevel=2)
     data.require(model_config.channels, model_config.image_size, model_config.class_names, "the model")
 
     device = pick_device(config.device)
