@@ -66,10 +66,10 @@ def load_images(path: str | Path, *, split: str = "train", image_size: int = 32,
     if _find_idx(p, split) is not None:
         return load_fashion_mnist(p, split=split, image_size=image_size, channels=channels,
                                   max_per_class=max_per_class)
-    archives = sorted(f for f in p.iterdir() if f.is_file() and f.name.endswith(_ARCHIVE_SUFFIXES))
+    archive = _single_archive(p)
     subdirs = [d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")]
-    if len(archives) == 1 and not subdirs:
-        return load_image_archive(archives[0], split=split, image_size=image_size,
+    if archive is not None and not subdirs:
+        return load_image_archive(archive, split=split, image_size=image_size,
                                   channels=channels, skip_unreadable=skip_unreadable,
                                   max_per_class=max_per_class)
     return load_class_folders(p, split=split, image_size=image_size, channels=channels,
@@ -108,11 +108,7 @@ def load_image_archive(path: str | Path, *, split: str | None = "train", image_s
                        max_per_class: int | None = None) -> LabelledImages:
     """A tar archive of ``[<split>/]<class>/<image>`` members, read without unpacking."""
     path = Path(path)
-    try:
-        tf = tarfile.open(path)
-    except (tarfile.TarError, OSError) as e:
-        raise GanaugError(f"cannot open archive {str(path)!r}: {e}. Is it a complete .tar(.gz)?") from e
-    with tf:
+    with _open_archive(path) as tf:
         members = [m for m in tf.getmembers() if m.isfile() and is_image_file(m.name)]
         parts = [m.name.strip("./").split("/") for m in members]
         has_split = bool(parts) and all(len(p) >= 3 for p in parts)
@@ -128,13 +124,8 @@ def load_image_archive(path: str | Path, *, split: str | None = "train", image_s
         if not class_names:
             raise GanaugError(f"archive {str(path)!r} holds no <class>/<image> members.")
         index = {c: i for i, c in enumerate(class_names)}
-        per_class: dict[int, int] = {}
-        selected = []
-        for m, p in sorted(chosen, key=lambda mp: mp[0].name):
-            label = index[p[0]]
-            if max_per_class is None or per_class.get(label, 0) < max_per_class:
-                per_class[label] = per_class.get(label, 0) + 1
-                selected.append((m, label))
+        selected = _first_per_class([(m, index[p[0]]) for m, p in sorted(chosen, key=lambda mp: mp[0].name)],
+                                    max_per_class)
         data = _read_members(tf, [m for m, _ in selected])
         items = ((f"{path}:{m.name}", data[m.name], label) for m, label in selected)
         return _decode_all(items, class_names, f"{path}:{split if has_split else ''}", image_size,
@@ -146,40 +137,55 @@ def load_named_files(path: str | Path, *, image_size: int = 32, channels: int | 
     """Every image in a folder (recursively) or a tar archive (or a folder holding one), its class
     read from its file name: ``scratches_12.jpg`` is a ``scratches``. Classes sort by name."""
     path = Path(path)
+    files = sorted(f for f in path.rglob("*") if f.is_file() and is_image_file(f.name)) if path.is_dir() else []
+    if path.is_dir() and not files and _single_archive(path) is not None:
+        path = _single_archive(path)
+    source = f"{path} (classes from file names)"
     if path.is_dir():
-        archives = sorted(f for f in path.iterdir() if f.is_file() and f.name.endswith(_ARCHIVE_SUFFIXES))
-        files = sorted(f for f in path.rglob("*") if f.is_file() and is_image_file(f.name))
-        if not files and len(archives) == 1:
-            path = archives[0]
-        else:
-            named = [(str(f), f, class_of_filename(f.name)) for f in files]
-            return _decode_named(named, str(path), image_size, channels, skip_unreadable, max_per_class)
-    try:
-        tf = tarfile.open(path)
-    except (tarfile.TarError, OSError) as e:
-        raise GanaugError(f"cannot open archive {str(path)!r}: {e}. Is it a complete .tar(.gz)?") from e
-    with tf:
+        class_names, selected = _classes_from_names([(f, f.name) for f in files], source, max_per_class)
+        return _decode_all(((str(f), f, label) for f, label in selected), class_names, source, image_size,
+                           channels, skip_unreadable)
+    with _open_archive(path) as tf:
         members = sorted((m for m in tf.getmembers() if m.isfile() and is_image_file(m.name)), key=lambda m: m.name)
-        named = [(f"{path}:{m.name}", m, class_of_filename(m.name)) for m in members]
-        return _decode_named(named, str(path), image_size, channels, skip_unreadable, max_per_class, tf)
+        class_names, selected = _classes_from_names([(m, m.name) for m in members], source, max_per_class)
+        data = _read_members(tf, [m for m, _ in selected])
+        return _decode_all(((f"{path}:{m.name}", data[m.name], label) for m, label in selected), class_names,
+                           source, image_size, channels, skip_unreadable)
 
 
-def _decode_named(named, source: str, image_size: int, channels: int | None, skip_unreadable: bool,
-                  max_per_class: int | None, tf: tarfile.TarFile | None = None) -> LabelledImages:
-    class_names = sorted({c for _, _, c in named})
+def _classes_from_names(items: list, source: str, max_per_class: int | None) -> tuple[list[str], list]:
+    """(class names, [(item, label)]) for (item, file name) pairs, at most ``max_per_class`` each."""
+    class_names = sorted({class_of_filename(name) for _, name in items})
     if not class_names:
         raise GanaugError(f"no images in {source!r} (looked for .png, .jpg, .jpeg, .bmp, .webp).")
     index = {c: i for i, c in enumerate(class_names)}
-    per_class: dict[int, int] = {}
-    selected = []
-    for name, ref, c in named:
-        if max_per_class is None or per_class.get(index[c], 0) < max_per_class:
-            per_class[index[c]] = per_class.get(index[c], 0) + 1
-            selected.append((name, ref, index[c]))
-    data = _read_members(tf, [ref for _, ref, _ in selected]) if tf is not None else {}
-    items = ((name, data[ref.name] if tf is not None else ref, label) for name, ref, label in selected)
-    return _decode_all(items, class_names, f"{source} (classes from file names)", image_size, channels,
-                       skip_unreadable)
+    return class_names, _first_per_class([(it, index[class_of_filename(name)]) for it, name in items], max_per_class)
+
+
+def _first_per_class(items: list, max_per_class: int | None) -> list:
+    """The (item, label) pairs in order, keeping at most ``max_per_class`` of each label."""
+    if max_per_class is None:
+        return items
+    seen: dict[int, int] = {}
+    kept = []
+    for item, label in items:
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] <= max_per_class:
+            kept.append((item, label))
+    return kept
+
+
+def _open_archive(path: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(path)
+    except (tarfile.TarError, OSError) as e:
+        raise GanaugError(f"cannot open archive {str(path)!r}: {e}. Is it a complete .tar(.gz)?") from e
+
+
+def _single_archive(folder: Path) -> Path | None:
+    """The one .tar/.tar.gz/.tgz file directly in ``folder``, if there is exactly one."""
+    archives = [f for f in folder.iterdir() if f.is_file() and f.name.endswith(_ARCHIVE_SUFFIXES)]
+    return archives[0] if len(archives) == 1 else None
 
 
 def _read_members(tf: tarfile.TarFile, members: list[tarfile.TarInfo]) -> dict[str, bytes]:
@@ -195,10 +201,7 @@ def has_split(path: str | Path, split: str) -> bool:
     if p.is_dir():
         if (p / split).is_dir() or _find_idx(p, split) is not None:
             return True
-        archives = [f for f in p.iterdir() if f.is_file() and f.name.endswith(_ARCHIVE_SUFFIXES)]
-        if len(archives) != 1:
-            return False
-        p = archives[0]
+        p = _single_archive(p) or p
     if not (p.is_file() and p.name.endswith(_ARCHIVE_SUFFIXES)):
         return False
     try:
