@@ -352,7 +352,10 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="keep this many snapshots of the generator and use the best on validation (0: the last)")
     p.add_argument("--classifier-epochs", type=float, default=d.classifier_epochs,
                    help="passes over the real training part for every classifier")
-    p.add_argument("--classifier-steps", type=int, default=None, help="exact steps (overrides --classifier-epochs)")
+    p.add_argument("--classifier-min-steps", type=int, default=d.classifier_min_steps,
+                   help="at least this many steps, whatever the epochs give (small data)")
+    p.add_argument("--classifier-steps", type=int, default=None,
+                   help="exact steps (overrides --classifier-epochs and --classifier-min-steps)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="classifier batch size")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="share of the training data held out for validation (every choice is made on it)")
@@ -398,6 +401,7 @@ def _cmd_bench(a: argparse.Namespace) -> None:
     cfg = dataclasses.replace(
         DownstreamConfig(), imbalance_ratio=None if a.as_is else a.imbalance_ratio, seeds=a.seeds, n_max=a.n_max,
         val_fraction=a.val_fraction, test_fraction=a.test_fraction, classifier_epochs=a.classifier_epochs,
+        classifier_min_steps=a.classifier_min_steps,
         classifier_steps=a.classifier_steps, batch_size=a.batch_size, generator_steps=a.generator_steps,
         generator_snapshots=a.generator_snapshots,
         variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n)

@@ -135,6 +135,8 @@ def test_classifier_schedule_is_counted_in_epochs():
 
     assert classifier_steps(DownstreamConfig(classifier_epochs=20, batch_size=128), 13_000) == 2032
     assert classifier_steps(DownstreamConfig(classifier_steps=7), 13_000) == 7
+    # a few hundred images still get a schedule that can converge
+    assert classifier_steps(DownstreamConfig(classifier_epochs=40, batch_size=128), 500) == 1500
 
 
 def test_data_as_it_is_gets_a_stratified_test_and_validation_part():

@@ -56,7 +56,9 @@ class DownstreamConfig:
     # passes over the real training part; the schedule ends (one-cycle). 40, because doubling 20 changed
     # the ranking on Fashion-MNIST-LT R=100 (docs/bench/fmnist-lt100-40ep); 40 -> 80 is not checked yet
     classifier_epochs: float = 40.0
-    classifier_steps: int | None = None  # overrides classifier_epochs
+    # small data (a few hundred images) would get a few hundred steps from epochs alone: not converged
+    classifier_min_steps: int = 1500
+    classifier_steps: int | None = None  # overrides classifier_epochs and classifier_min_steps
     batch_size: int = 128
     lr: float = 2e-3
     width: int = 16

@@ -36,10 +36,11 @@ DRW_START = 0.8  # Cao et al. 2019 switch the weights on at epoch 160 of 200
 
 
 def classifier_steps(cfg: "DownstreamConfig", n_train: int) -> int:
-    """``cfg.classifier_steps`` if set, else ``cfg.classifier_epochs`` passes over the real training part."""
+    """``cfg.classifier_steps`` if set, else ``cfg.classifier_epochs`` passes over the real training
+    part but at least ``cfg.classifier_min_steps``."""
     if cfg.classifier_steps:
         return cfg.classifier_steps
-    return max(1, math.ceil(cfg.classifier_epochs * n_train / cfg.batch_size))
+    return max(1, cfg.classifier_min_steps, math.ceil(cfg.classifier_epochs * n_train / cfg.batch_size))
 
 
 def uniform_batches(n: int, batch_size: int):
