@@ -15,8 +15,9 @@ WITHOUT_GENERATED = "recipe-without-generated"
 
 def verdict(results: dict[str, dict]) -> dict:
     """The best baseline by validation (every variant without generated images), ganaug's recipe
-    against it on test (per-seed paired differences), and what to recommend: ganaug only if it
-    also won on validation."""
+    against it on test (per-seed paired differences), and what to recommend: ganaug only if it won
+    on validation (where every choice is made) and that win held on test (where nothing is chosen;
+    a validation win that test does not confirm is not worth a generator)."""
     val = {v: r["val_balanced_accuracy_mean"] for v, r in results.items()}
     classical = {v: m for v, m in val.items() if v in CLASSICAL or v == WITHOUT_GENERATED}
     out: dict = {}
@@ -32,14 +33,19 @@ def verdict(results: dict[str, dict]) -> dict:
         out.update(margin_points=round(float(d.mean()), 2),
                    margin_std=round(float(d.std()), 2) if len(d) > 1 else 0.0,
                    paired_differences=[round(x, 2) for x in paired], margin_val_points=round(margin_val, 2))
-        won_val = margin_val > 0
-        out["recommendation"] = GANAUG if won_val else bc
+        won_val, won_test = margin_val > 0, float(d.mean()) > 0
+        out["recommendation"] = GANAUG if won_val and won_test else bc
+        if won_val and won_test:
+            advice = f"It also won on validation ({margin_val:+.2f} points): use ganaug's recipe."
+        elif won_val:
+            advice = (f"It won on validation ({margin_val:+.2f} points), but test does not confirm it: "
+                      f"use {bc}, not ganaug.")
+        else:
+            advice = f"It did not win on validation ({margin_val:+.2f} points): use {bc}, not ganaug."
         out["sentence"] = (
-            f"{GANAUG} {'beat' if d.mean() > 0 else 'did not beat'} the best baseline by validation ({bc}) on "
+            f"{GANAUG} {'beat' if won_test else 'did not beat'} the best baseline by validation ({bc}) on "
             f"test: {float(d.mean()):+.2f} +- {out['margin_std']:.2f} points of balanced accuracy (paired over "
-            f"{len(d)} seeds). "
-            + (f"It also won on validation ({margin_val:+.2f} points): use ganaug's recipe." if won_val else
-               f"It did not win on validation ({margin_val:+.2f} points): use {bc}, not ganaug."))
+            f"{len(d)} seeds). " + advice)
     elif classical:
         out["sentence"] = f"best baseline by validation: {bc}."
     return out
