@@ -15,8 +15,8 @@ def small(arch, size=32, channels=3, num_classes=4, **kw):
                        d_width=8, **kw)
 
 
-def test_both_architectures_registered():
-    assert {"sngan", "biggan-lite"} <= set(ARCHS)
+def test_architectures_registered():
+    assert {"sngan", "biggan-lite", "lite"} <= set(ARCHS)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -134,3 +134,37 @@ def test_config_from_dict_checks_fields_and_types():
 def test_registering_a_name_twice_is_an_error():
     with pytest.raises(ValueError, match="already registered"):
         register_architecture("sngan", {}, "dup")(torch.nn.Module)
+
+
+def _flops(module, *inputs):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module.eval()(*inputs)
+    return counter.get_total_flops()
+
+
+def test_lite_architecture_is_depthwise_separable_and_a_fraction_of_the_compute():
+    costs = {}
+    for arch in ("sngan", "lite"):
+        cfg = make_config(arch, 10, image_size=32, channels=1)
+        G, D = build_generator(cfg), build_discriminator(cfg)
+        z, y = torch.randn(1, cfg.z_dim), torch.tensor([3])
+        costs[arch] = _flops(G, z, y), _flops(D, G(z, y), y)
+        depthwise = [m for m in [*G.modules(), *D.modules()] if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+        assert bool(depthwise) == (arch == "lite")
+    assert costs["lite"][0] < costs["sngan"][0] / 5, costs  # generator
+    assert costs["lite"][1] < costs["sngan"][1] / 3, costs  # discriminator
+
+
+def test_generator_block_shortcut_is_the_upsampled_1x1_conv():
+    from ganaug.models.layers import GBlock
+
+    torch.manual_seed(0)
+    block = GBlock(8, 4, cond_dim=3, sn=False).eval()
+    x, cond = torch.randn(2, 8, 4, 4), torch.randn(2, 3)
+    h = torch.nn.functional.relu(block.bn1(x, cond))
+    h = block.conv1(torch.nn.functional.interpolate(h, scale_factor=2))
+    h = block.conv2(torch.nn.functional.relu(block.bn2(h, cond)))
+    expected = h + block.shortcut(torch.nn.functional.interpolate(x, scale_factor=2))  # the textbook order
+    torch.testing.assert_close(block(x, cond), expected)

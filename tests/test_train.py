@@ -26,7 +26,7 @@ def cfg(**kw):
     return TrainConfig(**(base | kw))
 
 
-@pytest.mark.parametrize("arch", ["sngan", "biggan-lite"])
+@pytest.mark.parametrize("arch", ["sngan", "biggan-lite", "lite"])
 def test_short_run_writes_everything(fmnist_slice, tmp_path, arch):
     out = train(fmnist_slice, tiny(fmnist_slice, arch), cfg(feature_matching=1.0, ortho_reg=1e-4),
                 tmp_path / "run", progress=False)

@@ -13,7 +13,7 @@ from torch import nn
 
 from .config import GANConfig
 from .layers import ClassCondition, ResNetGeneratorBody
-from .registry import register_architecture
+from .registry import get_spec, register_architecture
 
 
 @register_architecture(
@@ -40,6 +40,7 @@ class BigGANLiteGenerator(nn.Module):
             in_dim=self.z_split[0], widths=config.g_widths(),
             cond_dims=[shared_dim + cond_chunk] * n_blocks, image_channels=config.channels,
             sn=config.g_spectral_norm, attn_index=config.g_attn_index(),
+            separable=get_spec(config.arch).separable,
         )
         self.condition = ClassCondition(config.num_classes)
 

@@ -23,14 +23,16 @@ class ArchSpec:
     generator_cls: type[nn.Module]
     defaults: dict[str, Any]  # GANConfig fields this architecture sets differently
     description: str
+    separable: bool = False  # depthwise-separable 3x3 convolutions in G's and D's blocks
 
 
 _REGISTRY: dict[str, ArchSpec] = {}
 
 
-def register_architecture(name: str, defaults: dict[str, Any], description: str
+def register_architecture(name: str, defaults: dict[str, Any], description: str, separable: bool = False
                           ) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator registering a generator under ``name``. Registering twice is an error."""
+    """Class decorator registering a generator under ``name``. Registering twice is an error.
+    ``separable``: the generator and the discriminator use depthwise-separable blocks."""
 
     def wrap(cls: type[nn.Module]) -> type[nn.Module]:
         if name in _REGISTRY:
@@ -39,7 +41,7 @@ def register_architecture(name: str, defaults: dict[str, Any], description: str
         bad = set(defaults) - field_names
         if bad:
             raise ValueError(f"defaults for {name!r} name unknown config fields {sorted(bad)}")
-        _REGISTRY[name] = ArchSpec(name, cls, dict(defaults), description)
+        _REGISTRY[name] = ArchSpec(name, cls, dict(defaults), description, separable)
         return cls
 
     return wrap
@@ -78,7 +80,8 @@ def build_generator(config: GANConfig) -> nn.Module:
 
 
 def build_discriminator(config: GANConfig) -> ProjectionDiscriminator:
-    """Every architecture shares the spectral-norm projection discriminator."""
+    """Every architecture shares the spectral-norm projection discriminator (depthwise-separable
+    for a separable architecture, so that D does not cost what the light G saved)."""
     config.validate()
     return ProjectionDiscriminator(config.d_widths(), config.channels, config.num_classes,
-                                   config.d_attn_index())
+                                   config.d_attn_index(), separable=get_spec(config.arch).separable)

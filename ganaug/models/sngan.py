@@ -11,7 +11,7 @@ from torch import nn
 
 from .config import GANConfig
 from .layers import ClassCondition, ResNetGeneratorBody
-from .registry import register_architecture
+from .registry import get_spec, register_architecture
 
 
 @register_architecture(
@@ -29,6 +29,7 @@ class SNGANGenerator(nn.Module):
             in_dim=config.z_dim, widths=config.g_widths(),
             cond_dims=[config.num_classes] * n_blocks, image_channels=config.channels,
             sn=config.g_spectral_norm, attn_index=config.g_attn_index(),
+            separable=get_spec(config.arch).separable,
         )
         self.condition = ClassCondition(config.num_classes)
 
