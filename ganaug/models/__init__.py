@@ -13,6 +13,7 @@ from .sngan import SNGANGenerator
 __all__ = [
     "GANConfig", "SUPPORTED_IMAGE_SIZES", "make_config", "build_generator",
     "build_discriminator", "register_architecture", "list_architectures", "get_spec",
-    "sample_latents", "generate_images", "SNGANGenerator", "BigGANLiteGenerator", "LiteGenerator", "ProjectionDiscriminator",
+    "sample_latents", "generate_images", "SNGANGenerator", "BigGANLiteGenerator", "LiteGenerator",
+    "ProjectionDiscriminator",
     "SelfAttention",
 ]
