@@ -11,12 +11,12 @@ from .models import (GANConfig, build_discriminator, build_generator,  # noqa: E
                      generate_images, list_architectures, make_config,
                      register_architecture, sample_latents)
 from .training import TrainConfig, load_run_generator, train  # noqa: E402
-from .hub import Generator, export_run, load_generator, push_to_hub  # noqa: E402
+from .hub import Generator, InferenceOptions, export_run, load_generator, push_to_hub  # noqa: E402
 from .longtail import SyntheticMix, SyntheticRecipe, fit_judge  # noqa: E402
 
 __all__ = [
     "__version__", "GanaugError", "TrainingDiverged", "LabelledImages", "load_images",
     "GANConfig", "make_config", "build_generator", "build_discriminator", "list_architectures",
     "register_architecture", "sample_latents", "generate_images", "TrainConfig", "train", "load_run_generator",
-    "Generator", "load_generator", "push_to_hub", "export_run", "SyntheticRecipe", "SyntheticMix", "fit_judge",
+    "Generator", "InferenceOptions", "load_generator", "push_to_hub", "export_run", "SyntheticRecipe", "SyntheticMix", "fit_judge",
 ]

@@ -16,6 +16,7 @@ from albumentations.core.transforms_interface import ImageOnlyTransform
 
 from .errors import GanaugError
 from .hub.generator import Generator
+from .hub.inference import InferenceOptions
 from .transforms import _kernels as K
 
 
@@ -24,12 +25,14 @@ class GANAugment(ImageOnlyTransform):
 
     ``source``: a package folder, a run folder or ``hf-hub:org/name`` (loaded lazily, once per
     process, on the CPU), or a :class:`ganaug.Generator` that was loaded from one.
-    ``classes`` limits replacement to those class ids or names.
+    ``classes`` limits replacement to those class ids or names. ``inference``
+    (:class:`ganaug.InferenceOptions` or its dict) runs the generator channels_last, compiled, bf16
+    or int8, in every worker.
     """
 
     def __init__(self, source: str | Generator, p: float = 0.5, classes: list | None = None,
                  label_key: str = "label", revision: str | None = None,
-                 truncation: float | None = None):
+                 truncation: float | None = None, inference: InferenceOptions | dict | None = None):
         super().__init__(p=p)
         if isinstance(source, Generator):
             if not source.source:
@@ -44,11 +47,13 @@ class GANAugment(ImageOnlyTransform):
             raise GanaugError(f"source must be a folder or 'hf-hub:org/name', got {source!r}.")
         self.source, self.revision, self.classes = str(source), revision, classes
         self.label_key, self.truncation = label_key, truncation
+        options = K.inference_options(inference)  # kept as its dict: serialisable with the pipeline
+        self.inference = None if options is None else options.to_dict()
 
     def _gen(self) -> Generator:
         if self._generator is None:
             self._generator = K.resolve_generator(self.source, self.revision)
-        return self._generator
+        return K.resolve_generator(self._generator, inference=self.inference)
 
     @property
     def targets_as_params(self) -> list[str]:
@@ -72,7 +77,7 @@ class GANAugment(ImageOnlyTransform):
         return K.like(out, img)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("source", "classes", "label_key", "revision", "truncation")
+        return ("source", "classes", "label_key", "revision", "truncation", "inference")
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

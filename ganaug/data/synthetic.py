@@ -36,6 +36,8 @@ def item_seed(seed: int, index: int, attempt: int = 0) -> int:
 
 def _fingerprint(gen) -> str:
     h = hashlib.sha256(json.dumps(gen.config.to_dict(), sort_keys=True).encode())
+    if not gen.inference.is_default:  # int8 or bf16 images differ from the float ones
+        h.update(json.dumps(gen.inference.to_dict(), sort_keys=True).encode())
     for name, t in sorted(gen.net.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -49,18 +51,20 @@ class SyntheticDataset(Dataset):
     :class:`ganaug.Generator` or a source for :func:`ganaug.load_generator` (loaded lazily,
     once per process, on the CPU). ``filter="reference"`` needs ``reference`` (a
     :class:`ganaug.eval.ReferenceClassifier` or its folder); ``filter_report()`` gives the
-    acceptance rate per class.
+    acceptance rate per class. ``inference`` (:class:`ganaug.InferenceOptions`) runs the generator
+    channels_last, compiled, bf16 or int8 (a cache keeps such images apart from float ones).
     """
 
     def __init__(self, generator: Any, counts: int | dict, *, seed: int = 0,
                  cache: str | Path | None = None, revision: str | None = None,
                  chunk_size: int = 256, truncation: float | None = None,
                  filter: str | None = None, reference: Any = None, threshold: float = 0.9,
-                 max_tries: int = 10):
-        from ..transforms._kernels import class_id, resolve_generator
+                 max_tries: int = 10, inference: Any = None):
+        from ..transforms._kernels import class_id, inference_options, resolve_generator
 
         self.generator, self.revision = generator, revision
-        gen = resolve_generator(generator, revision)
+        self.inference = inference_options(inference)
+        gen = resolve_generator(generator, revision, self.inference)
         if isinstance(counts, int):
             counts = {c: counts for c in range(gen.num_classes)}
         if not isinstance(counts, dict):
@@ -142,7 +146,7 @@ class SyntheticDataset(Dataset):
     def _generate(self, indices: range) -> torch.Tensor:
         from ..transforms._kernels import check_worker_device, generate_fitted, resolve_generator
 
-        gen = resolve_generator(self.generator, self.revision)
+        gen = resolve_generator(self.generator, self.revision, self.inference)
         check_worker_device(gen)
         labels = self.labels[list(indices)]
         c, s = gen.channels, gen.image_size

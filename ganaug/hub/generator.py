@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import GanaugError
 from ..models import GANConfig, build_generator, generate_images
+from .inference import InferenceOptions, build_runner
 
 Labels = int | str | Sequence[int | str] | torch.Tensor
 
@@ -21,6 +22,7 @@ class Generator(nn.Module):
     """A class-conditional generator (the EMA weights of a training run) and its config.
 
     ``metadata`` holds what the package's config.json says about training (data, steps, time).
+    ``inference`` says how it runs (:meth:`optimized`); ``net`` always holds the float weights.
     """
 
     def __init__(self, net: nn.Module, config: GANConfig, metadata: dict | None = None):
@@ -28,6 +30,9 @@ class Generator(nn.Module):
         self.net = net.eval().requires_grad_(False)
         self.config = config
         self.metadata = dict(metadata or {})
+        self.inference = InferenceOptions()
+        # not a registered submodule: the generator's state is ``net`` alone
+        object.__setattr__(self, "_runner", self.net)
         # Where load_generator found it: lets transforms serialise a source, never weights.
         self.source: str | None = None
         self.revision: str | None = None
@@ -67,8 +72,32 @@ class Generator(nn.Module):
 
     def __repr__(self) -> str:
         c = self.config
+        extra = "" if self.inference.is_default else f", inference={self.inference}"
         return (f"Generator(arch={c.arch!r}, classes={c.num_classes}, image_size={c.image_size}, "
-                f"channels={c.channels})")
+                f"channels={c.channels}{extra})")
+
+    def __getstate__(self) -> dict:
+        # compiled and int8 models do not pickle; a copy (a spawned DataLoader worker) rebuilds its own
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        state = dict(state)
+        state.pop("_runner", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        object.__setattr__(self, "_runner", build_runner(self.net, self.config.z_dim, self.num_classes,
+                                                         self.inference))
+
+    def optimized(self, options: InferenceOptions | None = None, **fields) -> "Generator":
+        """A generator that runs with ``options`` (or ``InferenceOptions(**fields)``): channels_last,
+        ``torch.compile``, bf16 or int8. It shares this one's float weights; choose the device
+        first. Saving it records the options, and loading the package applies them again."""
+        options = options or InferenceOptions(**fields)
+        out = Generator(self.net, self.config, self.metadata)
+        out.source, out.revision = self.source, self.revision
+        object.__setattr__(out, "_runner", build_runner(self.net, self.config.z_dim, self.num_classes, options))
+        out.inference = options
+        return out
 
     # -- sampling ----------------------------------------------------------------------------
     def class_ids(self, labels: Labels) -> torch.Tensor:
@@ -111,7 +140,7 @@ class Generator(nn.Module):
         ids = self.class_ids(labels)
         if seed is None and generator is None:
             seed = int(torch.randint(0, 2**62, ()))
-        return generate_images(self.net, ids, z_dim=self.config.z_dim,
+        return generate_images(self._runner, ids, z_dim=self.config.z_dim,
                                value_range=self.config.value_range, seed=seed,
                                generator=generator, truncation=truncation, batch_size=batch_size)
 
@@ -126,7 +155,7 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Raw generator output in ``value_range`` (float), for callers that bring their own z."""
-        return self.net(z, labels)
+        return self._runner(z, labels)
 
     # -- files -------------------------------------------------------------------------------
     def save_pretrained(self, folder, *, dtype: str = "float32", card: str | None = None):

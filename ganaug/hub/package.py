@@ -18,6 +18,7 @@ from .. import __version__
 from ..errors import GanaugError
 from ..models import GANConfig, build_generator
 from .generator import Generator
+from .inference import InferenceOptions
 
 PACKAGE_FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
@@ -40,7 +41,10 @@ def save_package(gen: Generator, folder: str | Path, *, dtype: str = "float32",
     os.replace(tmp, folder / WEIGHTS_NAME)
     config = {"kind": "ganaug-generator", "format_version": PACKAGE_FORMAT_VERSION,
               "ganaug_version": __version__, "dtype": dtype, "model": gen.config.to_dict(),
-              **{k: v for k, v in gen.metadata.items() if k not in ("kind", "format_version", "model", "dtype")}}
+              **{k: v for k, v in gen.metadata.items()
+                 if k not in ("kind", "format_version", "model", "dtype", "inference")}}
+    if not gen.inference.is_default:  # how it runs is data too; loading applies it again
+        config["inference"] = gen.inference.to_dict()
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2))
     if card is not None:
         (folder / CARD_NAME).write_text(card)
@@ -117,4 +121,12 @@ def load_package(folder: str | Path, device: str | torch.device = "cpu") -> Gene
         if state[name].is_floating_point():
             state[name] = state[name].to(t.dtype)  # fp16/bf16 packages compute in float32
     net.load_state_dict(state, strict=True)
-    return Generator(net, config, meta).to(device)
+    inference = meta.pop("inference", None)
+    gen = Generator(net, config, meta).to(device)
+    if inference is not None:
+        try:
+            options = InferenceOptions.from_dict(inference)
+        except GanaugError as e:
+            raise GanaugError(f"{str(cfg_path)!r}: {e}") from e
+        gen = gen.optimized(options)
+    return gen

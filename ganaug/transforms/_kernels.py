@@ -6,6 +6,7 @@ image it replaces. No randomness here: callers pass seeds.
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
 import numpy as np
@@ -15,27 +16,47 @@ import torch
 from ..data.images import resize_uint8
 from ..errors import GanaugError
 from ..hub.generator import Generator
+from ..hub.inference import InferenceOptions
 
 _LOADED: dict[tuple, Generator] = {}  # per process: (pid, source, revision) -> Generator
+# a generator -> its inference variants (compiled or int8 models are built once, never pickled)
+_OPTIMIZED: "weakref.WeakKeyDictionary[Generator, dict[InferenceOptions, Generator]]" = weakref.WeakKeyDictionary()
 
 
-def resolve_generator(generator: Generator | str, revision: str | None = None) -> Generator:
-    """A Generator as given, or loaded (once per process) from a source string, on the CPU.
+def resolve_generator(generator: Generator | str, revision: str | None = None,
+                      inference: InferenceOptions | dict | None = None) -> Generator:
+    """A Generator as given, or loaded (once per process) from a source string, on the CPU; with
+    ``inference``, its variant that runs so (built once per process and generator).
 
     Loading per process is what makes transforms safe in DataLoader workers under fork and
     spawn: a worker never inherits CUDA state, it loads its own CPU copy.
     """
     if isinstance(generator, Generator):
-        return generator
-    if not isinstance(generator, (str, os.PathLike)):
+        gen = generator
+    elif not isinstance(generator, (str, os.PathLike)):
         raise GanaugError(f"generator must be a ganaug.Generator or a source string (folder or "
                           f"'hf-hub:org/name'), got {type(generator).__name__}.")
-    key = (os.getpid(), str(generator), revision)
-    if key not in _LOADED:
-        from ..hub.loading import load_generator
+    else:
+        key = (os.getpid(), str(generator), revision)
+        if key not in _LOADED:
+            from ..hub.loading import load_generator
 
-        _LOADED[key] = load_generator(generator, revision=revision, device="cpu")
-    return _LOADED[key]
+            _LOADED[key] = load_generator(generator, revision=revision, device="cpu")
+        gen = _LOADED[key]
+    options = inference_options(inference)
+    if options is None or options == gen.inference:
+        return gen
+    variants = _OPTIMIZED.setdefault(gen, {})
+    if options not in variants:
+        variants[options] = gen.optimized(options)
+    return variants[options]
+
+
+def inference_options(inference: InferenceOptions | dict | None) -> InferenceOptions | None:
+    """Options as given, or from their dict (how transforms serialise them)."""
+    if inference is None or isinstance(inference, InferenceOptions):
+        return inference
+    return InferenceOptions.from_dict(inference)
 
 
 def check_worker_device(gen: Generator) -> None:

@@ -16,6 +16,7 @@ from torchvision.transforms.v2._utils import _find_labels_default_heuristic
 
 from ..errors import GanaugError
 from ..hub.generator import Generator
+from ..hub.inference import InferenceOptions
 from . import _kernels as K
 
 
@@ -44,19 +45,20 @@ def default_label(sample: Any) -> Any:
 class _GANBase(Transform):
     def __init__(self, generator: Generator | str, p: float | dict = 0.5, classes: Any = None,
                  labels_getter: str | Callable | None = "default", revision: str | None = None,
-                 truncation: float | None = None):
+                 truncation: float | None = None, inference: InferenceOptions | dict | None = None):
         super().__init__()
         if labels_getter is None:
             raise GanaugError("GANAugment needs each sample's label; labels_getter cannot be None.")
         self.generator, self.revision = generator, revision
         self.p, self.classes, self.truncation = p, classes, truncation
         self.labels_getter = labels_getter
+        self.inference = K.inference_options(inference)
         self._probs: torch.Tensor | None = None
         if isinstance(generator, Generator):
             self._resolve()  # validate p and classes now, not in the first worker
 
     def _resolve(self) -> tuple[Generator, torch.Tensor]:
-        gen = K.resolve_generator(self.generator, self.revision)
+        gen = K.resolve_generator(self.generator, self.revision, self.inference)
         if self._probs is None:
             self._probs = K.class_probabilities(gen, self.p, self.classes)
         return gen, self._probs
@@ -65,7 +67,8 @@ class _GANBase(Transform):
         return default_label(sample) if self.labels_getter == "default" else self.labels_getter(sample)
 
     def __getstate__(self) -> dict:
-        # DataLoader workers pickle transforms: a source string travels, not a loaded copy.
+        # DataLoader workers pickle transforms: a source string travels, not a loaded copy (and a
+        # Generator travels as its float weights: compiled or int8 variants are rebuilt there).
         state = self.__dict__.copy()
         if not isinstance(self.generator, Generator):
             state["_probs"] = None
@@ -87,6 +90,7 @@ class GANAugment(_GANBase):
 
     ``generator`` is a :class:`ganaug.Generator` or a source for :func:`ganaug.load_generator`
     (a source string is loaded lazily, once per process, on the CPU: the DataLoader-safe way).
+    ``inference`` (:class:`ganaug.InferenceOptions`) runs it channels_last, compiled, bf16 or int8.
     This per-sample path costs one generator forward per replaced image;
     :class:`GANBatchAugment` does one forward per batch.
     """
