@@ -18,5 +18,6 @@ __all__ = [
     "__version__", "GanaugError", "TrainingDiverged", "LabelledImages", "load_images",
     "GANConfig", "make_config", "build_generator", "build_discriminator", "list_architectures",
     "register_architecture", "sample_latents", "generate_images", "TrainConfig", "train", "load_run_generator",
-    "Generator", "InferenceOptions", "load_generator", "push_to_hub", "export_run", "SyntheticRecipe", "SyntheticMix", "fit_judge",
+    "Generator", "InferenceOptions", "load_generator", "push_to_hub", "export_run", "SyntheticRecipe", "SyntheticMix",
+    "fit_judge",
 ]

@@ -417,6 +417,12 @@ def _cmd_anomaly(a: argparse.Namespace) -> None:
     run(a)
 
 
+def _cmd_distill(a: argparse.Namespace) -> None:
+    from .compress.cli import run
+
+    run(a)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -432,8 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     _push_parser(sub)
     _bench_parser(sub)
     from .anomaly.cli import add_parser as _anomaly_parser
+    from .compress.cli import add_parser as _distill_parser
 
     _anomaly_parser(sub)
+    _distill_parser(sub)
     return parser
 
 
@@ -443,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv  # recorded in run_config.json and eval.json so results can be reproduced
     handlers = {"train": _cmd_train, "sample": _cmd_sample, "eval": _cmd_eval,
                 "reference-classifier": _cmd_reference, "export": _cmd_export, "push": _cmd_push,
-                "bench-downstream": _cmd_bench, "anomaly": _cmd_anomaly}
+                "bench-downstream": _cmd_bench, "anomaly": _cmd_anomaly,
+                "distill": _cmd_distill}
     try:
         handlers[args.command](args)
     except GanaugError as e:

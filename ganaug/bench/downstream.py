@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from .. import __version__
 from ..data.dataset import LabelledImages
 from ..errors import GanaugError
+from ..hub.generator import weights_digest
 from ..longtail import SyntheticMix, SyntheticRecipe, adjust_logits, balanced_accuracy, choose_tau, log_prior
 from .report import WITHOUT_GENERATED, verdict, write_report
 from .resnet import SmallResNet
@@ -294,15 +295,6 @@ def recipe_name(recipe: SyntheticRecipe) -> str:
     same name in every candidate list, and keeps it when a field with a default is added later."""
     changed = {f: v for f, v in recipe.to_dict().items() if v != getattr(SyntheticRecipe(), f)}
     return "recipe-" + hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def weights_digest(net: torch.nn.Module) -> str:
-    """sha256 of a module's parameters and buffers, names included: identifies trained weights."""
-    h = hashlib.sha256()
-    for name, t in sorted(net.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def summarise(runs: list[dict]) -> dict:

@@ -7,4 +7,5 @@ from .inference import InferenceOptions
 from .loading import load_generator, push_to_hub
 from .package import load_package, save_package
 
-__all__ = ["Generator", "InferenceOptions", "load_generator", "push_to_hub", "export_run", "save_package", "load_package"]
+__all__ = ["Generator", "InferenceOptions", "load_generator", "push_to_hub", "export_run", "save_package",
+           "load_package"]

@@ -1,0 +1,245 @@
+"""Distillation: a small student generator learns to map the same (z, class) to its teacher's image.
+
+TinyGAN (Chang & Lu 2020, arXiv 2009.13829) distils BigGAN into a small conditional generator
+with a pixel L1 term, a feature term in a network's features, and an adversarial term against a
+discriminator that sees the teacher's images as real; it needs no real data (the teacher is the
+data). We follow it, with the reference classifier's features (or D's, without one) for the
+feature term, and real images optionally added to D's real half.
+
+The student's run folder is a training run folder like `ganaug train`'s (checkpoint with G, D,
+G_ema, optimisers and RNG; metrics; sample grids), so ``--resume``, ``load_generator(run)`` and
+``ganaug export`` work on it unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..data.dataset import LabelledImages
+from ..data.images import uint8_to_model
+from ..errors import GanaugError, TrainingDiverged
+from ..grid import save_class_grid
+from ..hub.generator import Generator, weights_digest
+from ..models import GANConfig, build_discriminator, build_generator, generate_images, make_config
+from ..training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from ..training.ema import make_ema, update_ema
+from ..training.loop import pick_device
+from ..training.losses import d_loss, g_loss
+from ..training.rundir import METRICS, RUN_CONFIG, SAMPLES, plot_losses, truncate_metrics
+
+
+@dataclass
+class DistillConfig:
+    """How to distil. The loss weights follow TinyGAN's proportions (not tuned here)."""
+
+    steps: int = 3000
+    batch_size: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 4e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+    pixel: float = 1.0  # L1 between student and teacher images
+    feature: float = 1.0  # L1 between their features (reference classifier's, else D's)
+    adversarial: float = 0.1  # hinge loss against D, which takes the teacher's images as real
+    ema_beta: float = 0.999
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> "DistillConfig":
+        for name in ("steps", "batch_size", "checkpoint_every", "sample_every", "log_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise GanaugError(f"{name} must be a positive integer, got {v!r}.")
+        if not (self.lr_g > 0 and self.lr_d > 0):
+            raise GanaugError("lr_g and lr_d must be positive.")
+        if min(self.pixel, self.feature, self.adversarial) < 0 or self.pixel + self.feature == 0:
+            raise GanaugError("pixel, feature and adversarial weights must be >= 0, and pixel or feature > 0 "
+                              "(the adversarial term alone does not tie the student to its teacher).")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and 0 <= self.ema_beta < 1):
+            raise GanaugError("beta1, beta2 and ema_beta must lie in [0, 1).")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DistillConfig":
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise GanaugError(f"distillation config has unknown fields {unknown}.")
+        return cls(**data).validate()
+
+
+def student_config(teacher: Generator, arch: str = "lite", **overrides: Any) -> GANConfig:
+    """The student's model config: the teacher's classes, image size, channels and z size."""
+    c = teacher.config
+    return make_config(arch, c.num_classes, c.class_names, image_size=c.image_size, channels=c.channels,
+                       z_dim=c.z_dim, **overrides)
+
+
+def distill(teacher: Generator, student: GANConfig, config: DistillConfig, out_dir: str | Path, *,
+            reference: Any = None, data: LabelledImages | None = None, resume: bool = False,
+            progress: bool = True, command: str | None = None) -> Path:
+    """Train ``student`` to reproduce ``teacher`` and write a run folder at ``out_dir``.
+
+    ``reference``: a :class:`ganaug.eval.ReferenceClassifier` whose features make the feature
+    term (else D's features). ``data``: real images D also sees as real (optional; the teacher
+    alone is enough). With ``resume=True`` a killed run continues from its checkpoint.
+    """
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT_NAME
+    c = teacher.config
+    if (student.num_classes, student.class_names, student.image_size, student.channels, student.z_dim) != \
+            (c.num_classes, c.class_names, c.image_size, c.channels, c.z_dim):
+        raise GanaugError("the student must have the teacher's classes, image size, channels and z_dim "
+                          "(build its config with ganaug.compress.student_config).")
+    if reference is not None:
+        rc = reference.config
+        if (rc.channels, rc.image_size, list(rc.class_names)) != (c.channels, c.image_size, c.class_names):
+            raise GanaugError(f"the reference classifier sees {rc.channels}x{rc.image_size}px images of "
+                              f"{rc.class_names}; the teacher makes {c.channels}x{c.image_size}px images of "
+                              f"{c.class_names}. Use a reference trained on the teacher's data.")
+    if data is not None:
+        data.require(c.channels, c.image_size, c.class_names, "the teacher")
+    teacher_digest = weights_digest(teacher.net)
+    ckpt = None
+    if ckpt_path.exists():
+        if not resume:
+            raise GanaugError(f"{str(out)!r} already holds a run; pass --resume to continue it, or choose "
+                              "a new --out folder.")
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.get("teacher") != teacher_digest:
+            raise GanaugError(f"run {str(out)!r} distils another teacher (its weights differ); resume with "
+                              "the same teacher or start a new run.")
+        student = GANConfig.from_dict(ckpt["model_config"])
+        config = dataclasses.replace(DistillConfig.from_dict(ckpt["train_config"]), steps=config.steps)
+    config.validate()
+    device = pick_device(config.device)
+
+    torch.manual_seed(config.seed)
+    T = teacher.net.to(device).eval()
+    G, D = build_generator(student).to(device), build_discriminator(student).to(device)
+    G_ema = make_ema(G)
+    opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=(config.beta1, config.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
+    start, elapsed_before = 0, 0.0
+    if ckpt is not None:
+        for module, key in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
+            module.load_state_dict(ckpt[key])
+        start, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed_s"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        truncate_metrics(out, start)
+    features = None
+    if reference is not None:
+        ref = reference.model.to(device).eval().requires_grad_(False)
+        features = ref.features
+
+    out.mkdir(parents=True, exist_ok=True)
+    commands = []
+    if ckpt is not None and (out / RUN_CONFIG).is_file():
+        commands = json.loads((out / RUN_CONFIG).read_text()).get("commands", [])
+    commands += [command] if command else []
+    trained = teacher.metadata.get("training") or {}
+    (out / RUN_CONFIG).write_text(json.dumps({
+        "ganaug_version": __version__, "commands": commands, "model": student.to_dict(), "train": config.to_dict(),
+        # what the student learned from: the teacher, and through it the teacher's training data
+        "data": trained.get("data"),
+        "distilled_from": {"source": teacher.source, "weights_sha256": teacher_digest, "arch": c.arch,
+                           "real_data": None if data is None else {"source": data.source, **data.fingerprint()},
+                           "feature_network": "reference classifier" if reference is not None else "D"},
+    }, indent=2))
+
+    B, K = config.batch_size, c.num_classes
+    grid_y = torch.arange(min(K, 20)).repeat_interleave(8)
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(ckpt_path, {
+            "format": 1, "step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0,
+            "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "cuda": []},
+            "model_config": student.to_dict(), "train_config": config.to_dict(), "teacher": teacher_digest,
+        })
+        plot_losses(out)
+
+    log = open(out / METRICS, "a")
+    t0 = time.perf_counter()
+    pbar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
+                desc="distill", dynamic_ncols=True, unit="step")
+    try:
+        for step in pbar:
+            z = torch.randn(B, c.z_dim, device=device)
+            y = torch.randint(K, (B,), device=device)
+            with torch.no_grad():
+                target = T(z, y)
+            real, y_real = target, y
+            if data is not None:  # half of D's real batch from the real images
+                idx = torch.randint(len(data), (B // 2,))
+                real = torch.cat([target[: B - B // 2], uint8_to_model(data.images[idx], c.value_range).to(device)])
+                y_real = torch.cat([y[: B - B // 2], data.labels[idx].to(device)])
+
+            # (1) D: the teacher's (and real) images are real, the student's are fake
+            with torch.no_grad():
+                fake = G(z, y)
+            logits, _ = D(torch.cat([real, fake]), torch.cat([y_real, y]))
+            loss_d = d_loss("hinge", logits[:B], logits[B:])
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+
+            # (2) the student: pixels, features, and fooling D
+            D.requires_grad_(False)
+            fake = G(z, y)
+            loss_pixel = (fake - target).abs().mean()
+            out_fake, feat_fake = D(fake, y)
+            if features is not None:
+                loss_feature = (features(fake) - features(target)).abs().mean()
+            else:
+                with torch.no_grad():
+                    _, feat_target = D(target, y)
+                loss_feature = (feat_fake - feat_target).abs().mean() / feat_target.abs().mean().clamp(min=1e-8)
+            loss_adv = g_loss("hinge", out_fake)
+            loss_g = config.pixel * loss_pixel + config.feature * loss_feature + config.adversarial * loss_adv
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            D.requires_grad_(True)
+            update_ema(G_ema, G, config.ema_beta, step)
+
+            ld, lg = loss_d.item(), loss_g.item()
+            if not (math.isfinite(ld) and math.isfinite(lg)):
+                raise TrainingDiverged(f"distillation diverged at step {step + 1}: D loss {ld}, student loss {lg}. "
+                                       f"The last good checkpoint in {str(out)!r} is intact; lower --lr-g/--lr-d "
+                                       "and continue with --resume.")
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                secs = time.perf_counter() - t0
+                row = {"step": done, "loss_d": round(ld, 5), "loss_g": round(lg, 5),
+                       "pixel_l1": round(loss_pixel.item(), 5), "feature_l1": round(loss_feature.item(), 5),
+                       "adversarial": round(loss_adv.item(), 5), "elapsed_s": round(elapsed_before + secs, 1)}
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                pbar.set_postfix(pixel=f"{row['pixel_l1']:.3f}", feature=f"{row['feature_l1']:.3f}")
+            if done % config.sample_every == 0 or done == config.steps:
+                imgs = generate_images(G_ema, grid_y, z_dim=c.z_dim, value_range=c.value_range, seed=config.seed + 1)
+                save_class_grid(imgs, [c.class_names[i] for i in range(min(K, 20))], 8,
+                                out / SAMPLES / f"step_{done:07d}.png")
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                checkpoint(done)
+    finally:
+        pbar.close()
+        log.close()
+    return out
