@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder of the student")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its checkpoint")
     p.add_argument("--arch", default="lite", choices=list_architectures(), help="student architecture")
+    p.add_argument("--prune", type=float, default=None, metavar="KEEP",
+                   help="instead of a new student: the teacher itself with only this share of each block's inner "
+                   "channels (structured pruning), fine-tuned by the distillation (--arch and widths are ignored)")
     p.add_argument("--g-width", type=int, default=None, help="student generator width (arch default if unset)")
     p.add_argument("--d-width", type=int, default=None, help="discriminator width (arch default if unset)")
     p.add_argument("--reference", default=None,
@@ -61,8 +64,15 @@ def run(a: argparse.Namespace) -> None:
     data = None
     if a.data:
         data = load_images(a.data, image_size=teacher.image_size, channels=teacher.channels, class_from=a.class_from)
-    student = student_config(teacher, a.arch, g_width=a.g_width, d_width=a.d_width)
+    init = None
+    if a.prune is not None:
+        from .prune import prune_generator
+
+        init = prune_generator(teacher, a.prune)
+        student = init.config
+    else:
+        student = student_config(teacher, a.arch, g_width=a.g_width, d_width=a.d_width)
     config = DistillConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(DistillConfig)})
-    out = distill(teacher, student, config, a.out, reference=reference, data=data, resume=a.resume,
+    out = distill(teacher, student, config, a.out, reference=reference, data=data, init=init, resume=a.resume,
                   progress=not a.no_progress, command=shlex.join(["ganaug", *a.argv]))
     print(f"done: {out}")

@@ -91,13 +91,14 @@ def student_config(teacher: Generator, arch: str = "lite", **overrides: Any) -> 
 
 
 def distill(teacher: Generator, student: GANConfig, config: DistillConfig, out_dir: str | Path, *,
-            reference: Any = None, data: LabelledImages | None = None, resume: bool = False,
-            progress: bool = True, command: str | None = None) -> Path:
+            reference: Any = None, data: LabelledImages | None = None, init: Generator | None = None,
+            resume: bool = False, progress: bool = True, command: str | None = None) -> Path:
     """Train ``student`` to reproduce ``teacher`` and write a run folder at ``out_dir``.
 
     ``reference``: a :class:`ganaug.eval.ReferenceClassifier` whose features make the feature
     term (else D's features). ``data``: real images D also sees as real (optional; the teacher
-    alone is enough). With ``resume=True`` a killed run continues from its checkpoint.
+    alone is enough). ``init``: the student's starting weights (a pruned teacher, say; its config
+    must be ``student``). With ``resume=True`` a killed run continues from its checkpoint.
     """
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
@@ -114,6 +115,8 @@ def distill(teacher: Generator, student: GANConfig, config: DistillConfig, out_d
                               f"{c.class_names}. Use a reference trained on the teacher's data.")
     if data is not None:
         data.require(c.channels, c.image_size, c.class_names, "the teacher")
+    if init is not None and init.config != student:
+        raise GanaugError("init's config is not the student's; pass init.config as the student config.")
     teacher_digest = weights_digest(teacher.net)
     ckpt = None
     if ckpt_path.exists():
@@ -136,6 +139,9 @@ def distill(teacher: Generator, student: GANConfig, config: DistillConfig, out_d
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=(config.beta1, config.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
     start, elapsed_before = 0, 0.0
+    if init is not None and ckpt is None:
+        G.load_state_dict(init.net.state_dict())
+        G_ema.load_state_dict(init.net.state_dict())
     if ckpt is not None:
         for module, key in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
             module.load_state_dict(ckpt[key])
@@ -158,6 +164,7 @@ def distill(teacher: Generator, student: GANConfig, config: DistillConfig, out_d
         # what the student learned from: the teacher, and through it the teacher's training data
         "data": trained.get("data"),
         "distilled_from": {"source": teacher.source, "weights_sha256": teacher_digest, "arch": c.arch,
+                           "init": None if init is None else {"source": init.source, **init.metadata.get("pruned_from", {})},
                            "real_data": None if data is None else {"source": data.source, **data.fingerprint()},
                            "feature_network": "reference classifier" if reference is not None else "D"},
     }, indent=2))

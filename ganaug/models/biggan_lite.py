@@ -40,7 +40,7 @@ class BigGANLiteGenerator(nn.Module):
             in_dim=self.z_split[0], widths=config.g_widths(),
             cond_dims=[shared_dim + cond_chunk] * n_blocks, image_channels=config.channels,
             sn=config.g_spectral_norm, attn_index=config.g_attn_index(),
-            separable=get_spec(config.arch).separable,
+            separable=get_spec(config.arch).separable, hidden=config.g_hidden_widths(),
         )
         self.condition = ClassCondition(config.num_classes)
 

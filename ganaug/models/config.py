@@ -38,6 +38,9 @@ class GANConfig:
     g_spectral_norm: bool = False
     shared_dim: int = 0  # BigGAN's shared class embedding size; 0 = one-hot conditioning
     hierarchical_z: bool = False  # BigGAN: split z across the generator blocks
+    # width inside each G block (between its two convolutions) relative to the block's output
+    # width; below 1 after structured pruning (ganaug.compress.prune_generator)
+    g_hidden_ratio: float = 1.0
     value_range: tuple[float, float] = (-1.0, 1.0)  # what G outputs (tanh)
     format_version: int = CONFIG_FORMAT_VERSION
 
@@ -54,6 +57,10 @@ class GANConfig:
     def d_widths(self) -> list[int]:
         """Output width of each discriminator block (all downsample but the last)."""
         return [self.d_width * min(8, 2**k) for k in range(self.levels + 1)]
+
+    def g_hidden_widths(self) -> list[int]:
+        """Width between the two convolutions of each G block."""
+        return [max(1, round(w * self.g_hidden_ratio)) for w in self.g_widths()[1:]]
 
     def g_attn_index(self) -> int | None:
         """Index of the G block after which attention runs (block i outputs 8 * 2**i)."""
@@ -114,6 +121,8 @@ class GANConfig:
                 f"attn_resolution {self.attn_resolution} is not a feature-map size of a "
                 f"{self.image_size}px generator; choose 0 (off) or one of {valid_attn}."
             )
+        if isinstance(self.g_hidden_ratio, bool) or not 0 < self.g_hidden_ratio <= 1:
+            raise GanaugError(f"g_hidden_ratio must be in (0, 1], got {self.g_hidden_ratio!r}.")
         if self.g_width * 8 < 16 or self.d_width < 8:
             raise GanaugError("g_width and d_width must be at least 2 and 8 (attention needs it).")
         return self
@@ -147,6 +156,7 @@ class GANConfig:
 
 
 _TYPES = {"str": str, "int": int, "bool": bool}
+_NUMBERS = ("float",)
 
 
 def _check_type(name: str, value: Any, annotation: str) -> Any:
@@ -160,6 +170,10 @@ def _check_type(name: str, value: Any, annotation: str) -> Any:
                 f"model config field {name!r} must be {annotation}, got {value!r}."
             )
         return value
+    if annotation in _NUMBERS:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise GanaugError(f"model config field {name!r} must be a number, got {value!r}.")
+        return float(value)
     if annotation == "list[str]":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise GanaugError(f"model config field {name!r} must be a list of strings.")

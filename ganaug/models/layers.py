@@ -28,9 +28,8 @@ def maybe_sn(module: nn.Module, use_sn: bool) -> nn.Module:
 def conv3x3(c_in: int, c_out: int, sn: bool, separable: bool = False) -> nn.Module:
     """A 3x3 convolution, or with ``separable`` a depthwise 3x3 followed by a pointwise 1x1
     (MobileNet's factorisation: 9 c_in + c_in c_out multiply-adds per pixel instead of
-    9 c_in c_out). A layer that reads the image's 1-3 channels stays dense: it is cheap, and a
-    depthwise filter of so few channels learns almost nothing."""
-    if not separable or c_in <= 4:
+    9 c_in c_out)."""
+    if not separable:
         return maybe_sn(nn.Conv2d(c_in, c_out, 3, padding=1), sn)
     return nn.Sequential(maybe_sn(nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False), sn),
                          conv1x1(c_in, c_out, sn))
@@ -111,14 +110,17 @@ class SelfAttention(nn.Module):
 
 class GBlock(nn.Module):
     """Generator residual block: CBN-ReLU-up-conv-CBN-ReLU-conv, plus a 1x1 upsampled shortcut
-    (``separable``: both 3x3 convolutions depthwise-separable)."""
+    (``separable``: both 3x3 convolutions depthwise-separable; ``c_hidden``: the width between
+    the two convolutions, ``c_out`` unless pruned)."""
 
-    def __init__(self, c_in: int, c_out: int, cond_dim: int, sn: bool, separable: bool = False):
+    def __init__(self, c_in: int, c_out: int, cond_dim: int, sn: bool, separable: bool = False,
+                 c_hidden: int | None = None):
         super().__init__()
+        c_hidden = c_hidden or c_out
         self.bn1 = ConditionalBatchNorm2d(c_in, cond_dim, sn)
-        self.conv1 = conv3x3(c_in, c_out, sn, separable)
-        self.bn2 = ConditionalBatchNorm2d(c_out, cond_dim, sn)
-        self.conv2 = conv3x3(c_out, c_out, sn, separable)
+        self.conv1 = conv3x3(c_in, c_hidden, sn, separable)
+        self.bn2 = ConditionalBatchNorm2d(c_hidden, cond_dim, sn)
+        self.conv2 = conv3x3(c_hidden, c_out, sn, separable)
         self.shortcut = conv1x1(c_in, c_out, sn)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -139,7 +141,9 @@ class DBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, sn: bool, downsample: bool, preactivation: bool,
                  separable: bool = False):
         super().__init__()
-        self.conv1 = conv3x3(c_in, c_out, sn, separable)
+        # the first block's conv1 reads the image's 1-3 channels: dense (cheap, and a depthwise filter
+        # of so few channels learns almost nothing)
+        self.conv1 = conv3x3(c_in, c_out, sn, separable and preactivation)
         self.conv2 = conv3x3(c_out, c_out, sn, separable)
         self.downsample = downsample
         self.preactivation = preactivation
@@ -198,16 +202,17 @@ class ResNetGeneratorBody(nn.Module):
 
     ``widths[0]`` is the 4x4 width; each following entry is the width after one 2x upsampling.
     ``cond_dims[i]`` is the length of the condition vector fed to block ``i``; ``separable`` makes
-    the blocks' 3x3 convolutions depthwise-separable.
+    the blocks' 3x3 convolutions depthwise-separable; ``hidden[i]`` is block ``i``'s inner width.
     """
 
     def __init__(self, in_dim: int, widths: list[int], cond_dims: list[int], image_channels: int,
-                 sn: bool, attn_index: int | None, separable: bool = False):
+                 sn: bool, attn_index: int | None, separable: bool = False, hidden: list[int] | None = None):
         super().__init__()
         self.bottom_width = widths[0]
         self.linear = maybe_sn(nn.Linear(in_dim, widths[0] * 16), sn)
         self.blocks = nn.ModuleList(
-            GBlock(widths[i], widths[i + 1], cond_dims[i], sn, separable) for i in range(len(widths) - 1)
+            GBlock(widths[i], widths[i + 1], cond_dims[i], sn, separable, hidden[i] if hidden else None)
+            for i in range(len(widths) - 1)
         )
         # Attention after block attn_index (its output resolution), or nowhere.
         self.attn_index = attn_index

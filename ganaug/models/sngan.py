@@ -29,7 +29,7 @@ class SNGANGenerator(nn.Module):
             in_dim=config.z_dim, widths=config.g_widths(),
             cond_dims=[config.num_classes] * n_blocks, image_channels=config.channels,
             sn=config.g_spectral_norm, attn_index=config.g_attn_index(),
-            separable=get_spec(config.arch).separable,
+            separable=get_spec(config.arch).separable, hidden=config.g_hidden_widths(),
         )
         self.condition = ClassCondition(config.num_classes)
 
