@@ -164,7 +164,8 @@ def distill(teacher: Generator, student: GANConfig, config: DistillConfig, out_d
         # what the student learned from: the teacher, and through it the teacher's training data
         "data": trained.get("data"),
         "distilled_from": {"source": teacher.source, "weights_sha256": teacher_digest, "arch": c.arch,
-                           "init": None if init is None else {"source": init.source, **init.metadata.get("pruned_from", {})},
+                           "init": None if init is None else {"source": init.source,
+                                                              **init.metadata.get("pruned_from", {})},
                            "real_data": None if data is None else {"source": data.source, **data.fingerprint()},
                            "feature_network": "reference classifier" if reference is not None else "D"},
     }, indent=2))
