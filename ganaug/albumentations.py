@@ -18,23 +18,28 @@ from .errors import GanaugError
 from .hub.generator import Generator
 from .hub.inference import InferenceOptions
 from .transforms import _kernels as K
+from .transforms.bank import FreshBank
 
 
 class GANAugment(ImageOnlyTransform):
     """Replace the image with a generated one of the sample's class, with probability ``p``.
 
     ``source``: a package folder, a run folder or ``hf-hub:org/name`` (loaded lazily, once per
-    process, on the CPU), or a :class:`ganaug.Generator` that was loaded from one.
+    process, on the CPU), a :class:`ganaug.Generator` that was loaded from one, or a
+    :class:`ganaug.transforms.FreshBank` (images a background process keeps renewing).
     ``classes`` limits replacement to those class ids or names. ``inference``
     (:class:`ganaug.InferenceOptions` or its dict) runs the generator channels_last, compiled, bf16
     or int8, in every worker.
     """
 
-    def __init__(self, source: str | Generator, p: float = 0.5, classes: list | None = None,
+    def __init__(self, source: str | Generator | FreshBank, p: float = 0.5, classes: list | None = None,
                  label_key: str = "label", revision: str | None = None,
                  truncation: float | None = None, inference: InferenceOptions | dict | None = None):
         super().__init__(p=p)
-        if isinstance(source, Generator):
+        self._bank = source if isinstance(source, FreshBank) else None  # shared memory: travels to workers
+        if self._bank is not None:
+            self._generator, revision, source = None, source.revision, source.source
+        elif isinstance(source, Generator):
             if not source.source:
                 raise GanaugError("this Generator was not loaded from a source, so the transform "
                                   "could not be serialised; pass the folder or 'hf-hub:' source.")
@@ -51,6 +56,8 @@ class GANAugment(ImageOnlyTransform):
         self.inference = None if options is None else options.to_dict()
 
     def _gen(self) -> Generator:
+        if self._bank is not None:
+            return self._bank
         if self._generator is None:
             self._generator = K.resolve_generator(self.source, self.revision)
         return K.resolve_generator(self._generator, inference=self.inference)

@@ -26,8 +26,8 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 @dataclass(frozen=True)
 class InferenceOptions:
     """- ``channels_last``: NHWC activations (oneDNN's preferred layout on CPU);
-    - ``compile``: ``torch.compile`` (inductor). The first call of each batch size compiles (tens
-      of seconds on a CPU, once per process), later calls are fast;
+    - ``compile``: ``torch.compile`` (inductor) with a dynamic batch size. The first call compiles
+      (tens of seconds on a CPU, once per process), later calls of any batch size are fast;
     - ``precision``: ``fp32``; ``bf16`` autocast (only where the hardware computes bf16 natively:
       a GPU, or a CPU with AVX-512 BF16 or AMX; elsewhere it is emulated and far slower, so it is
       refused); ``int8``: post-training quantisation of every conv and linear layer with PyTorch 2
@@ -118,7 +118,9 @@ def build_runner(net: nn.Module, z_dim: int, num_classes: int, options: Inferenc
             raise GanaugError("int8 inference is for CPUs (x86 inductor quantiser); on a GPU use fp32 or bf16.")
         fast = quantize_int8(fast, z_dim, num_classes, options.calibration)
     if options.compile:
-        fast = torch.compile(fast)
+        # dynamic: batch sizes vary (GANBatchAugment replaces a random number of images per batch),
+        # and a static compile recompiles for every new size (tens of seconds each on a CPU)
+        fast = torch.compile(fast, dynamic=True)
     return Runner(net, fast, autocast, freezing=options.precision == "int8" and options.compile)
 
 

@@ -31,6 +31,10 @@ def resolve_generator(generator: Generator | str, revision: str | None = None,
     Loading per process is what makes transforms safe in DataLoader workers under fork and
     spawn: a worker never inherits CUDA state, it loads its own CPU copy.
     """
+    from .bank import FreshBank
+
+    if isinstance(generator, FreshBank):
+        return generator  # its background process runs the generator (with its own inference options)
     if isinstance(generator, Generator):
         gen = generator
     elif not isinstance(generator, (str, os.PathLike)):
@@ -85,19 +89,24 @@ def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
                       "ganaug converts between grey (1) and RGB (3) only.")
 
 
-def generate_fitted(gen: Generator, labels: torch.Tensor, seeds: list[int], channels: int,
+def generate_fitted(gen: "Generator | FreshBank", labels: torch.Tensor, seeds: list[int], channels: int,
                     height: int, width: int, truncation: float | None = None) -> torch.Tensor:
     """uint8 (N, channels, height, width): one image per (label, seed), in one forward pass.
 
     Each image's latent comes from its own seed, so an image does not depend on what else is
     in the batch.
     """
-    z = torch.stack([_latent(gen.config.z_dim, s, truncation) for s in seeds])
-    with torch.no_grad():
-        x = gen(z.to(gen.device), labels.to(gen.device))
-    from ..data.images import model_to_uint8
+    from .bank import FreshBank
 
-    out = model_to_uint8(x, gen.value_range).cpu()
+    if isinstance(gen, FreshBank):  # a fresh image of the bank instead of a forward pass
+        out = gen.take(labels, seeds)
+    else:
+        z = torch.stack([_latent(gen.config.z_dim, s, truncation) for s in seeds])
+        with torch.no_grad():
+            x = gen(z.to(gen.device), labels.to(gen.device))
+        from ..data.images import model_to_uint8
+
+        out = model_to_uint8(x, gen.value_range).cpu()
     return resize_uint8(convert_channels(out, channels), height, width)
 
 

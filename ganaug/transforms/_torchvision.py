@@ -18,6 +18,7 @@ from ..errors import GanaugError
 from ..hub.generator import Generator
 from ..hub.inference import InferenceOptions
 from . import _kernels as K
+from .bank import FreshBank
 
 
 def default_label(sample: Any) -> Any:
@@ -43,7 +44,7 @@ def default_label(sample: Any) -> Any:
 
 
 class _GANBase(Transform):
-    def __init__(self, generator: Generator | str, p: float | dict = 0.5, classes: Any = None,
+    def __init__(self, generator: Generator | FreshBank | str, p: float | dict = 0.5, classes: Any = None,
                  labels_getter: str | Callable | None = "default", revision: str | None = None,
                  truncation: float | None = None, inference: InferenceOptions | dict | None = None):
         super().__init__()
@@ -54,7 +55,7 @@ class _GANBase(Transform):
         self.labels_getter = labels_getter
         self.inference = K.inference_options(inference)
         self._probs: torch.Tensor | None = None
-        if isinstance(generator, Generator):
+        if isinstance(generator, (Generator, FreshBank)):
             self._resolve()  # validate p and classes now, not in the first worker
 
     def _resolve(self) -> tuple[Generator, torch.Tensor]:
@@ -91,6 +92,8 @@ class GANAugment(_GANBase):
     ``generator`` is a :class:`ganaug.Generator` or a source for :func:`ganaug.load_generator`
     (a source string is loaded lazily, once per process, on the CPU: the DataLoader-safe way).
     ``inference`` (:class:`ganaug.InferenceOptions`) runs it channels_last, compiled, bf16 or int8.
+    A :class:`ganaug.transforms.FreshBank` in place of the generator hands out images that a
+    background process keeps renewing (no generator forward in the training loop).
     This per-sample path costs one generator forward per replaced image;
     :class:`GANBatchAugment` does one forward per batch.
     """
