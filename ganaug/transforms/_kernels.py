@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import PIL.Image
@@ -17,6 +17,9 @@ from ..data.images import resize_uint8
 from ..errors import GanaugError
 from ..hub.generator import Generator
 from ..hub.inference import InferenceOptions
+
+if TYPE_CHECKING:
+    from .bank import FreshBank
 
 _LOADED: dict[tuple, Generator] = {}  # per process: (pid, source, revision) -> Generator
 # a generator -> its inference variants (compiled or int8 models are built once, never pickled)
