@@ -235,3 +235,14 @@ def test_snapshots_are_kept_loaded_and_chosen_on_validation(fmnist_slice, tmp_pa
     row = choice["candidates"][0]
     assert len(row["fidelity"]) == len(row["recall"]) == fmnist_slice.num_classes and 0 <= row["score"] <= 1
     assert json.loads((run / "snapshots" / "choice.json").read_text())["chosen_step"] == choice["chosen_step"]
+
+
+def test_resume_runs_on_the_device_given_now_not_the_saved_one(fmnist_slice, tmp_path):
+    from ganaug.training import save_checkpoint
+
+    out = train(fmnist_slice, tiny(fmnist_slice), cfg(steps=2, device="cpu"), tmp_path / "run", progress=False)
+    ckpt = load_checkpoint(out / CHECKPOINT_NAME)
+    ckpt["train_config"]["device"] = "cuda:7"  # as if trained on a GPU this machine does not have
+    save_checkpoint(out / CHECKPOINT_NAME, ckpt)
+    train(fmnist_slice, tiny(fmnist_slice), cfg(steps=4, device="cpu"), out, resume=True, progress=False)
+    assert load_checkpoint(out / CHECKPOINT_NAME)["step"] == 4

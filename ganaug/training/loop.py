@@ -84,7 +84,9 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
                               "continue it, or choose a new --out folder.")
         ckpt = load_checkpoint(ckpt_path)
         model_config = GANConfig.from_dict(ckpt["model_config"])
-        config = dataclasses.replace(TrainConfig.from_dict(ckpt["train_config"]), steps=config.steps)
+        # the saved settings win, except the length and where it runs now (a GPU run may continue on a CPU)
+        config = dataclasses.replace(TrainConfig.from_dict(ckpt["train_config"]), steps=config.steps,
+                                     device=config.device)
         if ckpt["data"] != data.fingerprint():
             raise GanaugError(
                 f"the data differs from what run {str(out)!r} was trained on "
