@@ -1,0 +1,85 @@
+"""Generator quality per CPU-minute: FID and class fidelity after each training-time budget, for
+every architecture asked for, on full Fashion-MNIST (32x32 grey), in one run of this script.
+
+Each architecture trains with `ganaug train`'s loop (default settings) in chunks of --chunk
+steps (resumed exactly), and whenever its recorded training time (the checkpoint's elapsed_s:
+training only, evaluation excluded) passes a budget, its EMA generator is evaluated against the
+real test split in the reference classifier's features. Run folders are kept under --out, so a
+killed run continues where it stopped; run it alone on the machine (the budgets are wall time).
+
+    python benchmarks/quality_per_cpu_minute.py --reference pretrained/fashion-mnist-reference-classifier \
+        [--archs sngan lite] [--minutes 5 15 45] [--threads 1] [--out runs/quality-per-minute]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+import ganaug
+from ganaug.data import load_fashion_mnist
+from ganaug.eval import EvalProtocol, ReferenceClassifier, ReferenceFeatures, evaluate
+from ganaug.training import load_checkpoint
+from ganaug.training.checkpoint import CHECKPOINT_NAME
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data/fashion-mnist")
+    ap.add_argument("--reference", required=True)
+    ap.add_argument("--archs", nargs="+", default=["sngan", "lite"])
+    ap.add_argument("--minutes", type=float, nargs="+", default=[5, 15, 45])
+    ap.add_argument("--chunk", type=int, default=50, help="steps between time checks")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--eval-n", type=int, default=5000)
+    ap.add_argument("--out", default="runs/quality-per-minute")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    train = load_fashion_mnist(a.data, image_size=32)
+    test = load_fashion_mnist(a.data, split="test", image_size=32)
+    reference = ReferenceClassifier.load(a.reference)
+    features = ReferenceFeatures(reference)
+    out = Path(a.out)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    for arch in a.archs:
+        run = out / arch
+        cfg = ganaug.make_config(arch, train.num_classes, train.class_names, image_size=32, channels=1)
+        for minutes in sorted(a.minutes):
+            key = f"{arch}@{minutes:g}"
+            if key in results:
+                continue
+            while True:
+                ckpt = load_checkpoint(run / CHECKPOINT_NAME) if (run / CHECKPOINT_NAME).is_file() else None
+                elapsed, step = (float(ckpt["elapsed_s"]), int(ckpt["step"])) if ckpt else (0.0, 0)
+                if elapsed >= 60 * minutes:
+                    break
+                tc = ganaug.TrainConfig(steps=step + a.chunk, checkpoint_every=a.chunk, sample_every=10 * a.chunk,
+                                        device="cpu")
+                ganaug.train(train, cfg, tc, run, resume=True, progress=False)
+            gen = ganaug.load_generator(run)
+            r = evaluate(gen.net, gen.config, train, test, reference, features,
+                         EvalProtocol(n=a.eval_n, cas=False))
+            results[key] = {"arch": arch, "budget_min": minutes, "steps": step, "train_min": elapsed / 60,
+                            "fid": r["overall"]["fid"], "class_fidelity": r["overall"]["class_fidelity"],
+                            "recall": r["overall"].get("recall"), "precision": r["overall"].get("precision")}
+            out.mkdir(parents=True, exist_ok=True)
+            results_path.write_text(json.dumps(results, indent=2))
+            print(json.dumps(results[key]), flush=True)
+    print(f"\nFull Fashion-MNIST 32x32 grey, {a.threads} thread(s), {torch.__version__}; FID and fidelity in the "
+          f"reference classifier's features against the test split ({a.eval_n} generated images).\n")
+    print("| arch | CPU-minutes | steps | FID | class fidelity | precision | recall |\n|---|---|---|---|---|---|---|")
+    for r in results.values():
+        print(f"| {r['arch']} | {r['train_min']:.1f} | {r['steps']} | {r['fid']:.2f} | {r['class_fidelity']:.3f} | "
+              f"{_f(r['precision'])} | {_f(r['recall'])} |")
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+if __name__ == "__main__":
+    main()
