@@ -79,3 +79,13 @@ def test_cli_distils_the_shipped_generator_with_the_reference_features(tmp_path)
     assert rc == 0
     run = (tmp_path / "s" / "run_config.json").read_text()
     assert "reference classifier" in run and "ganaug distill" in run
+
+
+def test_exported_student_card_names_its_teacher(tmp_path):
+    from ganaug.hub import export_run
+
+    t = teacher()
+    t.source = "teacher-folder"
+    run = distill(t, student_config(t, "lite", g_width=8, d_width=8), cfg(steps=2), tmp_path / "run", progress=False)
+    card = (export_run(run, tmp_path / "pkg") / "README.md").read_text()
+    assert "distilled from the sngan generator `teacher-folder`" in card and "no real images" in card

@@ -35,9 +35,20 @@ def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", local_hint: str |
     if grid_name:
         lines += [f"![samples, one row per class]({grid_name})", ""]
     lines += ["## Training", ""]
+    teacher = train.get("distilled_from")
+    if teacher:
+        init = teacher.get("init") or {}
+        net = {"D": "discriminator"}.get(teacher.get("feature_network"), teacher.get("feature_network"))
+        real = teacher.get("real_data")
+        lines.append(
+            f"- distilled from the {teacher.get('arch')} generator `{teacher.get('source')}` (weights sha256 "
+            f"{str(teacher.get('weights_sha256'))[:12]}...), feature term in the {net}'s features"
+            + (f"; pruned from it, keeping {init['keep']:.0%} of each block's inner channels"
+               if init.get("keep") else "")
+            + (f"; real images too: `{real.get('source')}`" if real else "; no real images"))
     if data:
-        lines.append(f"- data: `{data.get('source')}`, {data.get('num_images')} images, "
-                     f"per class {data.get('class_counts')}")
+        lines.append(f"- data{' (the teacher was trained on)' if teacher else ''}: `{data.get('source')}`, "
+                     f"{data.get('num_images')} images, per class {data.get('class_counts')}")
     lines.append(f"- steps: {train.get('steps')}, wall time {hours:.2f} h"
                  + (f" ({train['elapsed_s']:.0f} s)" if train.get("elapsed_s") else ""))
     tc = train.get("train_config") or {}

@@ -77,6 +77,8 @@ def training_metadata(run_dir: Path, step: int) -> dict:
         run = json.loads(cfg_path.read_text())
         commands = run.get("commands") or ([run["command"]] if run.get("command") else [])  # 0.1.0 runs
         meta.update(commands=commands, data=run.get("data"), train_config=run.get("train"))
+        if run.get("distilled_from"):
+            meta["distilled_from"] = run["distilled_from"]
     metrics = run_dir / METRICS
     if metrics.is_file():  # the last line at or before the checkpoint (a killed run logs past it)
         rows = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
