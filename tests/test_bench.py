@@ -50,6 +50,8 @@ def test_verdict_chooses_on_validation_and_pairs_seeds():
     v = verdict(r)
     assert v["recommendation"] == "ganaug-recipe" and "use ganaug's recipe" in v["sentence"]
     r["ganaug-recipe"]["runs"] = [{"balanced_accuracy": 0.55}, {"balanced_accuracy": 0.57}]
+    tie = {v: _result(1.0, [0.9]) for v in ("reweight", "plain", "oversample")}
+    assert verdict(tie)["best_baseline"] == "plain"  # a tie on validation goes to the simplest
     v = verdict(r)
     assert v["sentence"].startswith("ganaug-recipe did not beat the best baseline by validation "
                                     "(balanced-softmax) on test: -5.00 +- 0.00 points")

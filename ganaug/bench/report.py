@@ -22,7 +22,10 @@ def verdict(results: dict[str, dict]) -> dict:
     classical = {v: m for v, m in val.items() if v in CLASSICAL or v == WITHOUT_GENERATED}
     out: dict = {}
     if classical:
-        bc = max(classical, key=lambda v: (classical[v], v))
+        # a tie on validation (small data can put several variants at 100 %) goes to the simplest,
+        # in CLASSICAL's order (plain first), not to whichever name sorts last
+        order = [*CLASSICAL, WITHOUT_GENERATED]
+        bc = max(classical, key=lambda v: (classical[v], -order.index(v)))
         out.update(best_baseline=bc, best_baseline_test=results[bc]["balanced_accuracy_mean"])
         out["recommendation"] = bc
     if classical and GANAUG in results:
