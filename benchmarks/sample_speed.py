@@ -8,9 +8,11 @@ at each batch size on 1 and 2 threads (median of --runs timed runs after warm-up
 (torch.utils.flop_counter), the share of the machine's conv peak they reach (a large dense conv
 timed in the same run), the peak extra resident memory of one batch (Linux VmHWM reset before
 each measurement, in a child process whose allocator returns freed memory at once, so that
-the timings are not slowed by it), and for trained generators the quality against the fp32 teacher: class
+the timings are not slowed by it), and for trained generators the quality against the fp32 teacher (--teacher,
+else the generator's own fp32 images, whose row then shows the metric's sampling noise): class
 fidelity by a reference classifier and FID in its features, fp32 images as the reference.
-albumentations ColorJitter and HorizontalFlip on 32x32 grey uint8 images close the table.
+GANBatchAugment (p = 1, batches of 64) with the fp32 and the int8 variant, and albumentations ColorJitter
+and HorizontalFlip on 32x32 grey uint8 images close the table.
 
     python benchmarks/sample_speed.py --generator pretrained/fashion-mnist-sngan \
         --reference pretrained/fashion-mnist-reference-classifier [--batch-sizes 1 64 256] [--runs 5]
@@ -129,10 +131,33 @@ def classical_rows(runs: int, n: int, threads: list[int]) -> list[dict]:
     return rows
 
 
+def transform_rows(gens, chosen, runs: int, n: int, threads: list[int]) -> list[dict]:
+    """GANBatchAugment (p = 1) on uint8 batches of 64, as a training loop calls it."""
+    from ganaug.transforms import GANBatchAugment
+
+    rows = []
+    for name, gen, _ in gens:
+        images = torch.zeros(64, gen.channels, gen.image_size, gen.image_size, dtype=torch.uint8)
+        labels = torch.arange(64) % gen.num_classes
+        for vname, opts in chosen:
+            if vname not in ("fp32", "int8+compile+cl"):
+                continue
+            aug = GANBatchAugment(gen, p=1.0, inference=None if opts.is_default else opts)
+            row = {"generator": f"GANBatchAugment({name})", "variant": vname, "batch": 64}
+            for t in threads:
+                torch.set_num_threads(t)
+                row[f"img/s {t}t"] = 64 * (n // 64) / median_seconds(
+                    lambda: [aug((images, labels)) for _ in range(n // 64)], runs)
+            rows.append(row)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generator", nargs="*", default=[], help="trained generator packages (quality columns)")
     ap.add_argument("--reference", default=None, help="reference classifier folder (for the quality columns)")
+    ap.add_argument("--teacher", default=None, help="the generator whose fp32 images the quality columns compare with "
+                    "(default: each generator's own)")
     ap.add_argument("--random", nargs="*", default=["lite", "sngan"],
                     help="architectures timed with random weights (grey 32x32, 10 classes)")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64, 256])
@@ -150,6 +175,7 @@ def main() -> None:
         torch.manual_seed(0)
         gens.append((f"{arch} (random)", Generator.from_config(make_config(arch, 10, image_size=32, channels=1)),
                      False))
+    teacher = load_generator(a.teacher) if a.teacher else None
     reference = None
     if a.reference:
         from ganaug.eval import ReferenceClassifier
@@ -191,16 +217,17 @@ def main() -> None:
                     row[f"of peak {t}t"] = len(labels) / s * flops / 1e9 / peaks[t]
                 row["peak MiB"] = mem.get(f"{name}|{vname}|{bs}")
                 if trained and reference is not None and bs == a.batch_sizes[-1]:
-                    row["fidelity"], row["FID vs fp32"] = quality(gen, fast, reference, a.quality_n)
+                    row["fidelity"], row["FID vs teacher"] = quality(teacher or gen, fast, reference, a.quality_n)
                 rows.append(row)
                 print(", ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
+    rows += transform_rows(gens, chosen, a.runs, a.images, a.threads)
     rows += classical_rows(a.runs, a.images, a.threads)
 
     print(f"\nMachine: {platform.processor() or platform.machine()}, torch {torch.__version__}; "
           f"conv peak (dense 3x3 fp32): " + ", ".join(f"{peaks[t]:.0f} GFLOP/s on {t} thread(s)" for t in a.threads)
           + "; 'of peak': the share of it reached.\n")
     cols = ["generator", "variant", "batch", "MFLOPs/img"] + [f"img/s {t}t" for t in a.threads] \
-        + [f"of peak {t}t" for t in a.threads] + ["peak MiB", "fidelity", "FID vs fp32"]
+        + [f"of peak {t}t" for t in a.threads] + ["peak MiB", "fidelity", "FID vs teacher"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
