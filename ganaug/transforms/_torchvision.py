@@ -21,6 +21,10 @@ from . import _kernels as K
 from .bank import FreshBank
 
 
+# targets tied to the image's geometry (KeyPoints exists from torchvision 0.23 on)
+_GEOMETRY = tuple(t for t in (tv_tensors.BoundingBoxes, tv_tensors.Mask, getattr(tv_tensors, "KeyPoints", None)) if t)
+
+
 def default_label(sample: Any) -> Any:
     """Find a sample's class label: ``(image, label)`` tuples, ``(image, {"label": ...})``, or
     dicts with a ``label`` / ``labels`` key (torchvision's label-like key rule)."""
@@ -71,7 +75,14 @@ class _GANBase(Transform):
         # DataLoader workers pickle transforms: a source string travels, not a loaded copy (and a
         # Generator travels as its float weights: compiled or int8 variants are rebuilt there).
         state = self.__dict__.copy()
-        if not isinstance(self.generator, Generator):
+        if isinstance(self.generator, Generator) and self.generator.source:
+            # loaded from a source: the source travels (a few bytes), and the worker loads it itself.
+            # (a Generator is an nn.Module, so it sits in _modules, not in __dict__)
+            state["_modules"] = {k: v for k, v in state["_modules"].items() if k != "generator"}
+            state["generator"], state["revision"] = self.generator.source, self.generator.revision
+            if self.inference is None and not self.generator.inference.is_default:
+                state["inference"] = self.generator.inference
+        if not isinstance(state.get("generator", self.generator), (Generator, FreshBank)):
             state["_probs"] = None
         return state
 
@@ -107,7 +118,7 @@ class GANAugment(_GANBase):
     def forward(self, *inputs: Any) -> Any:
         sample = inputs if len(inputs) > 1 else inputs[0]
         flat, spec = tree_flatten(sample)
-        if any(isinstance(x, (tv_tensors.BoundingBoxes, tv_tensors.Mask, tv_tensors.KeyPoints)) for x in flat):
+        if any(isinstance(x, _GEOMETRY) for x in flat):
             raise GanaugError("GANAugment replaces the whole image, so boxes, masks and keypoints "
                               "would no longer match it; use it for classification samples only.")
         params = self.make_params(flat, self._label(sample))
