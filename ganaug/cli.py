@@ -248,7 +248,8 @@ def _cmd_eval(a: argparse.Namespace) -> None:
     from .hub import load_generator
     from .training import pick_device
 
-    gen = load_generator(a.model, device=pick_device(a.device))
+    device = pick_device(a.device)  # chosen once, here, for every network of the evaluation
+    gen = load_generator(a.model, device=device)
     G, cfg = gen.net, gen.config
     kw = dict(image_size=cfg.image_size, channels=cfg.channels, skip_unreadable=a.skip_unreadable)
     train = load_images(a.data, split=a.train_split, **kw)
@@ -259,10 +260,11 @@ def _cmd_eval(a: argparse.Namespace) -> None:
         ref = ReferenceClassifier.load(a.features)
     else:
         ref = cached_reference_classifier(train, test, progress=True)
+    ref.model.to(device)
     if a.features == "inception":
         from .eval.inception import InceptionFeatures
 
-        features = InceptionFeatures.load(a.inception_weights)
+        features = InceptionFeatures.load(a.inception_weights, device)
     else:
         features = ReferenceFeatures(ref)
     protocol = EvalProtocol(n=a.n, seed=a.seed, split=a.split, truncation=a.truncation, cas=not a.no_cas)
