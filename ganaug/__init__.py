@@ -5,7 +5,7 @@ The public surface; everything documented in the README is importable from here.
 
 __version__ = "0.1.0"
 
-from .data import LabelledImages, load_images  # noqa: E402
+from .data import LabelledImages, MixedDataset, SyntheticDataset, balance, load_images  # noqa: E402
 from .errors import GanaugError, TrainingDiverged  # noqa: E402
 from .models import (GANConfig, build_discriminator, build_generator,  # noqa: E402
                      generate_images, list_architectures, make_config,
@@ -13,11 +13,12 @@ from .models import (GANConfig, build_discriminator, build_generator,  # noqa: E
 from .training import TrainConfig, load_run_generator, train  # noqa: E402
 from .hub import Generator, InferenceOptions, export_run, load_generator, push_to_hub  # noqa: E402
 from .longtail import SyntheticMix, SyntheticRecipe, fit_judge  # noqa: E402
+from .transforms import FreshBank, GANAugment, GANBatchAugment  # noqa: E402
 
 __all__ = [
     "__version__", "GanaugError", "TrainingDiverged", "LabelledImages", "load_images",
     "GANConfig", "make_config", "build_generator", "build_discriminator", "list_architectures",
     "register_architecture", "sample_latents", "generate_images", "TrainConfig", "train", "load_run_generator",
     "Generator", "InferenceOptions", "load_generator", "push_to_hub", "export_run", "SyntheticRecipe", "SyntheticMix",
-    "fit_judge",
+    "fit_judge", "GANAugment", "GANBatchAugment", "FreshBank", "SyntheticDataset", "MixedDataset", "balance",
 ]

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -156,3 +157,12 @@ def test_card_includes_measured_eval_table(run_dir, tmp_path):
     assert "| class fidelity | 0.7500 | reference classifier; its real-test accuracy is 0.9000 |" in card
     assert "ganaug eval run --data toy" in card
     assert json.loads((pkg / "config.json").read_text())["evaluation"]["overall"]["fid"] == 1.5
+
+
+def test_every_public_name_is_importable_and_documented():
+    import ganaug
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in ganaug.__all__:
+        assert hasattr(ganaug, name), name
+        assert name.startswith("__") or name in readme, f"{name} is exported but not in the README"
