@@ -27,15 +27,23 @@ class GANAugment(ImageOnlyTransform):
     ``source``: a package folder, a run folder or ``hf-hub:org/name`` (loaded lazily, once per
     process, on the CPU), a :class:`ganaug.Generator` that was loaded from one, or a
     :class:`ganaug.transforms.FreshBank` (images a background process keeps renewing).
-    ``classes`` limits replacement to those class ids or names. ``inference``
+    ``p`` is a probability or ``{class id or name: probability}`` (as for the torchvision
+    ``GANAugment``); ``classes`` limits replacement to those class ids or names. ``inference``
     (:class:`ganaug.InferenceOptions` or its dict) runs the generator channels_last, compiled, bf16
     or int8, in every worker.
     """
 
-    def __init__(self, source: str | Generator | FreshBank, p: float = 0.5, classes: list | None = None,
+    def __init__(self, source: str | Generator | FreshBank, p: float | dict = 0.5, classes: list | None = None,
                  label_key: str = "label", revision: str | None = None,
-                 truncation: float | None = None, inference: InferenceOptions | dict | None = None):
+                 truncation: float | None = None, inference: InferenceOptions | dict | None = None,
+                 per_class_p: dict | None = None):
+        # p as {class: probability}, like the torchvision adapter's: albumentations' own coin is then
+        # always heads and the class's coin decides (per_class_p is how to_dict()/from_dict() carry it)
+        if isinstance(p, dict):
+            per_class_p, p = dict(p), 1.0
         super().__init__(p=p)
+        self.per_class_p = per_class_p
+        self._probs: torch.Tensor | None = None
         self._bank = source if isinstance(source, FreshBank) else None  # shared memory: travels to workers
         if self._bank is not None:
             self._generator, revision, source = None, source.revision, source.source
@@ -71,6 +79,11 @@ class GANAugment(ImageOnlyTransform):
         label = K.class_id(gen, data[self.label_key], f"the {self.label_key!r} passed to GANAugment")
         if self.classes is not None and label not in {K.class_id(gen, c, "classes") for c in self.classes}:
             return {"class_id": label, "gen_seed": None}
+        if self.per_class_p is not None:
+            if self._probs is None:
+                self._probs = K.class_probabilities(gen, self.per_class_p, self.classes)
+            if not self.random_generator.random() < float(self._probs[label]):
+                return {"class_id": label, "gen_seed": None}
         # albumentations seeds self.random_generator from Compose(seed=...), so runs reproduce.
         return {"class_id": label, "gen_seed": int(self.random_generator.integers(0, 2**62))}
 
@@ -84,7 +97,7 @@ class GANAugment(ImageOnlyTransform):
         return K.like(out, img)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("source", "classes", "label_key", "revision", "truncation", "inference")
+        return ("source", "classes", "label_key", "revision", "truncation", "inference", "per_class_p")
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

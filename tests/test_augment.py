@@ -147,6 +147,11 @@ def test_albumentations_types_and_round_trip(pkg):
     kept = A.Compose([AGAN(pkg, p=1.0, classes=["defect"])])(image=img, label=0)["image"]
     assert np.array_equal(kept, img)
     assert pickle.loads(pickle.dumps(AGAN(pkg, p=0.3))).p == 0.3
+    # p per class, as the torchvision adapter takes it, and through to_dict/from_dict
+    per = A.Compose([AGAN(pkg, p={"ok": 1.0, "defect": 0.0})], seed=1)
+    per = A.from_dict(A.to_dict(per))
+    assert np.array_equal(per(image=img, label=1)["image"], img)  # class 1 ('defect') never replaced
+    assert not np.array_equal(per(image=img, label=0)["image"], img)
     with pytest.raises(ValueError, match="label"):
         t(image=img)  # albumentations itself reports the missing target
 
