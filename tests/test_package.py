@@ -52,8 +52,11 @@ def test_package_files_and_card(package):
     assert cfg["kind"] == "ganaug-generator" and cfg["model"]["class_names"] == ["cat", "dog", "fox"]
     assert cfg["training"]["steps"] == 3 and cfg["training"]["data"]["num_images"] == 24
     card = (package / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: ganaug\nlicense: mit\n")
-    assert "datasets:\n- toy" in card and "![samples, one row per class](samples.png)" in card
+    from huggingface_hub import ModelCard
+
+    meta = ModelCard.load(package / "README.md").data  # the Hub's own parser reads the front matter
+    assert (meta.library_name, meta.license, meta.datasets) == ("ganaug", "mit", ["toy"])
+    assert "ganaug" in meta.tags and "![samples, one row per class](samples.png)" in card
     assert "## Evaluation" not in card  # no eval.json, so no numbers
 
 

@@ -84,9 +84,12 @@ def _train(a: argparse.Namespace) -> None:
 
 
 def detector_card(model, record: dict) -> str:
+    from huggingface_hub import ModelCardData
+
+    from ..hub.card import card_text
+
     c = model.config
-    return "\n".join([
-        "---", "library_name: ganaug", "tags:", "- ganaug", "- anomaly-detection", "- skipganomaly", "---", "",
+    body = "\n".join([
         f"# SkipGANomaly detector, {c.channels}x{c.image_size}x{c.image_size}", "",
         "Trained on normal images only. Score = "
         f"{c.score_lambda} * reconstruction L1 + {1 - c.score_lambda:.2f} * latent L2 in D's feature space.", "",
@@ -97,3 +100,4 @@ def detector_card(model, record: dict) -> str:
         f"- threshold: {record.get('threshold'):.5f}, {record.get('threshold_rule')}",
         f"- wall time: {record.get('elapsed_s')} s", "",
         "Reproduce:", "", "```bash", *record.get("commands", []), "```", ""])
+    return card_text(ModelCardData(library_name="ganaug", tags=["ganaug", "anomaly-detection", "skipganomaly"]), body)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
+from huggingface_hub import ModelCard, ModelCardData
+
 from .generator import Generator
+
+
+def card_text(data: ModelCardData, body: str) -> str:
+    """A model card: ``data`` as the Hub's YAML front matter (written by huggingface_hub), then
+    ``body``."""
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
 
 
 def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", local_hint: str | None = None,
@@ -12,12 +20,8 @@ def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", local_hint: str |
                license: str = "other", datasets: list[str] | None = None,
                grid_name: str | None = "samples.png") -> str:
     c, train = gen.config, gen.metadata.get("training", {})
-    tags = ["ganaug", "gan", "class-conditional", "data-augmentation", c.arch]
-    front = ["---", "library_name: ganaug", f"license: {license}", "tags:"]
-    front += [f"- {t}" for t in tags]
-    if datasets:
-        front += ["datasets:"] + [f"- {d}" for d in datasets]
-    front += ["---", ""]
+    front = ModelCardData(library_name="ganaug", license=license, datasets=datasets or None,
+                          tags=["ganaug", "gan", "class-conditional", "data-augmentation", c.arch])
     data = train.get("data") or {}
     hours = (train.get("elapsed_s") or 0) / 3600
     lines = [
@@ -70,4 +74,4 @@ def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", local_hint: str |
             lines += ["Reproduce the evaluation:", "", "```bash", eval_result["command"], "```", ""]
         lines += ["<details><summary>protocol</summary>", "", "```json",
                   json.dumps(eval_result["protocol"], indent=2), "```", "", "</details>"]
-    return "\n".join(front + lines) + "\n"
+    return card_text(front, "\n".join(lines) + "\n")
