@@ -419,6 +419,25 @@ def _cmd_anomaly(a: argparse.Namespace) -> None:
     run(a)
 
 
+def _demo_parser(sub: argparse._SubParsersAction) -> None:
+    shipped = Path(__file__).resolve().parents[1] / "pretrained" / "fashion-mnist-sngan"
+    p = sub.add_parser("demo", help="a minute of what ganaug does: augment a long-tailed dataset",
+                       description="Run the shipped Fashion-MNIST generator as augmentation on a long-tailed slice of "
+                       "Fashion-MNIST (GANBatchAugment in a DataLoader, and balance()), and write OUT/demo.png: real "
+                       "next to generated images per class, and the class counts before and after.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default="../shared/data/fashion-mnist", help="Fashion-MNIST (IDX files)")
+    p.add_argument("--generator", default=str(shipped), help="a generator trained on DATA's classes")
+    p.add_argument("--out", default="runs/demo", help="folder for demo.png and demo.txt")
+    p.add_argument("--ratio", type=float, default=100.0, help="imbalance ratio of the slice")
+
+
+def _cmd_demo(a: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(a.data, a.generator, a.out, ratio=a.ratio)
+
+
 def _cmd_distill(a: argparse.Namespace) -> None:
     from .compress.cli import run
 
@@ -432,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "augmentation: train, sample, package and evaluate.")
     parser.add_argument("--version", action="version", version=f"ganaug {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _demo_parser(sub)
     _train_parser(sub)
     _sample_parser(sub)
     _eval_parser(sub)
@@ -454,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"train": _cmd_train, "sample": _cmd_sample, "eval": _cmd_eval,
                 "reference-classifier": _cmd_reference, "export": _cmd_export, "push": _cmd_push,
                 "bench-downstream": _cmd_bench, "anomaly": _cmd_anomaly,
-                "distill": _cmd_distill}
+                "distill": _cmd_distill, "demo": _cmd_demo}
     try:
         handlers[args.command](args)
     except GanaugError as e:

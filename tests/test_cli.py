@@ -1,7 +1,11 @@
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
 from ganaug.cli import build_parser, main
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -80,3 +84,12 @@ def test_run_config_records_every_command(run_dir, class_folders):
     assert len(commands) == 2
     assert commands[0].startswith("ganaug train ") and "--steps 2" in commands[0]
     assert "--resume" in commands[1] and "--steps 3" in commands[1]
+
+
+def test_demo_augments_a_long_tailed_slice(tmp_path, fmnist_dir):
+    from ganaug.demo import run_demo
+
+    png = run_demo(fmnist_dir, REPO / "pretrained" / "fashion-mnist-sngan", tmp_path / "demo", per_class=60)
+    assert png.is_file() and png.stat().st_size > 10_000
+    text = (tmp_path / "demo" / "demo.txt").read_text()
+    assert "balance('not majority'): [60, 60, 60, 60, 60, 60, 60, 60, 60, 60]" in text

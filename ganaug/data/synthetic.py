@@ -25,7 +25,10 @@ from torch.utils.data import Dataset
 
 from ..errors import GanaugError
 
-_MEMORY_CHUNKS = 4
+# generated chunks kept in memory per process, by size: shuffled access (a DataLoader with
+# shuffle=True over balance()) touches every chunk in random order, and a cache of a few chunks
+# regenerated a chunk for almost every item (256 forwards per image)
+_MEMORY_BYTES = 512 * 2**20
 
 
 def item_seed(seed: int, index: int, attempt: int = 0) -> int:
@@ -139,7 +142,7 @@ class SyntheticDataset(Dataset):
                 save_file({"images": images.contiguous()}, str(tmp))
                 os.replace(tmp, path)
         self._chunks[k] = images
-        if len(self._chunks) > _MEMORY_CHUNKS:
+        while len(self._chunks) > 1 and sum(c.numel() for c in self._chunks.values()) > _MEMORY_BYTES:
             self._chunks.popitem(last=False)
         return images
 
