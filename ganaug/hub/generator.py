@@ -28,7 +28,34 @@ def weights_digest(net: nn.Module) -> str:
     return h.hexdigest()
 
 
-class Generator(nn.Module):
+class ConfigDescribed:
+    """What a model config says about the images: shared by everything that hands out generated
+    images (Generator, FreshBank), so the augmentation kernels can take either."""
+
+    config: GANConfig
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.class_names)
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def channels(self) -> int:
+        return self.config.channels
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        return self.config.value_range
+
+
+class Generator(ConfigDescribed, nn.Module):
     """A class-conditional generator (the EMA weights of a training run) and its config.
 
     ``metadata`` holds what the package's config.json says about training (data, steps, time).
@@ -51,27 +78,7 @@ class Generator(nn.Module):
     def from_config(cls, config: GANConfig, metadata: dict | None = None) -> "Generator":
         return cls(build_generator(config), config, metadata)
 
-    # -- description -------------------------------------------------------------------------
-    @property
-    def num_classes(self) -> int:
-        return self.config.num_classes
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.config.class_names)
-
-    @property
-    def image_size(self) -> int:
-        return self.config.image_size
-
-    @property
-    def channels(self) -> int:
-        return self.config.channels
-
-    @property
-    def value_range(self) -> tuple[float, float]:
-        return self.config.value_range
-
+    # -- description (num_classes, class_names, ... come from ConfigDescribed) --------------------
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device

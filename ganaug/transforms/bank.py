@@ -21,6 +21,7 @@ import torch
 import torch.multiprocessing as mp
 
 from ..errors import GanaugError
+from ..hub.generator import ConfigDescribed
 
 
 def _refill(source: str, revision: str | None, inference: dict | None, images: torch.Tensor,
@@ -52,7 +53,7 @@ def _refill(source: str, revision: str | None, inference: dict | None, images: t
         written += len(labels)
 
 
-class FreshBank:
+class FreshBank(ConfigDescribed):
     """``per_class`` generated images per class in shared memory, renewed continuously by a
     background process from ``generator`` (a package folder, run folder or ``hf-hub:`` source;
     ``inference`` makes it faster, e.g. ``{"precision": "int8", "compile": True}``).
@@ -77,7 +78,7 @@ class FreshBank:
         self.source, self.revision = str(generator), revision
         opts = inference_options(inference)
         self.inference = None if opts is None else opts.to_dict()
-        self.config, self.value_range, self.wait_s = gen.config, gen.value_range, wait_s
+        self.config, self.wait_s = gen.config, wait_s
         k, c, s = gen.num_classes, gen.channels, gen.image_size
         self.images = torch.zeros(k, per_class, c, s, s, dtype=torch.uint8).share_memory_()
         self.version = torch.zeros(k, per_class, dtype=torch.int64).share_memory_()
@@ -91,23 +92,7 @@ class FreshBank:
         self._process.start()
         self._started = time.perf_counter()
 
-    # -- what the augmentation kernels need of a generator ----------------------------------------
-    @property
-    def num_classes(self) -> int:
-        return self.config.num_classes
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.config.class_names)
-
-    @property
-    def channels(self) -> int:
-        return self.config.channels
-
-    @property
-    def image_size(self) -> int:
-        return self.config.image_size
-
+    # -- what the augmentation kernels need of a generator (the rest: ConfigDescribed) -------------
     @property
     def device(self) -> torch.device:
         return torch.device("cpu")
