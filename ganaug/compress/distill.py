@@ -31,11 +31,11 @@ from ..errors import GanaugError, TrainingDiverged
 from ..grid import save_class_grid
 from ..hub.generator import Generator, weights_digest
 from ..models import GANConfig, build_discriminator, build_generator, generate_images, make_config
-from ..training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from ..training.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from ..training.ema import make_ema, update_ema
 from ..training.loop import pick_device
 from ..training.losses import d_loss, g_loss
-from ..training.rundir import METRICS, RUN_CONFIG, SAMPLES, plot_losses, truncate_metrics
+from ..training.rundir import METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_losses, run_commands, truncate_metrics
 
 
 @dataclass
@@ -118,12 +118,8 @@ def distill(teacher: Generator, student: GANConfig, config: DistillConfig, out_d
     if init is not None and init.config != student:
         raise GanaugError("init's config is not the student's; pass init.config as the student config.")
     teacher_digest = weights_digest(teacher.net)
-    ckpt = None
-    if ckpt_path.exists():
-        if not resume:
-            raise GanaugError(f"{str(out)!r} already holds a run; pass --resume to continue it, or choose "
-                              "a new --out folder.")
-        ckpt = load_checkpoint(ckpt_path)
+    ckpt = existing_checkpoint(out, resume)
+    if ckpt is not None:
         if ckpt.get("teacher") != teacher_digest:
             raise GanaugError(f"run {str(out)!r} distils another teacher (its weights differ); resume with "
                               "the same teacher or start a new run.")
@@ -154,10 +150,7 @@ def distill(teacher: Generator, student: GANConfig, config: DistillConfig, out_d
         features = ref.features
 
     out.mkdir(parents=True, exist_ok=True)
-    commands = []
-    if ckpt is not None and (out / RUN_CONFIG).is_file():
-        commands = json.loads((out / RUN_CONFIG).read_text()).get("commands", [])
-    commands += [command] if command else []
+    commands = run_commands(out, ckpt is not None, command)
     trained = teacher.metadata.get("training") or {}
     (out / RUN_CONFIG).write_text(json.dumps({
         "ganaug_version": __version__, "commands": commands, "model": student.to_dict(), "train": config.to_dict(),

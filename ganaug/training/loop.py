@@ -25,12 +25,13 @@ from ..errors import GanaugError, TrainingDiverged
 from ..longtail.losses import effective_number_weights
 from ..grid import save_class_grid
 from ..models import GANConfig, build_discriminator, build_generator, generate_images
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, save_checkpoint
 from .config import TrainConfig
 from .diffaugment import diff_augment
 from .ema import make_ema, update_ema
 from .losses import conditioning_strength, d_loss, feature_matching, g_loss, lecam_penalty, orthogonal_penalty
-from .rundir import METRICS, RUN_CONFIG, SAMPLES, plot_losses, snapshot_path, truncate_metrics
+from .rundir import (METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_losses, run_commands,
+                     snapshot_path, truncate_metrics)
 
 GRID_PER_CLASS = 8
 GRID_MAX_CLASSES = 20
@@ -77,12 +78,8 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
     """
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
-    ckpt = None
-    if ckpt_path.exists():
-        if not resume:
-            raise GanaugError(f"{str(out)!r} already holds a training run; pass --resume to "
-                              "continue it, or choose a new --out folder.")
-        ckpt = load_checkpoint(ckpt_path)
+    ckpt = existing_checkpoint(out, resume)
+    if ckpt is not None:
         model_config = GANConfig.from_dict(ckpt["model_config"])
         # the saved settings win, except the length and where it runs now (a GPU run may continue on a CPU)
         config = dataclasses.replace(TrainConfig.from_dict(ckpt["train_config"]), steps=config.steps,
@@ -137,11 +134,7 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
         print(f"no checkpoint in {out}; starting a new run.")
 
     out.mkdir(parents=True, exist_ok=True)
-    # Every command that shaped this run, in order: the first trains, later ones resume/extend.
-    commands = []
-    if ckpt is not None and (out / RUN_CONFIG).is_file():
-        commands = json.loads((out / RUN_CONFIG).read_text()).get("commands", [])
-    commands += [command] if command else []
+    commands = run_commands(out, ckpt is not None, command)
     (out / RUN_CONFIG).write_text(json.dumps({
         "ganaug_version": __version__, "commands": commands, "model": model_config.to_dict(),
         "train": cfg.to_dict(), "data": {"source": data.source, **data.fingerprint()},

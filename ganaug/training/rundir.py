@@ -65,6 +65,26 @@ def load_run_generator(run_dir: str | Path, device: str | torch.device = "cpu", 
     return G.eval().requires_grad_(False), config, int(ckpt["step"])
 
 
+def existing_checkpoint(run_dir: Path, resume: bool) -> dict | None:
+    """The run folder's checkpoint when resuming, None for a new run; an existing run without
+    ``resume`` is an error (never overwritten)."""
+    path = run_dir / CHECKPOINT_NAME
+    if not path.exists():
+        return None
+    if not resume:
+        raise GanaugError(f"{str(run_dir)!r} already holds a run; pass --resume to "
+                          "continue it, or choose a new --out folder.")
+    return load_checkpoint(path)
+
+
+def run_commands(run_dir: Path, resumed: bool, command: str | None) -> list[str]:
+    """Every command that shaped a run, in order: the first made it, later ones resumed or extended it."""
+    commands = []
+    if resumed and (run_dir / RUN_CONFIG).is_file():
+        commands = json.loads((run_dir / RUN_CONFIG).read_text()).get("commands", [])
+    return commands + ([command] if command else [])
+
+
 def truncate_metrics(run_dir: Path, step: int) -> None:
     """Drop log lines past ``step`` (written after the checkpoint a resumed run restarts from)."""
     path = run_dir / METRICS
