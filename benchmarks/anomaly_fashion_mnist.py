@@ -21,7 +21,7 @@ from torchmetrics.functional.classification import binary_auroc
 from ganaug.anomaly import AnomalyConfig, AnomalyTrainConfig, score_images, train_detector
 from ganaug.anomaly.model import _down
 from ganaug.data import FASHION_MNIST_CLASSES, load_fashion_mnist
-from ganaug.data.images import uint8_to_model
+from ganaug.pixels import uint8_to_model
 
 
 class ConvAE(nn.Module):

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from ganaug import InferenceOptions, load_generator  # noqa: E402
 from ganaug.bench.resnet import SmallResNet  # noqa: E402
 from ganaug.data import load_fashion_mnist  # noqa: E402
-from ganaug.data.images import uint8_to_model  # noqa: E402
+from ganaug.pixels import uint8_to_model  # noqa: E402
 from ganaug.transforms import FreshBank, GANBatchAugment  # noqa: E402
 
 

@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
 from ganaug import Generator, make_config  # noqa: E402
-from ganaug.data import SyntheticDataset  # noqa: E402
+from ganaug.transforms import SyntheticDataset  # noqa: E402
 from ganaug.transforms import GANAugment, GANBatchAugment  # noqa: E402
 
 

@@ -20,7 +20,8 @@ import argparse
 import torch
 
 import ganaug
-from ganaug.data import LabelledImages, balance, load_fashion_mnist
+from ganaug import balance
+from ganaug.data import LabelledImages, load_fashion_mnist
 from ganaug.eval.classifier import FitConfig, fit_classifier, predict
 
 

@@ -25,7 +25,8 @@ def run_demo(data: str | Path, generator: str | Path, out: str | Path, *, ratio:
     from torch.utils.data import DataLoader, TensorDataset
 
     from .bench.splits import long_tailed_split
-    from .data import balance, load_images
+    from .data import load_images
+    from .transforms import balance
     from .grid import class_grid
     from .hub import load_generator
     from .transforms import GANBatchAugment

@@ -107,7 +107,7 @@ def test_bad_inputs(tmp_path, capsys):
     assert main(["anomaly", "train", str(tmp_path / "empty"), "--out", str(tmp_path / "m")]) == 2
     assert "no images in" in capsys.readouterr().err
     generator = make_package(tmp_path)
-    with pytest.raises(GanaugError, match="holds a 'ganaug-generator', not an anomaly model"):
+    with pytest.raises(GanaugError, match="holds a 'ganaug-generator' package, not a 'ganaug-anomaly' one"):
         load_detector(generator)
     with pytest.raises(GanaugError, match="images are \\(1, 32, 32\\) but the model expects \\(3, 32, 32\\)"):
         train_detector(torch.zeros(10, 1, 32, 32, dtype=torch.uint8), AnomalyConfig(image_size=32, channels=3),
@@ -115,11 +115,11 @@ def test_bad_inputs(tmp_path, capsys):
 
 
 def test_push_validates_detector_packages(detector, tmp_path):
-    from ganaug.hub.loading import _validate_any
+    from ganaug.artifacts import load_artifact
 
     model, record = detector
     folder = save_detector(model, tmp_path / "det", record)
-    _validate_any(folder)  # loads as a detector, not as a generator
+    load_artifact(folder)  # loads as a detector, not as a generator
     (folder / "model.safetensors").write_bytes(b"broken")
     with pytest.raises(GanaugError, match="corrupt or truncated"):
-        _validate_any(folder)
+        load_artifact(folder)

@@ -10,7 +10,8 @@ from torchvision.transforms import v2
 
 import ganaug
 from ganaug import GanaugError
-from ganaug.data import LabelledImages, MixedDataset, SyntheticDataset, balance, resolve_strategy
+from ganaug.data import LabelledImages
+from ganaug.transforms import MixedDataset, SyntheticDataset, balance, resolve_strategy
 from ganaug.transforms import GANAugment, GANBatchAugment
 
 from .conftest import assert_same_images, make_package
@@ -293,9 +294,9 @@ def test_disk_bank_makes_later_runs_free(pkg, tmp_path, monkeypatch):
     folder = next((tmp_path / "bank").iterdir())
     assert sorted(p.name for p in folder.iterdir()) == ["chunk_000000.safetensors", "chunk_000001.safetensors",
                                                         "chunk_000002.safetensors", "manifest.json"]
-    import ganaug.transforms._kernels as K
+    import ganaug.transforms.synthetic as S
 
-    monkeypatch.setattr(K, "generate_fitted", lambda *a, **k: (_ for _ in ()).throw(AssertionError("generated")))
+    monkeypatch.setattr(S, "generate_fitted", lambda *a, **k: (_ for _ in ()).throw(AssertionError("generated")))
     again = SyntheticDataset(pkg, 5, seed=0, cache=tmp_path / "bank", chunk_size=4)
     assert torch.equal(again.images(), images)
     other = SyntheticDataset(pkg, 5, seed=1, cache=tmp_path / "bank", chunk_size=4)  # another bank folder
@@ -318,3 +319,16 @@ def test_quality_gate_reports_acceptance(pkg):
     assert report["ok"] == {"tried": 12, "accepted": 0, "acceptance_rate": 0.0, "kept_after_max_tries": 4}
     with pytest.raises(GanaugError, match="needs reference="):
         SyntheticDataset(pkg, 2, filter="reference")
+
+
+def test_default_label_follows_torchvisions_label_like_key_rule():
+    from ganaug.transforms import default_label
+
+    img = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    assert default_label((img, 3)) == 3
+    assert default_label((img, {"boxes": None, "label": 2})) == 2
+    assert default_label({"image": img, "Labels": 1, "label_smoothing": 0.1}) == 1  # 'labels' wins
+    assert default_label({"image": img, "class_label": 4}) == 4
+    for bad in [{"image": img}, (img, {"boxes": None}), img]:
+        with pytest.raises(GanaugError, match="could not find the sample's label"):
+            default_label(bad)

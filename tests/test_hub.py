@@ -1,7 +1,8 @@
 """Push and pull over real HTTP against a Hub-compatible server on 127.0.0.1.
 
-huggingface_hub reads HF_ENDPOINT and the other HF_* variables when it is imported, so each
-client runs in a fresh Python process with them set, exactly as a user's script would.
+huggingface_hub reads HF_ENDPOINT and the other HF_* variables when it is imported, so the client
+runs in a Python process of its own with them set, exactly as a user's script would (one process
+for the module, and one more for offline mode).
 """
 
 import hashlib
@@ -48,93 +49,123 @@ def local_digest(pkg) -> str:
 
 
 CLIENT = """
-import hashlib, json, sys
+import hashlib, json, os, sys
 import torch
 torch.set_num_threads(1)
 import ganaug
 from ganaug import GanaugError
-out = []
-for op in json.loads(sys.argv[1]):
-    try:
-        if op[0] == "push":
-            out.append(ganaug.push_to_hub(op[1], op[2], **op[3]))
-        else:
-            G = ganaug.load_generator(op[1], **op[2])
-            out.append(hashlib.sha256(G.generate([0, 1, 1], seed=0).numpy().tobytes()).hexdigest())
-    except GanaugError as e:
-        out.append("GanaugError: " + str(e))
-print(json.dumps(out))
+for line in sys.stdin:  # one request per line: {"token": bool, "ops": [...]}; one JSON answer per line
+    request = json.loads(line)
+    if request["token"]:
+        os.environ["HF_TOKEN"] = os.environ["TEST_HUB_TOKEN"]  # huggingface_hub reads HF_TOKEN per call
+    else:
+        os.environ.pop("HF_TOKEN", None)
+    out = []
+    for op in request["ops"]:
+        try:
+            if op[0] == "push":
+                out.append(ganaug.push_to_hub(op[1], op[2], **op[3]))
+            else:
+                G = ganaug.load_generator(op[1], **op[2])
+                out.append(hashlib.sha256(G.generate([0, 1, 1], seed=0).numpy().tobytes()).hexdigest())
+        except GanaugError as e:
+            out.append("GanaugError: " + str(e))
+    print(json.dumps(out), flush=True)
 """
 
 
-def client(server, tmp_path, ops, token=True, offline=False):
-    env = dict(os.environ, HF_ENDPOINT=server.url, HF_HUB_CACHE=str(tmp_path / "hf-cache"),
-               HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="1", HF_HUB_ETAG_TIMEOUT="5",
-               HF_HOME=str(tmp_path / "hf-home"))
-    env.pop("HF_TOKEN", None)
-    env.pop("HF_HUB_OFFLINE", None)
-    if token:
-        env["HF_TOKEN"] = VALID_TOKEN
-    if offline:
-        env["HF_HUB_OFFLINE"] = "1"
-    r = subprocess.run([sys.executable, "-c", CLIENT, json.dumps(ops, default=str)], env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert not server.unknown, f"client called routes the test server lacks: {server.unknown}"
-    return json.loads(r.stdout.strip().splitlines()[-1])
+class Client:
+    """One Python process with the HF_* variables a user would set, answering push/pull requests:
+    importing ganaug once instead of once per call. ``offline`` sets HF_HUB_OFFLINE, which
+    huggingface_hub reads only at import, so it needs a process of its own."""
+
+    def __init__(self, server, cache_root, offline=False):
+        self.server, self.root = server, cache_root
+        env = dict(os.environ, HF_ENDPOINT=server.url, HF_HUB_CACHE=str(cache_root / "hf-cache"),
+                   HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="1", HF_HUB_ETAG_TIMEOUT="5",
+                   HF_HOME=str(cache_root / "hf-home"), TEST_HUB_TOKEN=VALID_TOKEN)
+        env.pop("HF_TOKEN", None)
+        env.pop("HF_HUB_OFFLINE", None)
+        if offline:
+            env["HF_HUB_OFFLINE"] = "1"
+        self.stderr = open(cache_root / f"client-{'offline' if offline else 'online'}.err", "w+")
+        self.proc = subprocess.Popen([sys.executable, "-c", CLIENT], env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+
+    def __call__(self, ops, token=True):
+        self.proc.stdin.write(json.dumps({"token": token, "ops": ops}, default=str) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            self.stderr.seek(0)
+            raise AssertionError("the client process died:\n" + self.stderr.read()[-3000:])
+        assert not self.server.unknown, f"client called routes the test server lacks: {self.server.unknown}"
+        return json.loads(line)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        self.stderr.close()
 
 
-def test_push_pull_round_trip_and_card_metadata(server, packages, tmp_path):
-    url, pulled = client(server, tmp_path, [("push", packages[2], "org/roundtrip", {}),
-                                            ("pull", "hf-hub:org/roundtrip", {})])
+@pytest.fixture(scope="module")
+def client(server, tmp_path_factory):
+    c = Client(server, tmp_path_factory.mktemp("client"))
+    yield c
+    c.close()
+
+
+def test_push_pull_round_trip_and_card_metadata(client, server, packages):
+    url, pulled = client([("push", packages[2], "org/roundtrip", {}), ("pull", "hf-hub:org/roundtrip", {})])
     assert url.startswith(server.url + "/org/roundtrip/commit/")
     assert pulled == local_digest(packages[2])  # bit-exact after push and pull
     assert any(m.get("library_name") == "ganaug" and "ganaug" in m.get("tags", [])
                for m in server.card_metadata)  # the card's YAML front matter was validated
 
 
-def test_revision_pinning(server, packages, tmp_path):
-    url1, url2 = client(server, tmp_path, [
+def test_revision_pinning(client, packages):
+    url1, url2 = client([
         ("push", packages[2], "org/pinned", {}),
         ("push", packages[4], "org/pinned", {"revision": "v2", "commit_message": "step 4"})])
     first_commit = url1.rsplit("/", 1)[1]
-    main, v2, by_kwarg, by_sha = client(server, tmp_path, [
+    main, v2, by_kwarg, by_sha = client([
         ("pull", "hf-hub:org/pinned", {}), ("pull", "hf-hub:org/pinned@v2", {}),
         ("pull", "hf-hub:org/pinned", {"revision": "v2"}),
         ("pull", f"hf-hub:org/pinned@{first_commit}", {})])
     assert main == by_sha == local_digest(packages[2])
     assert v2 == by_kwarg == local_digest(packages[4]) != main
     # a later push to main does not move a pinned commit
-    client(server, tmp_path, [("push", packages[4], "org/pinned", {})])
-    assert client(server, tmp_path, [("pull", f"hf-hub:org/pinned@{first_commit}", {})]) == [by_sha]
+    client([("push", packages[4], "org/pinned", {})])
+    assert client([("pull", f"hf-hub:org/pinned@{first_commit}", {})]) == [by_sha]
 
 
-def test_cache_reuse_and_offline_mode(server, packages, tmp_path):
-    (pushed, first) = client(server, tmp_path, [("push", packages[2], "org/cached", {}),
-                                                ("pull", "hf-hub:org/cached", {})])
+def test_cache_reuse_and_offline_mode(client, server, packages):
+    _, first = client([("push", packages[2], "org/cached", {}), ("pull", "hf-hub:org/cached", {})])
     before = len(server.requests)
-    again, missing = client(server, tmp_path, [("pull", "hf-hub:org/cached", {}),
-                                               ("pull", "hf-hub:org/never-downloaded", {})], offline=True)
+    offline = Client(server, client.root, offline=True)  # the same cache, HF_HUB_OFFLINE=1
+    try:
+        again, missing = offline([("pull", "hf-hub:org/cached", {}), ("pull", "hf-hub:org/never-downloaded", {})])
+    finally:
+        offline.close()
     assert again == first
     assert len(server.requests) == before  # served from the cache without touching the Hub
     assert missing.startswith("GanaugError") and "org/never-downloaded@main" in missing
     assert "not in the local Hugging Face cache" in missing
 
 
-def test_not_found_unauthorised_and_bad_revision(server, packages, tmp_path):
-    client(server, tmp_path, [("push", packages[2], "org/secret", {"private": True})])
-    missing, no_token_rev = client(server, tmp_path, [("pull", "hf-hub:org/does-not-exist", {}),
-                                                      ("pull", "hf-hub:org/secret@nope", {})])
+def test_not_found_unauthorised_and_bad_revision(client, packages):
+    client([("push", packages[2], "org/secret", {"private": True})])
+    missing, no_token_rev = client([("pull", "hf-hub:org/does-not-exist", {}), ("pull", "hf-hub:org/secret@nope", {})])
     assert "org/does-not-exist@main was not found" in missing
     assert "revision 'nope' does not exist in org/secret" in no_token_rev
-    (private,) = client(server, tmp_path, [("pull", "hf-hub:org/secret", {})], token=False)
+    (private,) = client([("pull", "hf-hub:org/secret", {})], token=False)
     assert "org/secret@main was not found, or the repo is private and you are not authorised" in private
     assert "HF_TOKEN" in private
-    (ok,) = client(server, tmp_path, [("pull", "hf-hub:org/secret", {})], token=True)
+    (ok,) = client([("pull", "hf-hub:org/secret", {})], token=True)
     assert ok == local_digest(packages[2])
 
 
-def test_pickle_only_repo_is_refused(server, tmp_path):
+def test_pickle_only_repo_is_refused(client, server, tmp_path):
     folder = tmp_path / "pickled"
     folder.mkdir()
     torch.save({"w": torch.zeros(1)}, folder / "pytorch_model.bin")
@@ -144,7 +175,7 @@ def test_pickle_only_repo_is_refused(server, tmp_path):
     env = dict(os.environ, HF_ENDPOINT=server.url, HF_TOKEN=VALID_TOKEN, HF_HOME=str(tmp_path / "h"),
                HF_HUB_DISABLE_TELEMETRY="1")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=120)
-    (refused,) = client(server, tmp_path, [("pull", "hf-hub:org/pickled", {})])
+    (refused,) = client([("pull", "hf-hub:org/pickled", {})])
     assert "only as pickle files (pytorch_model.bin)" in refused
 
 

@@ -75,7 +75,7 @@ def test_recipe_validates_and_round_trips():
                        ({"filter": "magic"}, "filter"), ({"loss": "focal"}, "loss"), ({"cap": 0}, "cap")):
         with pytest.raises(GanaugError, match=match):
             SyntheticRecipe(**bad)
-    with pytest.raises(GanaugError, match="unknown SyntheticRecipe fields"):
+    with pytest.raises(GanaugError, match="SyntheticRecipe has unknown fields"):
         SyntheticRecipe.from_dict({"shares": 0.1})
     assert [SyntheticRecipe(start=0.5, finish=0.25).phase(s, 8) for s in range(8)] == \
         ["real"] * 4 + ["mix"] * 2 + ["real"] * 2

@@ -102,9 +102,9 @@ def test_config_that_does_not_match_the_weights_names_the_tensor(package):
 @pytest.mark.parametrize("edit, match", [
     (lambda c: c["model"].update(arch="stylegan9"), "unknown architecture 'stylegan9'"),
     (lambda c: c["model"].pop("num_classes"), "missing required fields"),
-    (lambda c: c["model"].update(image_size="32"), "'image_size' must be int"),
+    (lambda c: c["model"].update(image_size="32"), "'image_size' must be an integer"),
     (lambda c: c.update(format_version=2), "newer than this ganaug reads"),
-    (lambda c: c.update(kind="something-else"), "not a ganaug generator config"),
+    (lambda c: c.update(kind="something-else"), "holds a 'something-else' package, not a 'ganaug-generator' one"),
     (lambda c: c.pop("model"), "no 'model' section"),
 ])
 def test_invalid_config_json(package, edit, match):

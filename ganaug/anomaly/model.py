@@ -7,7 +7,6 @@ Score of an image x with reconstruction x' = G(x) and D features f:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..configs import JsonConfig
 from ..errors import GanaugError
 from ..models.layers import maybe_sn
 
@@ -22,7 +22,9 @@ ANOMALY_SIZES = (32, 64, 128)
 
 
 @dataclass
-class AnomalyConfig:
+class AnomalyConfig(JsonConfig):
+    json_name = "anomaly config"
+
     image_size: int = 64
     channels: int = 1
     width: int = 32  # channels of the first encoder layer; doubles per level, capped at 8x
@@ -36,6 +38,8 @@ class AnomalyConfig:
     format_version: int = 1
 
     def validate(self) -> "AnomalyConfig":
+        if self.format_version > 1:
+            raise GanaugError("this anomaly model was written by a newer ganaug; upgrade ganaug.")
         if self.image_size not in ANOMALY_SIZES:
             raise GanaugError(f"anomaly image size {self.image_size} is not supported; choose one of "
                               f"{list(ANOMALY_SIZES)}.")
@@ -52,23 +56,6 @@ class AnomalyConfig:
         levels = int(math.log2(self.image_size // 4))
         return [self.width * min(8, 2**i) for i in range(levels)]
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AnomalyConfig":
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise GanaugError(f"anomaly config has unknown fields {unknown}.")
-        for k, v in data.items():
-            want = {"int": int, "float": (int, float), "bool": bool}[names[k].type]
-            if not isinstance(v, want) or (isinstance(v, bool) and names[k].type != "bool"):
-                raise GanaugError(f"anomaly config field {k!r} must be {names[k].type}, got {v!r}.")
-        cfg = cls(**data)
-        if cfg.format_version > 1:
-            raise GanaugError("this anomaly model was written by a newer ganaug; upgrade ganaug.")
-        return cfg.validate()
 
 
 def _down(c_in: int, c_out: int, bn: bool, sn: bool = False) -> nn.Sequential:

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..data.images import uint8_to_model
 from ..errors import GanaugError
+from ..pixels import uint8_to_model
 from .model import AnomalyConfig, SkipGANomaly
 
 

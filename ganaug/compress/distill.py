@@ -25,22 +25,26 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..configs import JsonConfig
 from ..data.dataset import LabelledImages
-from ..data.images import uint8_to_model
 from ..errors import GanaugError, TrainingDiverged
 from ..grid import save_class_grid
 from ..hub.generator import Generator, weights_digest
 from ..models import GANConfig, build_discriminator, build_generator, generate_images, make_config
+from ..pixels import uint8_to_model
 from ..training.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from ..training.ema import make_ema, update_ema
 from ..training.loop import pick_device
 from ..training.losses import d_loss, g_loss
-from ..training.rundir import METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_losses, run_commands, truncate_metrics
+from ..training.rundir import (METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_losses, run_commands,
+                               truncate_metrics)
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(JsonConfig):
     """How to distil. The loss weights follow TinyGAN's proportions (not tuned here)."""
+
+    json_name = "distillation config"
 
     steps: int = 3000
     batch_size: int = 64
@@ -71,16 +75,6 @@ class DistillConfig:
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and 0 <= self.ema_beta < 1):
             raise GanaugError("beta1, beta2 and ema_beta must lie in [0, 1).")
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DistillConfig":
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise GanaugError(f"distillation config has unknown fields {unknown}.")
-        return cls(**data).validate()
 
 
 def student_config(teacher: Generator, arch: str = "lite", **overrides: Any) -> GANConfig:

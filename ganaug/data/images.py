@@ -61,15 +61,3 @@ def resize_uint8(images: torch.Tensor, height: int, width: int | None = None) ->
     x = F.interpolate(images.float(), size=(height, width), mode="bilinear", antialias=True,
                       align_corners=False)
     return x.round().clamp(0, 255).to(torch.uint8)
-
-
-def uint8_to_model(images: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
-    """uint8 0..255 -> float in the generator's value range."""
-    lo, hi = value_range
-    return images.float().mul_((hi - lo) / 255.0).add_(lo)
-
-
-def model_to_uint8(x: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
-    """Generator output in ``value_range`` -> uint8 0..255 (rounded, clamped)."""
-    lo, hi = value_range
-    return ((x.float() - lo) * (255.0 / (hi - lo))).round_().clamp_(0, 255).to(torch.uint8)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.images import uint8_to_model
+from ..pixels import uint8_to_model
 
 # (logits, targets, per-sample weights or None, step) -> scalar loss
 LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", int], torch.Tensor]

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
+from ..artifacts import CONFIG_NAME, WEIGHTS_NAME, load_strict, read_package, register_kind, write_package
+from ..configs import JsonConfig
 from ..data.dataset import LabelledImages
 from ..errors import GanaugError
 from .classifier import FitConfig, SmallCNN, accuracy, fit_classifier
@@ -27,7 +27,7 @@ FORMAT_VERSION = 1
 
 
 @dataclass
-class ReferenceConfig:
+class ReferenceConfig(JsonConfig):
     channels: int
     image_size: int
     class_names: list[str]
@@ -36,8 +36,8 @@ class ReferenceConfig:
     trained_on: dict  # data source and fingerprint of the training split
     tested_on: dict
     fit: dict = field(default_factory=dict)
-    kind: str = KIND
-    format_version: int = FORMAT_VERSION
+
+    json_name = "reference classifier config"
 
 
 class ReferenceClassifier:
@@ -51,40 +51,22 @@ class ReferenceClassifier:
         return self.config.real_test_accuracy
 
     def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, str(folder / "model.safetensors"))
-        (folder / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
-        return folder
+        return write_package(folder, KIND, FORMAT_VERSION, self.model.state_dict(), self.config.to_dict())
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "ReferenceClassifier":
         folder = Path(folder)
-        cfg_path, w_path = folder / "config.json", folder / "model.safetensors"
-        if not cfg_path.is_file() or not w_path.is_file():
-            raise GanaugError(f"{str(folder)!r} is not a reference classifier folder (needs "
-                              "config.json and model.safetensors); make one with "
+        if not (folder / CONFIG_NAME).is_file():
+            raise GanaugError(f"{str(folder)!r} is not a reference classifier folder (no {CONFIG_NAME}); make one with "
                               "`ganaug reference-classifier DATA --out FOLDER`.")
+        raw, state = read_package(folder, KIND, FORMAT_VERSION)
         try:
-            raw = json.loads(cfg_path.read_text())
-            if raw.get("kind") != KIND:
-                raise GanaugError(f"{str(cfg_path)!r} describes a {raw.get('kind')!r}, not a reference classifier.")
-            if raw.get("format_version", 0) > FORMAT_VERSION:
-                raise GanaugError(f"{str(cfg_path)!r} was written by a newer ganaug; upgrade ganaug.")
-            config = ReferenceConfig(**raw)
-        except (json.JSONDecodeError, TypeError) as e:
-            raise GanaugError(f"{str(cfg_path)!r} is not a valid reference classifier config: {e}") from e
+            config = ReferenceConfig.from_dict({k: v for k, v in raw.items()
+                                                if k not in ("kind", "format_version", "ganaug_version")})
+        except GanaugError as e:
+            raise GanaugError(f"{str(folder / CONFIG_NAME)!r}: {e}") from e
         model = SmallCNN(config.channels, len(config.class_names), config.width)
-        try:
-            state = load_file(str(w_path))
-        except (SafetensorError, OSError) as e:
-            raise GanaugError(f"{str(w_path)!r} is corrupt or truncated ({e}); delete the folder "
-                              "and train the reference classifier again.") from e
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise GanaugError(f"weights in {str(w_path)!r} do not match its config.json: {e}") from e
+        load_strict(model, state, repr(str(folder / WEIGHTS_NAME)))
         return cls(model.to(device), config)
 
 
@@ -129,3 +111,6 @@ def cached_reference_classifier(train: LabelledImages, test: LabelledImages,
     ref = train_reference_classifier(train, test, fit, progress=progress)
     ref.save(folder)
     return ref
+
+
+register_kind(KIND, ReferenceClassifier.load, "reference classifier")

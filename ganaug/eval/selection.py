@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from ..data.dataset import LabelledImages
-from ..data.images import uint8_to_model
 from ..errors import GanaugError
+from ..pixels import uint8_to_model
 from . import metrics as M
 
 CHOICE = "choice.json"

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from ..configs import JsonConfig
 from ..errors import GanaugError
 
 Precision = Literal["fp32", "bf16", "int8"]
@@ -24,7 +24,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 
 
 @dataclass(frozen=True)
-class InferenceOptions:
+class InferenceOptions(JsonConfig):
     """- ``channels_last``: NHWC activations (oneDNN's preferred layout on CPU);
     - ``compile``: ``torch.compile`` (inductor) with a dynamic batch size. The first call compiles
       (tens of seconds on a CPU, once per process), later calls of any batch size are fast;
@@ -34,6 +34,8 @@ class InferenceOptions:
       export and torchao's x86 inductor quantiser (CPU only; pays off only with ``compile``);
     - ``calibration``: generated images whose activations set the int8 ranges (fixed seed).
     """
+
+    json_name = "inference options"
 
     channels_last: bool = False
     compile: bool = False
@@ -53,17 +55,6 @@ class InferenceOptions:
     def is_default(self) -> bool:
         return self == InferenceOptions()
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> "InferenceOptions":
-        if not isinstance(data, dict):
-            raise GanaugError(f"'inference' must be a JSON object, got {type(data).__name__}.")
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise GanaugError(f"'inference' has unknown fields {unknown}; it was written by another ganaug version.")
-        return cls(**data)
 
 
 def cpu_has_native_bf16() -> bool:

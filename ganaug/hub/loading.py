@@ -1,4 +1,5 @@
-"""``load_generator``: one entry point for packages, run folders and Hub repos."""
+"""``load_generator``: one entry point for generator packages, run folders and Hub repos;
+``push_to_hub`` for any kind of package."""
 
 from __future__ import annotations
 
@@ -7,22 +8,11 @@ from pathlib import Path
 
 import torch
 
+from ..artifacts import (CONFIG_NAME, PACKAGE_FILES, WEIGHTS_NAME, is_hub_source, load_artifact, refuse_pickles,
+                         resolve)
 from ..errors import GanaugError
 from .generator import Generator
-from .package import CONFIG_NAME, WEIGHTS_NAME, load_package, refuse_pickles
-
-HUB_PREFIX = "hf-hub:"
-
-
-def parse_hub_source(source: str, revision: str | None) -> tuple[str, str | None]:
-    """'hf-hub:org/name[@rev]' -> (repo_id, revision)."""
-    spec = source[len(HUB_PREFIX):]
-    repo_id, _, rev = spec.partition("@")
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise GanaugError(f"{source!r} is not 'hf-hub:org/name' or 'hf-hub:org/name@revision'.")
-    if rev and revision and rev != revision:
-        raise GanaugError(f"{source!r} pins revision {rev!r} but revision={revision!r} was also given.")
-    return repo_id, rev or revision
+from .package import load_package
 
 
 def load_generator(source: str | Path, *, revision: str | None = None,
@@ -41,11 +31,10 @@ def load_generator(source: str | Path, *, revision: str | None = None,
 
 def _load(source: str | Path, revision: str | None, device: str | torch.device, step: int | None = None
           ) -> Generator:
-    if isinstance(source, str) and source.startswith(HUB_PREFIX):
+    if is_hub_source(source):
         if step is not None:
             raise GanaugError("step= picks a snapshot of a training run folder; a Hub package holds one generator.")
-        repo_id, rev = parse_hub_source(source, revision)
-        return load_package(download_package(repo_id, rev), device)
+        return load_package(resolve(source, revision), device)
     path = Path(source).expanduser()
     if not path.exists():
         raise GanaugError(f"{str(path)!r} does not exist; give a package folder, a run folder, or "
@@ -88,57 +77,6 @@ def training_metadata(run_dir: Path, step: int) -> dict:
     return meta
 
 
-def download_package(repo_id: str, revision: str | None) -> Path:
-    """Fetch a package through the Hugging Face cache; errors say what to do."""
-    from huggingface_hub import HfApi, snapshot_download
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
-                                        OfflineModeIsEnabled, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
-
-    where = f"{repo_id}@{revision or 'main'}"
-    try:
-        folder = Path(snapshot_download(repo_id, revision=revision, library_name="ganaug",
-                                        allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md", "*.png"]))
-    except RevisionNotFoundError as e:
-        raise GanaugError(f"revision {revision!r} does not exist in {repo_id}; check the branch, tag "
-                          "or commit name.") from e
-    except GatedRepoError as e:
-        raise GanaugError(f"{where} is gated: accept its terms on the Hub and log in "
-                          "(`hf auth login` or HF_TOKEN).") from e
-    except RepositoryNotFoundError as e:
-        raise GanaugError(f"{where} was not found, or the repo is private and you are not "
-                          "authorised: check the name, and log in (`hf auth login` or HF_TOKEN) "
-                          "for private repos.") from e
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
-        raise GanaugError(f"{where} is not in the local Hugging Face cache and the Hub cannot be "
-                          "reached (offline, HF_HUB_OFFLINE=1, or no network). Download it once "
-                          "while online, or load a local package folder instead.") from e
-    except HfHubHTTPError as e:
-        raise GanaugError(f"the Hub refused {where}: {e}") from e
-    if not (folder / WEIGHTS_NAME).is_file():
-        try:
-            files = HfApi().list_repo_files(repo_id, revision=revision)
-        except HfHubHTTPError:
-            files = []
-        refuse_pickles(files, f"Hub repo {where}")
-        raise GanaugError(f"Hub repo {where} has no {WEIGHTS_NAME}; it is not a ganaug generator.")
-    return folder
-
-
-def _validate_any(folder: Path) -> None:
-    """Load the package with the loader its config.json's kind names."""
-    try:
-        kind = json.loads((folder / CONFIG_NAME).read_text()).get("kind")
-    except (OSError, json.JSONDecodeError) as e:
-        raise GanaugError(f"{str(folder)!r} has no readable {CONFIG_NAME}: {e}.") from e
-    if kind == "ganaug-anomaly":
-        from ..anomaly.package import load_detector
-
-        load_detector(folder)
-    else:
-        load_package(folder)
-
-
 def push_to_hub(folder: str | Path, repo_id: str, *, revision: str | None = None,
                 private: bool | None = None, token: str | None = None,
                 commit_message: str | None = None) -> str:
@@ -148,12 +86,12 @@ def push_to_hub(folder: str | Path, repo_id: str, *, revision: str | None = None
     from huggingface_hub import HfApi
 
     folder = Path(folder)
-    _validate_any(folder)  # a broken package is never published
+    load_artifact(folder)  # a broken package is never published
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
                              commit_message=commit_message or "Upload ganaug generator",
-                             allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md", "*.png"])
+                             allow_patterns=PACKAGE_FILES)
     return info.commit_url

@@ -23,7 +23,6 @@ Remix (Chou et al. 2020) for mixing with the rarer class's label.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from collections.abc import Iterator
@@ -33,9 +32,10 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..data.balance import MixedDataset, dataset_targets
 from ..data.images import resize_uint8
-from ..data.synthetic import SyntheticDataset
+from ..transforms.balance import MixedDataset, dataset_targets
+from ..transforms.synthetic import SyntheticDataset
+from ..configs import JsonConfig
 from ..errors import GanaugError
 from .losses import logit_adjusted_loss
 
@@ -46,7 +46,7 @@ REMIX_KAPPA, REMIX_TAU = 3.0, 0.5  # Chou et al. 2020's defaults
 
 
 @dataclass(frozen=True)
-class SyntheticRecipe:
+class SyntheticRecipe(JsonConfig):
     """How a classifier uses generated images. Fractions of training are fractions of its steps.
 
     - ``share``: generated share of each batch while mixing is on (0.25 = 32 of 128);
@@ -69,6 +69,8 @@ class SyntheticRecipe:
       draws, or only the ``head`` (the model's last ``nn.Linear``) on class-balanced real draws
       with the body frozen (last-layer retraining, as SYNAuG does).
     """
+
+    json_name = "SyntheticRecipe"
 
     share: float = 0.25
     weight: float = 0.5
@@ -106,16 +108,6 @@ class SyntheticRecipe:
             problems.append("finish_layers='head' needs a finish phase (finish > 0)")
         if problems:
             raise GanaugError("bad SyntheticRecipe: " + "; ".join(problems) + ".")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SyntheticRecipe":
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise GanaugError(f"unknown SyntheticRecipe fields {sorted(unknown)}.")
-        return cls(**d)
 
     @classmethod
     def fields_with_defaults(cls, d: dict) -> dict:

@@ -7,11 +7,10 @@ them.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
+from ..configs import JsonConfig
 from ..errors import GanaugError
 
 SUPPORTED_IMAGE_SIZES = (32, 64, 128)
@@ -19,12 +18,14 @@ CONFIG_FORMAT_VERSION = 1
 
 
 @dataclass
-class GANConfig:
+class GANConfig(JsonConfig):
     """Architecture and data description of a class-conditional GAN.
 
     Arch-specific defaults (widths, attention, shared embedding) come from the registry, so
     build one with :func:`ganaug.models.make_config` rather than by hand.
     """
+
+    json_name = "model config"
 
     arch: str
     num_classes: int
@@ -126,61 +127,3 @@ class GANConfig:
         if self.g_width * 8 < 16 or self.d_width < 8:
             raise GanaugError("g_width and d_width must be at least 2 and 8 (attention needs it).")
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["value_range"] = list(self.value_range)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GANConfig":
-        """Rebuild and validate a config from parsed JSON; wrong or missing fields are errors."""
-        if not isinstance(data, dict):
-            raise GanaugError(f"model config must be a JSON object, got {type(data).__name__}.")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            raise GanaugError(
-                f"model config has unknown fields {unknown}; it was written by a different "
-                "ganaug version or edited by hand."
-            )
-        required = [n for n, f in fields.items()
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-        missing = [n for n in required if n not in data]
-        if missing:
-            raise GanaugError(f"model config is missing required fields {missing}.")
-        kwargs = {}
-        for name, value in data.items():
-            kwargs[name] = _check_type(name, value, fields[name].type)
-        return cls(**kwargs).validate()
-
-
-_TYPES = {"str": str, "int": int, "bool": bool}
-_NUMBERS = ("float",)
-
-
-def _check_type(name: str, value: Any, annotation: str) -> Any:
-    """Type-check one JSON value against the field's annotation (strings, via __future__)."""
-    if annotation in _TYPES:
-        expected = _TYPES[annotation]
-        # bool is an int in Python; do not let true/false pass as an int or vice versa.
-        ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
-        if not ok:
-            raise GanaugError(
-                f"model config field {name!r} must be {annotation}, got {value!r}."
-            )
-        return value
-    if annotation in _NUMBERS:
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise GanaugError(f"model config field {name!r} must be a number, got {value!r}.")
-        return float(value)
-    if annotation == "list[str]":
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise GanaugError(f"model config field {name!r} must be a list of strings.")
-        return list(value)
-    if annotation == "tuple[float, float]":
-        if (not isinstance(value, (list, tuple)) or len(value) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-            raise GanaugError(f"model config field {name!r} must be two numbers, got {value!r}.")
-        return (float(value[0]), float(value[1]))
-    raise TypeError(f"no JSON check for annotation {annotation!r} of field {name!r}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..pixels import model_to_uint8
+
 
 def sample_latents(n: int, z_dim: int, *, truncation: float | None = None,
                    generator: torch.Generator | None = None,
@@ -36,8 +38,6 @@ def generate_images(G: torch.nn.Module, labels: torch.Tensor, *, z_dim: int,
     Latents are drawn on the CPU from ``generator`` (or a fresh one seeded with ``seed``), so the
     same seed gives the same latents on any device and for any ``batch_size``.
     """
-    from ..data.images import model_to_uint8
-
     if generator is None:
         generator = torch.Generator().manual_seed(0 if seed is None else seed)
     labels = torch.as_tensor(labels, dtype=torch.int64).cpu()

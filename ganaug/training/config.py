@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
+from ..configs import JsonConfig
 from ..errors import GanaugError
 
 LOSSES = ("hinge", "nonsat")
@@ -19,9 +19,11 @@ BALANCE_AUTO_ABOVE = 1.5
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """How to train. ``auto`` values are resolved from the data and device at the start of a
     run, and the resolved values are what ``run_config.json`` and the checkpoint record."""
+
+    json_name = "training config"
 
     steps: int = 5000
     batch_size: int = 64
@@ -94,13 +96,3 @@ class TrainConfig:
             cfg.precision = "bf16" if (device_type == "cuda" and bf16_ok) else "fp32"
         return cfg
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise GanaugError(f"training config has unknown fields {unknown}.")
-        return cls(**data).validate()

@@ -20,11 +20,11 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.dataset import LabelledImages
-from ..data.images import uint8_to_model
 from ..errors import GanaugError, TrainingDiverged
 from ..longtail.losses import effective_number_weights
 from ..grid import save_class_grid
 from ..models import GANConfig, build_discriminator, build_generator, generate_images
+from ..pixels import uint8_to_model
 from .checkpoint import CHECKPOINT_NAME, save_checkpoint
 from .config import TrainConfig
 from .diffaugment import diff_augment

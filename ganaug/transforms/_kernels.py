@@ -17,6 +17,7 @@ from ..data.images import resize_uint8
 from ..errors import GanaugError
 from ..hub.generator import Generator
 from ..hub.inference import InferenceOptions
+from ..pixels import model_to_uint8
 
 if TYPE_CHECKING:
     from .bank import FreshBank
@@ -107,8 +108,6 @@ def generate_fitted(gen: "Generator | FreshBank", labels: torch.Tensor, seeds: l
         z = torch.stack([_latent(gen.config.z_dim, s, truncation) for s in seeds])
         with torch.no_grad():
             x = gen(z.to(gen.device), labels.to(gen.device))
-        from ..data.images import model_to_uint8
-
         out = model_to_uint8(x, gen.value_range).cpu()
     return resize_uint8(convert_channels(out, channels), height, width)
 

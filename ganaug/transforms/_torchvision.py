@@ -12,7 +12,6 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import Transform
-from torchvision.transforms.v2._utils import _find_labels_default_heuristic
 
 from ..errors import GanaugError
 from ..hub.generator import Generator
@@ -27,7 +26,9 @@ _GEOMETRY = tuple(t for t in (tv_tensors.BoundingBoxes, tv_tensors.Mask, getattr
 
 def default_label(sample: Any) -> Any:
     """Find a sample's class label: ``(image, label)`` tuples, ``(image, {"label": ...})``, or
-    dicts with a ``label`` / ``labels`` key (torchvision's label-like key rule)."""
+    dicts with a label-like key: ``labels`` (any case), else the first key containing ``label``
+    (the rule of torchvision's default ``labels_getter``, written out here because torchvision
+    keeps it private)."""
     missing = GanaugError(
         "GANAugment could not find the sample's label: pass (image, label) to the transform "
         "(e.g. a torchvision dataset's joint `transforms=` argument, not `transform=`), a dict "
@@ -39,12 +40,15 @@ def default_label(sample: Any) -> Any:
             return second  # one label per sample, or a batch's (N,) labels
         if not isinstance(second, Mapping):
             raise missing
+        sample = second
     elif not isinstance(sample, Mapping):
         raise missing
-    try:
-        return _find_labels_default_heuristic(sample)
-    except ValueError as e:
-        raise missing from e
+    keys = [k for k in sample if isinstance(k, str)]
+    key = next((k for k in keys if k.lower() == "labels"), None) or \
+        next((k for k in keys if "label" in k.lower()), None)
+    if key is None:
+        raise missing
+    return sample[key]
 
 
 class _GANBase(Transform):

@@ -14,8 +14,10 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ..data.images import resize_uint8
 from ..errors import GanaugError
-from .images import resize_uint8
+from . import _kernels as K
+from ._kernels import resolve_generator
 from .synthetic import SyntheticDataset
 
 Strategy = str | float | dict | Callable[[torch.Tensor], dict]
@@ -126,8 +128,6 @@ class MixedDataset(Dataset):
         return (self.transform(image) if self.transform else image), int(label)
 
     def _like_real(self, image: torch.Tensor) -> Any:
-        from ..transforms import _kernels as K
-
         if self.n_real == 0:
             return image
         if self._template is None:
@@ -151,8 +151,6 @@ def balance(dataset: Any, generator: Any, sampling_strategy: Strategy = "not maj
     generator's class ids. Extra keyword arguments (``filter``, ``reference``, ``threshold``,
     ``truncation``, ``revision``) go to :class:`SyntheticDataset`.
     """
-    from ..transforms._kernels import resolve_generator
-
     gen = resolve_generator(generator, synthetic_kwargs.get("revision"))
     names = getattr(dataset, "class_names", None) or getattr(dataset, "classes", None)
     if names is not None and list(names) != gen.class_names:

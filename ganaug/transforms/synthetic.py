@@ -24,6 +24,8 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
 from ..errors import GanaugError
+from ._kernels import (check_worker_device, class_id, generate_fitted, inference_options,
+                       resolve_generator)
 
 # generated chunks kept in memory per process, by size: shuffled access (a DataLoader with
 # shuffle=True over balance()) touches every chunk in random order, and a cache of a few chunks
@@ -63,8 +65,6 @@ class SyntheticDataset(Dataset):
                  chunk_size: int = 256, truncation: float | None = None,
                  filter: str | None = None, reference: Any = None, threshold: float = 0.9,
                  max_tries: int = 10, inference: Any = None):
-        from ..transforms._kernels import class_id, inference_options, resolve_generator
-
         self.generator, self.revision = generator, revision
         self.inference = inference_options(inference)
         gen = resolve_generator(generator, revision, self.inference)
@@ -147,8 +147,6 @@ class SyntheticDataset(Dataset):
         return images
 
     def _generate(self, indices: range) -> torch.Tensor:
-        from ..transforms._kernels import check_worker_device, generate_fitted, resolve_generator
-
         gen = resolve_generator(self.generator, self.revision, self.inference)
         check_worker_device(gen)
         labels = self.labels[list(indices)]
