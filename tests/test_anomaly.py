@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -101,7 +102,7 @@ def test_bad_inputs(tmp_path, capsys):
     (tmp_path / "mixed").mkdir()
     Image.new("L", (32, 32)).save(tmp_path / "mixed" / "a.png")
     Image.new("L", (40, 32)).save(tmp_path / "mixed" / "b.png")
-    assert main(["anomaly", "train", str(tmp_path / "mixed"), "--out", str(tmp_path / "m")]) == 2
+    assert main(["anomaly", "train", str(tmp_path / "mixed"), "--out", str(tmp_path / "m"), "--resize", "strict"]) == 2
     assert "different sizes: 32x32 (a.png), 40x32 (b.png)" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["anomaly", "train", str(tmp_path / "empty"), "--out", str(tmp_path / "m")]) == 2
@@ -123,3 +124,55 @@ def test_push_validates_detector_packages(detector, tmp_path):
     (folder / "model.safetensors").write_bytes(b"broken")
     with pytest.raises(GanaugError, match="corrupt or truncated"):
         load_artifact(folder)
+
+
+def test_images_of_many_sizes_and_formats_train_and_score_by_one_resize_policy(sneakers, tmp_path):
+    """Inspection archives hold crops of many sizes: the detector fits them all to its size by the
+    policy in its config, the same way when scoring; 'strict' keeps the one-size check."""
+    from ganaug.anomaly.scoring import list_images, load_for
+
+    normal, test = sneakers
+    sizes = [(36, 40), (64, 30), (32, 32), (50, 90)]
+    (tmp_path / "normal").mkdir()
+    for i, x in enumerate(normal[:64]):
+        im = Image.fromarray(x[0].numpy()).resize(sizes[i % 4])
+        im.convert("RGB" if i % 3 == 0 else "L").save(tmp_path / "normal" / f"n{i}.{'jpg' if i % 2 else 'png'}")
+    for policy in ("crop", "pad"):
+        assert main(["anomaly", "train", str(tmp_path / "normal"), "--out", str(tmp_path / policy), "--resize", policy,
+                     "--image-size", "32", "--width", "4", "--epochs", "1", "--batch-size", "32"]) == 0
+        det = load_detector(tmp_path / policy)
+        assert det.config.resize == policy and det.config.channels == 3  # grey and RGB files: RGB
+        files, _ = list_images(tmp_path / "normal")
+        fitted = load_for(files, det.config)
+        assert fitted.shape == (64, 3, 32, 32)
+        assert main(["anomaly", "score", str(tmp_path / policy), str(tmp_path / "normal"), "--out",
+                     str(tmp_path / f"scored-{policy}")]) == 0
+    # the two policies see different pixels: pad puts black bars above and below a wide image
+    (tmp_path / "wide").mkdir()
+    Image.new("L", (64, 30), 200).save(tmp_path / "wide" / "w.png")
+    crop = load_for([tmp_path / "wide" / "w.png"], load_detector(tmp_path / "crop").config)[0]
+    pad = load_for([tmp_path / "wide" / "w.png"], load_detector(tmp_path / "pad").config)[0]
+    assert (crop == 200).all() and (pad[:, :5] == 0).all() and (pad[:, 14:18] == 200).all()
+
+    (tmp_path / "same").mkdir()
+    for i, x in enumerate(normal[:40]):
+        Image.fromarray(x[0].numpy()).resize((36, 40)).save(tmp_path / "same" / f"s{i}.png")
+    assert main(["anomaly", "train", str(tmp_path / "same"), "--out", str(tmp_path / "strict"), "--resize", "strict",
+                 "--image-size", "32", "--width", "4", "--epochs", "1", "--batch-size", "32"]) == 0
+    strict = load_detector(tmp_path / "strict")
+    assert strict.config.source_size == (36, 40)
+    with pytest.raises(GanaugError, match="these images are .* trained on 36x40 images with resize='strict'"):
+        load_for([tmp_path / "normal" / "n1.jpg"], strict.config)  # 64x30
+
+
+def test_heatmap_covers_what_the_model_saw(tmp_path):
+    from ganaug.anomaly.scoring import overlay
+
+    Image.new("L", (40, 20), 100).save(tmp_path / "wide.png")
+    heat = torch.ones(32, 32)
+    crop = np.asarray(overlay(tmp_path / "wide.png", heat, "crop")).astype(int)
+    pad = np.asarray(overlay(tmp_path / "wide.png", heat, "pad")).astype(int)
+    assert crop.shape == pad.shape == (20, 40, 3)
+    red = lambda a: a[..., 0] - a[..., 1]  # noqa: E731
+    assert (red(crop)[:, :10] == 0).all() and (red(crop)[:, 10:30] > 0).all() and (red(crop)[:, 30:] == 0).all()
+    assert (red(pad) > 0).all()

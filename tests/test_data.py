@@ -130,3 +130,43 @@ def test_classes_from_file_names_as_in_neu_det(tmp_path):
         ["scratches", "crack", "defect", "plain"]
     with pytest.raises(GanaugError, match="class_from must be one of"):
         load_images(flat, class_from="name")
+
+
+def test_a_messy_photo_folder_loads_and_trains(tmp_path):
+    """Photos as users have them: four classes, mixed formats and modes, '.jpg' files that are PNG
+    or GIF inside, upper-case extensions, a 4752x3168 camera image, and files that are not images."""
+    from ganaug import TrainConfig, make_config, train
+
+    root = tmp_path / "weather"
+    rng = torch.Generator().manual_seed(0)
+
+    def photo(size, mode="RGB"):
+        x = torch.randint(0, 256, (size[1] // 8 + 1, size[0] // 8 + 1, 3), generator=rng, dtype=torch.uint8)
+        return Image.fromarray(x.numpy()).resize(size).convert(mode)
+
+    files = {
+        "cloudy": [("a.jpg", photo((4752, 3168)), "JPEG"), ("b.JPG", photo((640, 480)), "JPEG"),
+                   ("c.jpeg", photo((300, 500), "L"), "JPEG")],
+        "rain": [("png_inside.jpg", photo((200, 150), "RGBA"), "PNG"), ("d.png", photo((90, 60), "P"), "PNG"),
+                 ("e.webp", photo((128, 128)), "WEBP")],
+        "shine": [("gif_inside.jpg", photo((120, 80), "P"), "GIF"), ("f.bmp", photo((64, 64)), "BMP"),
+                  ("g.jpg", photo((1000, 200), "CMYK"), "JPEG")],
+        "sunrise": [("h.png", photo((50, 400), "LA"), "PNG"), ("i.jpg", photo((333, 222)), "JPEG"),
+                    ("j.png", photo((31, 33), "I;16"), "PNG")],
+    }
+    for cls, items in files.items():
+        (root / cls).mkdir(parents=True)
+        for name, im, fmt in items:
+            im.save(root / cls / name, fmt)
+    (root / "rain" / "notes.txt").write_text("not an image")
+    (root / "shine" / ".DS_Store").write_bytes(b"\0\1")
+    (root / "Thumbs.db").write_bytes(b"\0")
+
+    data = load_images(root, image_size=32)
+    assert data.class_names == ["cloudy", "rain", "shine", "sunrise"] and data.class_counts() == [3, 3, 3, 3]
+    assert data.images.shape == (12, 3, 32, 32)  # grey, palette, alpha and 16-bit all become RGB
+    assert data.images.float().std() > 20  # decoded pictures, not blank fallbacks
+    cfg = make_config("sngan", 4, data.class_names, image_size=32, channels=3, g_width=4, d_width=8)
+    run = train(data, cfg, TrainConfig(steps=2, batch_size=4, checkpoint_every=2, sample_every=2, log_every=1,
+                                       device="cpu"), tmp_path / "run", progress=False)
+    assert (run / "checkpoint.safetensors").is_file()

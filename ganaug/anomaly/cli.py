@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from .model import ANOMALY_SIZES, AnomalyConfig
+    from .model import ANOMALY_SIZES, RESIZE_POLICIES, AnomalyConfig
     from .train import AnomalyTrainConfig
 
     m, t = AnomalyConfig(), AnomalyTrainConfig()
@@ -18,11 +18,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       description="Train on NORMAL_DIR (images directly in it, or in sub-folders: all are "
                       "taken as normal). A held-out part of them picks the epoch and sets the threshold.",
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    tr.add_argument("normal_dir", metavar="NORMAL_DIR", help="folder of normal images, all of one size")
+    tr.add_argument("normal_dir", metavar="NORMAL_DIR", help="folder of normal images")
     tr.add_argument("--out", required=True, metavar="MODEL", help="folder for the detector package")
     tr.add_argument("--image-size", type=int, default=m.image_size, choices=ANOMALY_SIZES,
                     help="images are resized (shorter side) and centre-cropped to this")
-    tr.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 = grey, 3 = RGB (default: as the data)")
+    tr.add_argument("--resize", choices=RESIZE_POLICIES, default=m.resize,
+                    help="how images of any size fit the model, the same when scoring: crop = shorter side "
+                    "resized and centre cropped; pad = longer side resized, black borders, nothing cut off; "
+                    "strict = all images must have one size (and scored images the same size)")
+    tr.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                    help="1 = grey, 3 = RGB (default: as the data)")
     tr.add_argument("--width", type=int, default=m.width, help="base width of the networks")
     tr.add_argument("--epochs", type=int, default=t.epochs, help="most epochs to train")
     tr.add_argument("--batch-size", type=int, default=t.batch_size, help="batch size")
@@ -35,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="score = lambda * reconstruction + (1 - lambda) * latent distance")
     tr.add_argument("--spectral-norm", action="store_true", help="spectral normalisation in D")
     tr.add_argument("--seed", type=int, default=t.seed, help="seed of the split and the training")
+    tr.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N")
     sc = s.add_parser("score", help="score images with a trained detector",
                       description="Write scores.csv (score, predicted label, threshold), heatmap overlays and, "
                       "when labels are given, AUROC, AUPRC, F1 at the threshold and roc.png.",
@@ -45,15 +51,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--labels", default=None, help="CSV of filename,label (1 = anomaly, 0 = normal)")
     sc.add_argument("--normal-class", default=None, help="with class sub-folders: the folder of normal images")
     sc.add_argument("--no-heatmaps", action="store_true", help="skip the heatmap overlays")
+    sc.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N")
 
 
 def run(a: argparse.Namespace) -> None:
     if a.anomaly_command == "train":
         return _train(a)
+    from ..training.loop import pick_device
     from .package import load_detector
     from .scoring import score_folder
 
-    model = load_detector(a.model)
+    model = load_detector(a.model).to(pick_device(a.device))
     result = score_folder(model, a.images, a.out, labels_csv=a.labels, normal_class=a.normal_class,
                           heatmaps=not a.no_heatmaps)
     (Path(a.out) / "metrics.json").write_text(json.dumps(result, indent=2))
@@ -61,21 +69,25 @@ def run(a: argparse.Namespace) -> None:
 
 
 def _train(a: argparse.Namespace) -> None:
+    import dataclasses
     import shlex
 
     from .model import AnomalyConfig
     from .package import save_detector
-    from .scoring import check_same_size, decode_files, list_images
+    from .scoring import check_same_size, list_images, load_for
     from .train import AnomalyTrainConfig, train_detector
 
     files, _ = list_images(a.normal_dir)
-    check_same_size(files)
-    images = decode_files(files, a.image_size, a.channels)
-    config = AnomalyConfig(image_size=a.image_size, channels=images.shape[1], width=a.width,
+    config = AnomalyConfig(image_size=a.image_size, channels=a.channels or 1, width=a.width, resize=a.resize,
+                           source_size=check_same_size(files) if a.resize == "strict" else None,
                            score_lambda=a.score_lambda, spectral_norm=a.spectral_norm)
+    images = load_for(files, dataclasses.replace(config, channels=a.channels))  # None: as the data
+    config = dataclasses.replace(config, channels=images.shape[1])
     tc = AnomalyTrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, val_fraction=a.val_fraction,
                             threshold_quantile=a.threshold_quantile, seed=a.seed)
-    model, record = train_detector(images, config, tc)
+    from ..training.loop import pick_device
+
+    model, record = train_detector(images, config, tc, device=pick_device(a.device))
     record["data"] = {"source": str(a.normal_dir), "num_images": len(images)}
     record["commands"] = [shlex.join(["ganaug", *a.argv])]
     card = detector_card(model, record)
@@ -98,6 +110,8 @@ def detector_card(model, record: dict) -> str:
         f"{record.get('num_validation')} held out",
         f"- epochs run: {record.get('epochs_run')}, kept: {record.get('best_epoch')} (lowest mean held-out score)",
         f"- threshold: {record.get('threshold'):.5f}, {record.get('threshold_rule')}",
+        f"- images of any size are fitted to {c.image_size}x{c.image_size} by `resize={c.resize}`, the same "
+        "when scoring" + (f" (strict: only {c.source_size[0]}x{c.source_size[1]} images)" if c.source_size else ""),
         f"- wall time: {record.get('elapsed_s')} s", "",
         "Reproduce:", "", "```bash", *record.get("commands", []), "```", ""])
     return card_text(ModelCardData(library_name="ganaug", tags=["ganaug", "anomaly-detection", "skipganomaly"]), body)

@@ -19,6 +19,10 @@ from ..errors import GanaugError
 from ..models.layers import maybe_sn
 
 ANOMALY_SIZES = (32, 64, 128)
+# how images of any size become image_size x image_size, the same at training and scoring time:
+# crop = shorter side resized, centre cropped (as generator training does); pad = longer side
+# resized, black borders (nothing cut off); strict = every image must have the training images' size
+RESIZE_POLICIES = ("crop", "pad", "strict")
 
 
 @dataclass
@@ -35,6 +39,8 @@ class AnomalyConfig(JsonConfig):
     w_lat: float = 1.0  # latent L2 between D features of x and G(x)
     score_lambda: float = 0.9
     input_noise: float = 0.0  # std of Gaussian noise added to G's input while training (really added)
+    resize: str = "crop"  # one of RESIZE_POLICIES
+    source_size: tuple[int, int] | None = None  # (width, height) of the training images under "strict"
     format_version: int = 1
 
     def validate(self) -> "AnomalyConfig":
@@ -45,6 +51,8 @@ class AnomalyConfig(JsonConfig):
                               f"{list(ANOMALY_SIZES)}.")
         if self.channels not in (1, 3):
             raise GanaugError(f"channels must be 1 or 3, got {self.channels}.")
+        if self.resize not in RESIZE_POLICIES:
+            raise GanaugError(f"resize must be one of {list(RESIZE_POLICIES)}, got {self.resize!r}.")
         if not 0 <= self.score_lambda <= 1:
             raise GanaugError(f"score_lambda must lie in [0, 1], got {self.score_lambda}.")
         if self.width < 4 or self.latent_dim < 1:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from ..data.images import DECODE_ERRORS, decode_image, is_image_file, stack_images
 from ..errors import GanaugError
-from .model import SkipGANomaly
+from .model import AnomalyConfig, SkipGANomaly
 from .train import score_images
 
 
@@ -37,8 +37,7 @@ def list_images(folder: str | Path) -> tuple[list[Path], list[str]]:
 
 
 def check_same_size(files: list[Path]) -> tuple[int, int]:
-    """All images must share one size: resizing them differently would change what a defect
-    looks like. Reads only the headers."""
+    """The one (width, height) all images share, for the ``strict`` policy (reads only headers)."""
     sizes: dict[tuple[int, int], Path] = {}
     for f in files:
         try:
@@ -48,17 +47,31 @@ def check_same_size(files: list[Path]) -> tuple[int, int]:
             raise GanaugError(f"cannot read {str(f)!r}: {e}") from e
     if len(sizes) > 1:
         examples = ", ".join(f"{w}x{h} ({p.name})" for (w, h), p in list(sizes.items())[:4])
-        raise GanaugError(f"the images have different sizes: {examples}. Anomaly detection compares "
-                          "pixels; bring them to one size first.")
+        raise GanaugError(f"the images have different sizes: {examples}, and resize='strict' asks for one "
+                          "size. Bring them to one size first, or use --resize crop (or pad), which fits "
+                          "every image to the model's size the same way at training and scoring time.")
     return next(iter(sizes))
 
 
-def decode_files(files: list[Path], image_size: int, channels: int | None) -> torch.Tensor:
+def load_for(files: list[Path], config: AnomalyConfig) -> torch.Tensor:
+    """The images as the detector sees them, by its resize policy (the same at training and
+    scoring time): uint8 (N, C, S, S)."""
+    if config.resize == "strict":
+        size = check_same_size(files)
+        if config.source_size is not None and size != tuple(config.source_size):
+            w, h = config.source_size
+            raise GanaugError(f"these images are {size[0]}x{size[1]}, but the detector was trained on {w}x{h} "
+                              "images with resize='strict'; bring them to that size first.")
+    return decode_files(files, config.image_size, config.channels,
+                        fit="pad" if config.resize == "pad" else "crop")
+
+
+def decode_files(files: list[Path], image_size: int, channels: int | None, fit: str = "crop") -> torch.Tensor:
     """uint8 (N, C, S, S); every unreadable file is listed in the error."""
     arrays, bad = [], []
     for f in files:
         try:
-            arrays.append(decode_image(f, image_size, channels))
+            arrays.append(decode_image(f, image_size, channels, fit))
         except DECODE_ERRORS as e:
             bad.append(f"{f} ({e})")
     if bad:
@@ -66,12 +79,25 @@ def decode_files(files: list[Path], image_size: int, channels: int | None) -> to
     return stack_images(arrays, channels)
 
 
-def overlay(path: Path, heat: torch.Tensor) -> Image.Image:
-    """The original image in grey with the reconstruction error in red, at the image's own size."""
+def overlay(path: Path, heat: torch.Tensor, fit: str = "crop") -> Image.Image:
+    """The original image in grey with the reconstruction error in red, at the image's own size.
+
+    The error map covers what the model saw: under ``crop`` the centred square (the rest of the
+    image gets no colour), under ``pad`` the whole image (the padding is cut off the map)."""
     with Image.open(path) as im:
         base = np.asarray(im.convert("L"), dtype=np.float32)
-    h = torch.nn.functional.interpolate(heat[None, None], size=base.shape, mode="bilinear",
-                                        align_corners=False)[0, 0].numpy()
+    H, W = base.shape
+    s = heat.shape[-1]
+    if fit == "pad":  # the image fills a (s*W/m, s*H/m) centred box of the map, m = max(W, H)
+        bw, bh = max(1, round(s * W / max(W, H))), max(1, round(s * H / max(W, H)))
+        heat = heat[(s - bh) // 2:(s - bh) // 2 + bh, (s - bw) // 2:(s - bw) // 2 + bw]
+        box = (0, 0, W, H)
+    else:  # the map is the centred min(W, H) square
+        m = min(W, H)
+        box = ((W - m) // 2, (H - m) // 2, (W - m) // 2 + m, (H - m) // 2 + m)
+    h = np.zeros_like(base)
+    h[box[1]:box[3], box[0]:box[2]] = torch.nn.functional.interpolate(
+        heat[None, None], size=(box[3] - box[1], box[2] - box[0]), mode="bilinear", align_corners=False)[0, 0].numpy()
     h = h / max(float(h.max()), 1e-8)
     rgb = np.stack([base * (1 - 0.6 * h) + 255 * 0.6 * h, base * (1 - 0.6 * h), base * (1 - 0.6 * h)], -1)
     return Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
@@ -95,8 +121,7 @@ def score_folder(model: SkipGANomaly, folder: str | Path, out_dir: str | Path, *
                  heatmaps: bool = True) -> dict:
     """Score every image; write scores.csv, heatmaps/ and, with labels, metrics and roc.png."""
     files, classes = list_images(folder)
-    check_same_size(files)
-    images = decode_files(files, model.config.image_size, model.config.channels)
+    images = load_for(files, model.config)
     scores, maps = score_images(model, images)
     predicted = (scores > model.threshold).long()
     labels = None
@@ -119,7 +144,7 @@ def score_folder(model: SkipGANomaly, folder: str | Path, out_dir: str | Path, *
         (out / "heatmaps").mkdir(exist_ok=True)
         for i, f in enumerate(files):
             name = f"{classes[i]}_{f.stem}.png" if classes[i] else f"{f.stem}.png"
-            overlay(f, maps[i]).save(out / "heatmaps" / name)
+            overlay(f, maps[i], "pad" if model.config.resize == "pad" else "crop").save(out / "heatmaps" / name)
     result = {"n": len(files), "threshold": model.threshold, "n_predicted_anomalies": int(predicted.sum())}
     if labels is not None:
         result.update(binary_metrics(scores, torch.tensor(labels), model.threshold, out / "roc.png"))

@@ -45,18 +45,21 @@ class AnomalyTrainConfig:
 @torch.no_grad()
 def score_images(model: SkipGANomaly, images: torch.Tensor, batch_size: int = 256
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scores, error maps) for uint8 (N, C, H, W) images."""
+    """(scores, error maps) on the CPU for uint8 (N, C, H, W) images, computed on the model's device."""
+    device = next(model.parameters()).device
     scores, maps = [], []
     for xb in images.split(batch_size):
-        s, m = model.score_maps(uint8_to_model(xb))
-        scores.append(s)
-        maps.append(m)
+        s, m = model.score_maps(uint8_to_model(xb).to(device))
+        scores.append(s.cpu())
+        maps.append(m.cpu())
     return torch.cat(scores), torch.cat(maps)
 
 
 def train_detector(normal: torch.Tensor, config: AnomalyConfig, train_config: AnomalyTrainConfig,
-                   *, progress: bool = True, log_path: str | Path | None = None) -> tuple[SkipGANomaly, dict]:
-    """Train on uint8 normal images; returns the model (threshold set) and a training record."""
+                   *, device: str | torch.device = "cpu", progress: bool = True,
+                   log_path: str | Path | None = None) -> tuple[SkipGANomaly, dict]:
+    """Train on uint8 normal images on ``device``; returns the model (threshold set, on the CPU,
+    ready to save) and a training record."""
     train_config.validate()
     config.validate()
     if normal.dim() != 4 or normal.dtype != torch.uint8:
@@ -72,7 +75,7 @@ def train_detector(normal: torch.Tensor, config: AnomalyConfig, train_config: An
         torch.manual_seed(train_config.seed)
         perm = torch.randperm(len(normal))
         val, train = normal[perm[:n_val]], normal[perm[n_val:]]
-        model = SkipGANomaly(config)
+        model = SkipGANomaly(config).to(device)
         opt_g = torch.optim.Adam(model.G.parameters(), lr=train_config.lr, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(model.D.parameters(), lr=train_config.lr, betas=(0.5, 0.999))
         best, best_state, best_epoch, stale, history = math.inf, None, 0, 0, []
@@ -84,6 +87,7 @@ def train_detector(normal: torch.Tensor, config: AnomalyConfig, train_config: An
             bar = tqdm(range(steps), disable=not progress, desc=f"epoch {epoch}", leave=False)
             for i in bar:
                 x = uint8_to_model(train[order[i * train_config.batch_size:(i + 1) * train_config.batch_size]])
+                x = x.to(device, non_blocking=True)
                 g_loss, d_loss, parts = model.losses(x)
                 opt_g.zero_grad(set_to_none=True)
                 # D's forward on the real batch feeds both losses: keep it for the D backward.
@@ -109,12 +113,13 @@ def train_detector(normal: torch.Tensor, config: AnomalyConfig, train_config: An
                     break
     model.load_state_dict(best_state)
     val_scores, _ = score_images(model, val)
+    model = model.cpu()
     model.threshold = float(torch.quantile(val_scores.double(), train_config.threshold_quantile))
     record = {"epochs_run": len(history), "best_epoch": best_epoch, "num_train": len(train),
               "num_validation": len(val), "threshold": model.threshold,
               "threshold_rule": f"quantile {train_config.threshold_quantile} of normal validation scores",
               "validation_scores": {"mean": float(val_scores.mean()), "std": float(val_scores.std())},
-              "train_config": asdict(train_config), "history": history,
+              "train_config": asdict(train_config), "history": history, "device": str(device),
               "elapsed_s": round(time.perf_counter() - t0, 1)}
     if log_path:
         Path(log_path).write_text(json.dumps(record, indent=2))

@@ -21,11 +21,15 @@ def is_image_file(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not Path(name).name.startswith(".")
 
 
-def decode_image(data: bytes | str | Path, size: int, channels: int | None) -> np.ndarray:
+FITS = ("crop", "pad")
+
+
+def decode_image(data: bytes | str | Path, size: int, channels: int | None, fit: str = "crop") -> np.ndarray:
     """Decode one image and fit it to ``size`` x ``size``: (H, W, C) uint8.
 
-    The shorter side is resized (bicubic, antialiased) and the centre cropped, so aspect ratio
-    is kept. ``channels=None`` keeps grey images grey and makes everything else RGB.
+    Aspect ratio is kept. ``crop``: the shorter side is resized (bicubic, antialiased) and the
+    centre cropped; ``pad``: the longer side is resized and the rest filled with black, so
+    nothing is cut off. ``channels=None`` keeps grey images grey and makes everything else RGB.
     """
     src = io.BytesIO(data) if isinstance(data, bytes) else data
     with Image.open(src) as img:
@@ -38,7 +42,10 @@ def decode_image(data: bytes | str | Path, size: int, channels: int | None) -> n
             a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
             img = Image.fromarray(a.astype(np.uint8), "L")
         mode = "L" if channels == 1 or (channels is None and grey) else "RGB"
-        img = ImageOps.fit(img.convert(mode), (size, size), Image.Resampling.BICUBIC)
+        if fit == "pad":
+            img = ImageOps.pad(img.convert(mode), (size, size), Image.Resampling.BICUBIC)
+        else:
+            img = ImageOps.fit(img.convert(mode), (size, size), Image.Resampling.BICUBIC)
         arr = np.asarray(img, dtype=np.uint8)
     return arr[:, :, None] if arr.ndim == 2 else arr
 
