@@ -374,6 +374,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=32, choices=SUPPORTED_IMAGE_SIZES, help="image size")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 = grey, 3 = RGB")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="auto", help="where classifiers and the generator train: auto (a CUDA GPU "
+                   "if there is one), cpu, cuda or cuda:N")
     p.add_argument("--class-from", choices=CLASS_FROM, default="folder",
                    help="where an image's class is written: its folder, or its file name (scratches_12.jpg)")
 
@@ -408,7 +410,10 @@ def _cmd_bench(a: argparse.Namespace) -> None:
         generator_snapshots=a.generator_snapshots,
         variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n)
     reference = ReferenceClassifier.load(a.reference) if a.reference else None
-    summary = run_downstream(train, test, cfg, a.out, generator=a.generator, reference=reference)
+    from .training.loop import pick_device
+
+    summary = run_downstream(train, test, cfg, a.out, generator=a.generator, reference=reference,
+                             device=pick_device(a.device))
     print((Path(a.out) / "report.md").read_text())
     print(summary["verdict"].get("sentence", ""))
 

@@ -98,8 +98,10 @@ def prepare_splits(train_full: LabelledImages, test: LabelledImages | None, cfg:
 
 
 def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg: DownstreamConfig,
-                   out_dir: str | Path, *, generator=None, reference=None, progress: bool = True) -> dict:
-    """The whole benchmark; writes results.json, report.md and plots into ``out_dir``.
+                   out_dir: str | Path, *, generator=None, reference=None, device: str | torch.device = "cpu",
+                   progress: bool = True) -> dict:
+    """The whole benchmark; writes results.json, report.md and plots into ``out_dir``. Classifiers
+    and the generator train on ``device``; kept runs do not depend on it (their records name the machine).
 
     ``test=None`` with ``imbalance_ratio=None`` carves a stratified test part from the data.
     ``reference`` (a :class:`~ganaug.eval.ReferenceClassifier`) only judges the generator in
@@ -132,7 +134,8 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
             mc = ganaug.make_config("sngan", k, lt_train.class_names, image_size=lt_train.image_size,
                                     channels=lt_train.channels)
             every = cfg.generator_steps // cfg.generator_snapshots if cfg.generator_snapshots else 0
-            run = ganaug.train(lt_train, mc, ganaug.TrainConfig(steps=cfg.generator_steps, snapshot_every=every),
+            run = ganaug.train(lt_train, mc, ganaug.TrainConfig(steps=cfg.generator_steps, snapshot_every=every,
+                                                                device=str(device)),
                                out / "generator", resume=True, progress=progress)
             generator = run
         gen = generator if isinstance(generator, ganaug.Generator) else ganaug.load_generator(generator)
@@ -193,7 +196,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
             model.eval()
         else:
             model = train()
-            save_file({n: v.contiguous() for n, v in model.state_dict().items()}, str(weights))
+            save_file({n: v.detach().cpu().contiguous() for n, v in model.state_dict().items()}, str(weights))
         run = {**score(model, tau), "seconds": round(time.perf_counter() - t, 1), "machine": machine()}
         record_path.write_text(json.dumps({"key": key, "run": run}))
         log(f"{name}: balanced accuracy {run['balanced_accuracy']:.4f} (validation {run['val_balanced_accuracy']:.4f})")
@@ -205,7 +208,8 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
             classical("plain", seed, need_weights=kept_record(f"posthoc-la-seed{seed}", key) is None)
             return kept_run(f"posthoc-la-seed{seed}", key, lambda: None, tau=None, model_of=f"plain-seed{seed}")
         return kept_run(f"{variant}-seed{seed}", {**base_key, "variant": variant, "seed": seed},
-                        lambda: train_classifier(variant, lt_train, cfg, seed), need_weights=need_weights)
+                        lambda: train_classifier(variant, lt_train, cfg, seed, device=device),
+                        need_weights=need_weights)
 
     # seed by seed, so that a partial benchmark already holds every variant of the first seeds
     chosen = [v for v in cfg.variants if v in CLASSICAL]
@@ -245,7 +249,8 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
                    "generator": gen_key if uses else None, "judge": "balanced-softmax-seed0" if uses else None}
             # named by content, so that runs with other candidate lists (in parallel too) share them
             return kept_run(f"{recipe_name(recipe)}-seed{seed}", key,
-                            lambda: train_classifier("ganaug-recipe", lt_train, cfg, seed, mix=mix_of(recipe)))
+                            lambda: train_classifier("ganaug-recipe", lt_train, cfg, seed, mix=mix_of(recipe),
+                                                     device=device))
 
         cand = [summarise([recipe_run(r, s) for s in range(cfg.search_seeds)]) for r in recipes]
         best = max(range(len(recipes)), key=lambda i: (cand[i]["val_balanced_accuracy_mean"], -i))

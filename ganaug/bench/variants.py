@@ -61,7 +61,7 @@ def balanced_batches(labels: torch.Tensor, num_classes: int, batch_size: int):
 
 
 def train_classifier(variant: str, train: LabelledImages, cfg: "DownstreamConfig", seed: int, *,
-                     mix: SyntheticMix | None = None) -> SmallResNet:
+                     mix: SyntheticMix | None = None, device: str | torch.device = "cpu") -> SmallResNet:
     """Train one classifier of ``variant`` (``posthoc-la`` trains the ``plain`` model; the
     adjustment happens at prediction time)."""
     k = train.num_classes
@@ -92,4 +92,4 @@ def train_classifier(variant: str, train: LabelledImages, cfg: "DownstreamConfig
         model = SmallResNet(train.channels, k, cfg.width)
         return train_steps(model, images, labels, batches, steps, lr=cfg.lr, translate=cfg.translate, seed=seed,
                            class_weights=class_weights, sample_weights=weights, loss_fn=loss_fn, batch_fn=batch_fn,
-                           step_fn=step_fn, channels_last=cfg.channels_last)
+                           step_fn=step_fn, channels_last=cfg.channels_last, device=device)
