@@ -90,7 +90,8 @@ def main() -> None:
             key = f"{im.format} as {p.suffix}, {im.mode}"
             formats[key] = formats.get(key, 0) + 1
             sizes.add(im.size)
-    print(f"{len(files)} files, {len(sizes)} different sizes; " + ", ".join(f"{k}: {v}" for k, v in sorted(formats.items())))
+    print(f"{len(files)} files, {len(sizes)} different sizes; "
+          + ", ".join(f"{k}: {v}" for k, v in sorted(formats.items())))
     t_train = ganaug("anomaly", "train", str(out / "normal"), "--out", str(out / "detector"), "--image-size", "32",
                      "--width", "16", "--epochs", "5", "--device", "cpu")
     t_score = ganaug("anomaly", "score", str(out / "detector"), str(out / "eval"), "--out", str(out / "scored"),
