@@ -176,3 +176,44 @@ def test_heatmap_covers_what_the_model_saw(tmp_path):
     red = lambda a: a[..., 0] - a[..., 1]  # noqa: E731
     assert (red(crop)[:, :10] == 0).all() and (red(crop)[:, 10:30] > 0).all() and (red(crop)[:, 30:] == 0).all()
     assert (red(pad) > 0).all()
+
+
+def test_local_scores_reduce_one_anomaly_map(detector, sneakers, tmp_path):
+    """The map's mean is the paper's image score; max and top-k read the same map locally; the
+    choice is recorded in the config, sets the threshold, and survives saving."""
+    import dataclasses
+
+    from ganaug.anomaly.model import reduce_maps
+    from ganaug.pixels import uint8_to_model
+
+    model, _ = detector
+    _, test = sneakers
+    x = uint8_to_model(test.images[:8])
+    rec = model.G(x)
+    (_, f_x), (_, f_r) = model.D(x), model.D(rec)
+    paper = 0.9 * (x - rec).abs().flatten(1).mean(1) + 0.1 * (f_x - f_r).pow(2).flatten(1).mean(1)
+    scores, maps = model.score_maps(x)
+    assert torch.allclose(scores, paper, rtol=1e-5) and maps.shape == (8, 32, 32)
+    top, peak = reduce_maps(maps, "topk", 0.05), reduce_maps(maps, "max")
+    assert (peak >= top).all() and (top >= scores).all()
+    assert torch.equal(reduce_maps(maps, "topk", 1 / 1024), peak)  # the top single pixel is the max
+    local = dataclasses.replace(model.config, score_reduce="topk", score_topk=0.05, score_smoothing=2.0)
+    again = SkipGANomaly(local, threshold=model.threshold)
+    again.load_state_dict(model.state_dict())
+    smooth = again.anomaly_maps(x)
+    assert not torch.allclose(smooth, maps) and smooth.shape == maps.shape
+    assert torch.allclose(again.score_maps(x)[0], reduce_maps(smooth, "topk", 0.05))
+    back = load_detector(save_detector(again, tmp_path / "local"))
+    assert back.config.score_reduce == "topk" and back.config.score_smoothing == 2.0
+    with pytest.raises(GanaugError, match="score_reduce must be one of"):
+        AnomalyConfig(score_reduce="median").validate()
+
+
+def test_cli_records_the_score_choice(sneakers, tmp_path):
+    normal, _ = sneakers
+    _write(tmp_path / "normal", normal[:64])
+    assert main(["anomaly", "train", str(tmp_path / "normal"), "--out", str(tmp_path / "det"), "--image-size", "32",
+                 "--width", "4", "--epochs", "1", "--score-reduce", "max", "--score-smoothing", "1.5"]) == 0
+    det = load_detector(tmp_path / "det")
+    assert (det.config.score_reduce, det.config.score_smoothing) == ("max", 1.5)
+    assert "score = its max" in (tmp_path / "det" / "README.md").read_text()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from .model import ANOMALY_SIZES, RESIZE_POLICIES, AnomalyConfig
+    from .model import ANOMALY_SIZES, RESIZE_POLICIES, SCORE_REDUCTIONS, AnomalyConfig
     from .train import AnomalyTrainConfig
 
     m, t = AnomalyConfig(), AnomalyTrainConfig()
@@ -38,6 +38,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="threshold = this quantile of held-out normal scores (1 - target false-positive rate)")
     tr.add_argument("--score-lambda", type=float, default=m.score_lambda,
                     help="score = lambda * reconstruction + (1 - lambda) * latent distance")
+    tr.add_argument("--score-reduce", choices=SCORE_REDUCTIONS, default=m.score_reduce,
+                    help="image score from the anomaly map: mean (the paper's), max, or mean of the top --score-topk "
+                    "share of pixels (small defects in a large normal texture)")
+    tr.add_argument("--score-topk", type=float, default=m.score_topk, help="share of pixels for --score-reduce topk")
+    tr.add_argument("--score-smoothing", type=float, default=m.score_smoothing,
+                    help="sigma (pixels) of the Gaussian that smooths the anomaly map before it is reduced; 0: none")
     tr.add_argument("--spectral-norm", action="store_true", help="spectral normalisation in D")
     tr.add_argument("--seed", type=int, default=t.seed, help="seed of the split and the training")
     tr.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N")
@@ -80,7 +86,8 @@ def _train(a: argparse.Namespace) -> None:
     files, _ = list_images(a.normal_dir)
     config = AnomalyConfig(image_size=a.image_size, channels=a.channels or 1, width=a.width, resize=a.resize,
                            source_size=check_same_size(files) if a.resize == "strict" else None,
-                           score_lambda=a.score_lambda, spectral_norm=a.spectral_norm)
+                           score_lambda=a.score_lambda, spectral_norm=a.spectral_norm, score_reduce=a.score_reduce,
+                           score_topk=a.score_topk, score_smoothing=a.score_smoothing)
     images = load_for(files, dataclasses.replace(config, channels=a.channels))  # None: as the data
     config = dataclasses.replace(config, channels=images.shape[1])
     tc = AnomalyTrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, val_fraction=a.val_fraction,
@@ -103,8 +110,11 @@ def detector_card(model, record: dict) -> str:
     c = model.config
     body = "\n".join([
         f"# SkipGANomaly detector, {c.channels}x{c.image_size}x{c.image_size}", "",
-        "Trained on normal images only. Score = "
-        f"{c.score_lambda} * reconstruction L1 + {1 - c.score_lambda:.2f} * latent L2 in D's feature space.", "",
+        "Trained on normal images only. Anomaly map = "
+        f"{c.score_lambda} * reconstruction L1 + {1 - c.score_lambda:.2f} * latent L2 in D's feature space"
+        + (f", smoothed by a Gaussian of sigma {c.score_smoothing} px" if c.score_smoothing else "")
+        + f"; score = its {c.score_reduce}" + (f" over the top {c.score_topk:.0%} of pixels" if c.score_reduce == "topk"
+                                               else "") + ".", "",
         "```bash", "ganaug anomaly score THIS_FOLDER IMAGES --out scores/", "```", "",
         f"- data: `{record.get('data', {}).get('source')}`, {record.get('num_train')} images for training, "
         f"{record.get('num_validation')} held out",

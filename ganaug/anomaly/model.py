@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms.v2.functional import gaussian_blur
 
 from ..configs import JsonConfig
 from ..errors import GanaugError
@@ -23,6 +24,10 @@ ANOMALY_SIZES = (32, 64, 128)
 # crop = shorter side resized, centre cropped (as generator training does); pad = longer side
 # resized, black borders (nothing cut off); strict = every image must have the training images' size
 RESIZE_POLICIES = ("crop", "pad", "strict")
+# how an image's anomaly map becomes its score: the mean (the paper's image-level score), the
+# maximum, or the mean of the top score_topk share of pixels (a small defect in a large normal
+# texture is diluted by the mean, not by these)
+SCORE_REDUCTIONS = ("mean", "max", "topk")
 
 
 @dataclass
@@ -38,6 +43,9 @@ class AnomalyConfig(JsonConfig):
     w_con: float = 40.0  # contextual L1 reconstruction
     w_lat: float = 1.0  # latent L2 between D features of x and G(x)
     score_lambda: float = 0.9
+    score_smoothing: float = 0.0  # sigma in pixels of the Gaussian that smooths the anomaly map (0: none)
+    score_reduce: str = "mean"  # one of SCORE_REDUCTIONS
+    score_topk: float = 0.01  # share of pixels whose mean is the score under "topk"
     input_noise: float = 0.0  # std of Gaussian noise added to G's input while training (really added)
     resize: str = "crop"  # one of RESIZE_POLICIES
     source_size: tuple[int, int] | None = None  # (width, height) of the training images under "strict"
@@ -51,6 +59,11 @@ class AnomalyConfig(JsonConfig):
                               f"{list(ANOMALY_SIZES)}.")
         if self.channels not in (1, 3):
             raise GanaugError(f"channels must be 1 or 3, got {self.channels}.")
+        if self.score_reduce not in SCORE_REDUCTIONS:
+            raise GanaugError(f"score_reduce must be one of {list(SCORE_REDUCTIONS)}, got {self.score_reduce!r}.")
+        if not 0 < self.score_topk <= 1 or self.score_smoothing < 0:
+            raise GanaugError(f"score_topk must lie in (0, 1] and score_smoothing be >= 0, got {self.score_topk} "
+                              f"and {self.score_smoothing}.")
         if self.resize not in RESIZE_POLICIES:
             raise GanaugError(f"resize must be one of {list(RESIZE_POLICIES)}, got {self.resize!r}.")
         if not 0 <= self.score_lambda <= 1:
@@ -64,6 +77,24 @@ class AnomalyConfig(JsonConfig):
         levels = int(math.log2(self.image_size // 4))
         return [self.width * min(8, 2**i) for i in range(levels)]
 
+
+def smooth_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Anomaly maps (N, H, W) smoothed by a Gaussian of ``sigma`` pixels (0: unchanged)."""
+    if sigma <= 0:
+        return maps
+    sigma = min(sigma, maps.shape[-1] / 6)  # the kernel must fit the image
+    size = 2 * math.ceil(3 * sigma) + 1
+    return gaussian_blur(maps[:, None], [size, size], [sigma, sigma])[:, 0]
+
+
+def reduce_maps(maps: torch.Tensor, how: str = "mean", topk: float = 0.01) -> torch.Tensor:
+    """Image scores (N,) from anomaly maps (N, H, W): their mean, max, or top-``topk`` share mean."""
+    flat = maps.flatten(1)
+    if how == "max":
+        return flat.amax(1)
+    if how == "topk":
+        return flat.topk(max(1, math.ceil(topk * flat.shape[1])), dim=1).values.mean(1)
+    return flat.mean(1)
 
 
 def _down(c_in: int, c_out: int, bn: bool, sn: bool = False) -> nn.Sequential:
@@ -130,16 +161,26 @@ class SkipGANomaly(nn.Module):
         self.threshold = threshold
 
     @torch.no_grad()
-    def score_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scores (N,), per-pixel reconstruction error maps (N, H, W)) for images in [-1, 1]."""
+    def anomaly_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-pixel anomaly maps (N, H, W) for images in [-1, 1]: ``lambda`` x the reconstruction
+        error (L1, mean over channels) + ``1 - lambda`` x the latent distance (squared difference of
+        D's last features, mean over channels, repeated up to the image's size), smoothed by a
+        Gaussian of ``score_smoothing`` pixels. Its mean, unsmoothed, is the paper's image score."""
         self.eval()
         rec = self.G(x)
         _, f_x = self.D(x)
         _, f_r = self.D(rec)
-        err = (x - rec).abs()
-        lam = self.config.score_lambda
-        scores = lam * err.flatten(1).mean(1) + (1 - lam) * (f_x - f_r).pow(2).flatten(1).mean(1)
-        return scores, err.mean(1)
+        lam, c = self.config.score_lambda, self.config
+        latent = F.interpolate((f_x - f_r).pow(2).mean(1, keepdim=True), size=x.shape[-2:], mode="nearest")
+        maps = lam * (x - rec).abs().mean(1) + (1 - lam) * latent[:, 0]
+        return smooth_maps(maps, c.score_smoothing)
+
+    @torch.no_grad()
+    def score_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores (N,), anomaly maps (N, H, W)) for images in [-1, 1]; the score is the map reduced
+        by ``score_reduce``."""
+        maps = self.anomaly_maps(x)
+        return reduce_maps(maps, self.config.score_reduce, self.config.score_topk), maps
 
     def losses(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         """(generator loss, discriminator loss, parts) for one batch of normal images."""
