@@ -92,6 +92,6 @@ def push_to_hub(folder: str | Path, repo_id: str, *, revision: str | None = None
     if revision:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
-                             commit_message=commit_message or "Upload ganaug generator",
+                             commit_message=commit_message or "Upload ganaug package",
                              allow_patterns=PACKAGE_FILES)
     return info.commit_url
