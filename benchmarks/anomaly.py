@@ -41,6 +41,7 @@ quantile of their normal validation scores), per normal class and averaged.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import re
 import tarfile
@@ -135,9 +136,19 @@ def patch_knn_scores(bank: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
     return knn_scores(bank, queries.reshape(n * p, d), k=1).view(n, p).amax(1)
 
 
+@functools.cache
+def _load(protocol: str, data: str, image_size: int, max_train: int):
+    """The protocol's images, decoded once for all normal classes."""
+    if protocol == "fashion-mnist":
+        return (load_fashion_mnist(data, image_size=32, max_per_class=max_train),
+                load_fashion_mnist(data, split="test", image_size=32))
+    if protocol == "neu-det":
+        return load_images(data, class_from="filename", channels=1, image_size=image_size)
+    return _neu_patches(data)
+
+
 def split_fashion_mnist(a, c):
-    train = load_fashion_mnist(a.data, image_size=32, max_per_class=a.max_train)
-    test = load_fashion_mnist(a.data, split="test", image_size=32)
+    train, test = _load(a.protocol, a.data, 32, a.max_train)
     g = torch.Generator().manual_seed(c)
     normal = train.images[train.labels == c]
     normal = normal[torch.randperm(len(normal), generator=g)]
@@ -150,7 +161,7 @@ def split_fashion_mnist(a, c):
 
 
 def split_neu_det(a, c):
-    data = load_images(a.data, class_from="filename", channels=1, image_size=a.image_size)
+    data = _load(a.protocol, a.data, a.image_size, 0)
     g = torch.Generator().manual_seed(c)
     by_class = [data.images[data.labels == k][torch.randperm(int((data.labels == k).sum()), generator=g)]
                 for k in range(data.num_classes)]
@@ -170,35 +181,31 @@ def _neu_patches(data: str):
     with tarfile.open(next(Path(data).glob("*.tar.gz"))) as tf:  # one sequential read: gzip cannot seek back
         blobs = {m.name.rsplit("/", 1)[-1]: tf.extractfile(m).read() for m in tf if m.isfile()
                  and m.name.endswith((".xml", ".jpg")) and ("IMAGES/" in m.name or "ANNOTATIONS/" in m.name)}
+    def stack(patches: list) -> torch.Tensor:
+        return torch.stack(patches) if patches else torch.empty(0, 1, 64, 64, dtype=torch.uint8)
+
     for name in sorted(n for n in blobs if n.endswith(".xml")):
         stem = name[:-4]
-        if f"{stem}.jpg" in blobs:
-            boxes = [tuple(map(int, b)) for b in box.findall(blobs[name].decode())]
-            pic = torch.from_numpy(np.array(Image.open(io.BytesIO(blobs[f"{stem}.jpg"])).convert("L")))
-            normal, defect = [], []
-            for py in range(0, pic.shape[0] - 63, 32):
-                for px in range(0, pic.shape[1] - 63, 32):
-                    touches = any(not (x2 <= px or x1 >= px + 64 or y2 <= py or y1 >= py + 64)
-                                  for x1, y1, x2, y2 in boxes)
-                    inside = any(x1 <= px + 16 and px + 48 <= x2 and y1 <= py + 16 and py + 48 <= y2
-                                 for x1, y1, x2, y2 in boxes)
-                    patch = pic[None, py:py + 64, px:px + 64]
-                    if not touches:
-                        normal.append(patch)
-                    elif inside:
-                        defect.append(patch)
-            stack = lambda p: torch.stack(p) if p else torch.empty(0, 1, 64, 64, dtype=torch.uint8)  # noqa: E731
-            out[stem.rsplit("_", 1)[0]].append((stack(normal), stack(defect)))
+        if f"{stem}.jpg" not in blobs:
+            continue
+        boxes = [tuple(map(int, b)) for b in box.findall(blobs[name].decode())]
+        pic = torch.from_numpy(np.array(Image.open(io.BytesIO(blobs[f"{stem}.jpg"])).convert("L")))
+        normal, defect = [], []
+        for py in range(0, pic.shape[0] - 63, 32):
+            for px in range(0, pic.shape[1] - 63, 32):
+                touches = any(not (x2 <= px or x1 >= px + 64 or y2 <= py or y1 >= py + 64) for x1, y1, x2, y2 in boxes)
+                inside = any(x1 <= px + 16 and px + 48 <= x2 and y1 <= py + 16 and py + 48 <= y2
+                             for x1, y1, x2, y2 in boxes)
+                if not touches:
+                    normal.append(pic[None, py:py + 64, px:px + 64])
+                elif inside:
+                    defect.append(pic[None, py:py + 64, px:px + 64])
+        out[stem.rsplit("_", 1)[0]].append((stack(normal), stack(defect)))
     return dict(sorted(out.items()))
 
 
-_PATCHES: dict = {}
-
-
 def split_neu_det_crops(a, c):
-    if a.data not in _PATCHES:
-        _PATCHES[a.data] = _neu_patches(a.data)
-    name, images = list(_PATCHES[a.data].items())[c]
+    name, images = list(_load(a.protocol, a.data, 64, 0).items())[c]
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(c)).tolist()
     n = len(order)
     parts = [[images[i] for i in order[: int(0.6 * n)]], [images[i] for i in order[int(0.6 * n): int(0.8 * n)]],
@@ -251,14 +258,13 @@ def main() -> None:
         val_maps = torch.cat([model.anomaly_maps(uint8_to_model(x)) for x in val.split(256)])
         test_maps = torch.cat([model.anomaly_maps(uint8_to_model(x)) for x in test.split(256)])
 
-        def local(maps, s, r, k):
-            return reduce_maps(smooth_maps(maps, s), r, k)
-
-        val_auroc = [binary_metrics(local(val_maps, *g), val_y, 0.0)["auroc"] for g in LOCAL_GRID]
+        smoothed = {s: smooth_maps(val_maps, s) for s in {g[0] for g in LOCAL_GRID}}  # once per sigma
+        val_auroc = [binary_metrics(reduce_maps(smoothed[s], r, k), val_y, 0.0)["auroc"] for s, r, k in LOCAL_GRID]
         best = LOCAL_GRID[max(range(len(LOCAL_GRID)), key=lambda i: (val_auroc[i], -i))]
         chosen.append((name, best))
-        res["SkipGANomaly (local, chosen on val)"] = metrics(local(val_maps, *best), val_y,
-                                                             local(test_maps, *best), test_y)
+        res["SkipGANomaly (local, chosen on val)"] = metrics(
+            reduce_maps(smoothed[best[0]], *best[1:]), val_y, reduce_maps(smooth_maps(test_maps, best[0]), *best[1:]),
+            test_y)
         times["SkipGANomaly (local, chosen on val)"] += time.perf_counter() - t
         t = time.perf_counter()
         ae = train_ae(train, cfg, a.epochs)

@@ -43,11 +43,11 @@ def messy_save(im: Image.Image, stem: Path, i: int, rng: random.Random) -> None:
 
 def build(data: Path, out: Path, seed: int = 0) -> None:
     rng = random.Random(seed)
-    with tarfile.open(next(data.glob("*.tar.gz"))) as tf:
-        by_class: dict[str, list[bytes]] = {}
-        for m in sorted((m for m in tf.getmembers() if m.isfile() and m.name.lower().endswith(".jpg")),
-                        key=lambda m: m.name):
-            by_class.setdefault(m.name.rsplit("/", 1)[-1].rsplit("_", 1)[0], []).append(tf.extractfile(m).read())
+    with tarfile.open(next(data.glob("*.tar.gz"))) as tf:  # in archive order: gzip cannot seek back
+        blobs = {m.name: tf.extractfile(m).read() for m in tf if m.isfile() and m.name.lower().endswith(".jpg")}
+    by_class: dict[str, list[bytes]] = {}
+    for name in sorted(blobs):
+        by_class.setdefault(name.rsplit("/", 1)[-1].rsplit("_", 1)[0], []).append(blobs[name])
 
     def write(blobs: list[bytes], folder: Path, prefix: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
