@@ -78,6 +78,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--class-balanced", action=argparse.BooleanOptionalAction, default=d.class_balanced,
                    help="draw real batches with every class equally often (default: when imbalanced)")
     t.add_argument("--ema-beta", type=float, default=d.ema_beta, help="EMA decay of the sampled generator")
+    t.add_argument("--bn-group", type=int, default=d.bn_group,
+                   help="BatchNorm statistics over groups of this many images (0: each process's whole batch; "
+                   "under torchrun: the per-process batch)")
     t.add_argument("--precision", default=d.precision, choices=("auto", "fp32", "bf16", "fp16"),
                    help="autocast dtype; auto = bf16 on a GPU that has it, else fp32")
     t.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
@@ -88,12 +91,15 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=d.seed, help="seed of the whole run (init, batches, noise)")
     t.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--dist-timeout", type=float, default=600.0,
+                   help="under torchrun: seconds to wait for the other processes (joining, and at every step)")
 
 
 def _cmd_train(a: argparse.Namespace) -> None:
     from .data import load_images
     from .models import make_config
     from .training import TrainConfig, train
+    from .training.distributed import from_env, torchrun_prefix
     from .training.rundir import RUN_CONFIG
 
     run_cfg = Path(a.out) / RUN_CONFIG
@@ -109,11 +115,13 @@ def _cmd_train(a: argparse.Namespace) -> None:
                                attn_resolution=a.attn_resolution)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     train_config = TrainConfig(**{k: v for k, v in vars(a).items() if k in fields})
-    print(f"data: {len(data)} images, {data.num_classes} classes, {data.channels}x"
-          f"{data.image_size}x{data.image_size} from {data.source}")
-    out = train(data, model_config, train_config, a.out, resume=a.resume,
-                progress=not a.no_progress, command=shlex.join(["ganaug", *a.argv]))
-    print(f"done: {out}")
+    launch = from_env()
+    say = print if launch.is_main else (lambda *args, **kw: None)
+    say(f"data: {len(data)} images, {data.num_classes} classes, {data.channels}x"
+        f"{data.image_size}x{data.image_size} from {data.source}")
+    out = train(data, model_config, train_config, a.out, resume=a.resume, progress=not a.no_progress,
+                command=shlex.join([*torchrun_prefix(launch), "ganaug", *a.argv]), dist_timeout=a.dist_timeout)
+    say(f"done: {out}")
 
 
 def _sample_parser(sub: argparse._SubParsersAction) -> None:
@@ -124,10 +132,18 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL", help="run folder, package folder or hf-hub:org/name[@rev]")
     p.add_argument("--classes", nargs="+", default=None,
                    help="class names or indices (default: all classes)")
-    p.add_argument("--n", type=int, default=8, help="images per class")
-    p.add_argument("--out", required=True,
+    p.add_argument("--n", "--per-class", dest="n", type=int, default=8,
+                   help="images per class (under torchrun write --per-class: torchrun reads --n as its own --nnodes)")
+    p.add_argument("--out", default=None,
                    help="a .png path for one grid (a row per class), or a folder for one PNG "
                    "per image in <class>/ sub-folders")
+    p.add_argument("--bank", default=None, metavar="DIR",
+                   help="instead of --out: write an on-disk bank of --n images per class (uint8 safetensors "
+                   "chunks and a manifest) that SyntheticDataset(MODEL, counts=N, seed=SEED, cache=DIR) reads; "
+                   "under torchrun every process writes its share of the chunks")
+    p.add_argument("--chunk-size", type=int, default=256, help="images per bank chunk (one forward pass each)")
+    p.add_argument("--dist-timeout", type=float, default=600.0,
+                   help="under torchrun: seconds to wait for the other processes")
     p.add_argument("--seed", type=int, default=0, help="same seed, same images")
     p.add_argument("--truncation", type=float, default=None,
                    help="truncation trick threshold (e.g. 1.0); lower = less varied, cleaner")
@@ -143,6 +159,10 @@ def _cmd_sample(a: argparse.Namespace) -> None:
 
     if a.n < 1:
         raise GanaugError("--n must be at least 1.")
+    if (a.out is None) == (a.bank is None):
+        raise GanaugError("give exactly one of --out (a grid or image folder) and --bank (an on-disk bank).")
+    if a.bank is not None:
+        return _write_bank(a)
     G = load_generator(a.model, device=pick_device(a.device))
     classes = G.class_ids(parse_classes(a.classes, G.class_names)).tolist() if a.classes else list(range(G.num_classes))
     out = Path(a.out)
@@ -158,6 +178,31 @@ def _cmd_sample(a: argparse.Namespace) -> None:
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img.permute(1, 2, 0).squeeze(-1).numpy()).save(d / f"{i % a.n:05d}.png")
     print(f"wrote {len(imgs)} images to {out}")
+
+
+def _write_bank(a: argparse.Namespace) -> None:
+    from .hub import load_generator
+    from .training.distributed import distributed
+    from .transforms import SyntheticDataset
+
+    with distributed(a.device, a.dist_timeout) as (d, device):
+        G = load_generator(a.model, device=device)
+        classes = G.class_ids(parse_classes(a.classes, G.class_names)).tolist() if a.classes else range(G.num_classes)
+        bank = SyntheticDataset(G, {c: a.n for c in classes}, seed=a.seed, cache=a.bank,
+                                truncation=a.truncation, chunk_size=a.chunk_size)
+        bank.fill_cache(d.rank, d.world_size, progress=d.is_main)
+        d.barrier()
+        missing = bank.missing_chunks() if d.is_main else []
+        if missing:
+            raise GanaugError(f"{len(missing)} chunk(s) of the bank are not in {bank.cache_dir} after every process "
+                              f"finished (e.g. chunk {missing[0]}); under torchrun on several nodes, --bank must "
+                              "be on storage that every node writes to (a shared filesystem).")
+        if d.is_main:
+            counts = {G.class_names[c]: a.n for c in classes} if a.classes else a.n
+            extra = "".join(f", {k}={v!r}" for k, v in (("truncation", a.truncation), ("chunk_size", a.chunk_size))
+                            if v != {"truncation": None, "chunk_size": 256}[k])
+            print(f"bank of {len(bank)} images ({bank.num_chunks} chunks) in {bank.cache_dir}; read it with "
+                  f"SyntheticDataset({a.model!r}, counts={counts!r}, seed={a.seed}, cache={a.bank!r}{extra})")
 
 
 def parse_classes(requested: list[str], class_names: list[str]) -> list[int | str]:

@@ -49,19 +49,60 @@ class ClassCondition(nn.Module):
     - ``noise`` adds Gaussian noise in training mode only, with a standard deviation of ``noise`` x
       the condition's RMS x ``noise_per_class[y]`` (NoisyTwins' noise augmentation of the class
       embedding, Rangwani et al. 2023, arXiv 2304.05866, without its Barlow-twins term).
+
+    ``rows = (start, total)`` says that the batch is rows ``start:start + len(y)`` of a batch of
+    ``total`` (one rank's share): the noise is drawn for all ``total`` rows and these kept, so the
+    ranks together draw what one process would.
     """
 
     def __init__(self, num_classes: int):
         super().__init__()
         self.strength, self.noise = 1.0, 0.0
+        self.rows: tuple[int, int] | None = None
         self.register_buffer("noise_per_class", torch.ones(num_classes), persistent=False)
 
     def forward(self, cond: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.training and self.noise > 0:
             rms = cond.detach().pow(2).mean(1, keepdim=True).sqrt()
             sigma = self.noise * rms * self.noise_per_class[y, None].to(cond.dtype)
-            cond = cond + sigma * torch.randn_like(cond)
+            if self.rows is None:
+                eps = torch.randn_like(cond)
+            else:
+                start, total = self.rows
+                eps = torch.randn(total, *cond.shape[1:], device=cond.device, dtype=cond.dtype)[start:start + len(y)]
+            cond = cond + sigma * eps
         return cond if self.strength == 1.0 else cond * self.strength
+
+
+class GhostBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that, in training with ``group`` > 0, normalises each run of ``group`` images with
+    their own statistics ("ghost" batch norm, Hoffer et al. 2017, arXiv 1705.08741).
+
+    Distributed training normalises each rank's rows on their own, so a run on N ranks and a
+    single process with ``group`` = the per-rank batch compute the same thing, and a checkpoint
+    moves between world sizes without changing what BatchNorm does. The running statistics get
+    one update per forward with the mean of the groups' statistics, as N ranks get after their
+    running statistics are averaged. The state dict is a plain BatchNorm2d's.
+    """
+
+    group: int = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, g = x.shape[0], self.group
+        if not (self.training and g and n > g):
+            return super().forward(x)
+        if n % g:
+            raise ValueError(f"a batch of {n} does not split into BatchNorm groups of {g}")
+        out = torch.cat([F.batch_norm(c, None, None, self.weight, self.bias, True, 0.0, self.eps)
+                         for c in x.split(g)])
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                xs = x.detach().float().unflatten(0, (n // g, g))
+                self.running_mean.lerp_(xs.mean(dim=(1, 3, 4)).mean(0).to(self.running_mean.dtype), m)
+                self.running_var.lerp_(xs.var(dim=(1, 3, 4)).mean(0).to(self.running_var.dtype), m)
+        return out
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -73,7 +114,7 @@ class ConditionalBatchNorm2d(nn.Module):
 
     def __init__(self, num_features: int, cond_dim: int, sn: bool = False):
         super().__init__()
-        self.bn = nn.BatchNorm2d(num_features, affine=False)
+        self.bn = GhostBatchNorm2d(num_features, affine=False)
         self.gain = maybe_sn(nn.Linear(cond_dim, num_features, bias=False), sn)
         self.bias = maybe_sn(nn.Linear(cond_dim, num_features, bias=False), sn)
 
@@ -217,7 +258,7 @@ class ResNetGeneratorBody(nn.Module):
         # Attention after block attn_index (its output resolution), or nowhere.
         self.attn_index = attn_index
         self.attn = SelfAttention(widths[attn_index + 1], sn) if attn_index is not None else None
-        self.out_bn = nn.BatchNorm2d(widths[-1])
+        self.out_bn = GhostBatchNorm2d(widths[-1])
         self.out_conv = conv3x3(widths[-1], image_channels, sn)
 
     def forward(self, h_in: torch.Tensor, conds: list[torch.Tensor]) -> torch.Tensor:

@@ -45,6 +45,9 @@ class TrainConfig(JsonConfig):
     class_noise: float = 0.0
     diffaugment: str = "auto"  # "auto", "off", or ops joined by commas: "color,translation,cutout"
     class_balanced: bool | None = None  # None: on when classes are imbalanced
+    # BatchNorm statistics over groups of this many images (0: the whole batch of each process);
+    # a distributed run sets it to the per-rank batch, so that it resumes on any number of processes
+    bn_group: int = 0
     ema_beta: float = 0.999
     precision: str = "auto"  # autocast dtype: "auto" = bf16 on GPUs that support it, else fp32
     checkpoint_every: int = 500
@@ -55,8 +58,10 @@ class TrainConfig(JsonConfig):
     device: str = "auto"
 
     def validate(self) -> "TrainConfig":
-        if not isinstance(self.snapshot_every, int) or self.snapshot_every < 0:
-            raise GanaugError(f"snapshot_every must be an integer >= 0, got {self.snapshot_every!r}.")
+        for name in ("snapshot_every", "bn_group"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise GanaugError(f"{name} must be an integer >= 0, got {v!r}.")
         for name in ("steps", "batch_size", "n_dis", "checkpoint_every", "sample_every", "log_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

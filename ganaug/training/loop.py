@@ -4,6 +4,8 @@ Phases per step: (1) n_dis discriminator updates on real + fake batches (DiffAug
 (2) one generator update, (3) EMA update, (4) log / sample / checkpoint on schedule.
 Everything random draws from the global torch RNG, whose state is checkpointed with the models
 and optimisers, so ``resume=True`` continues bit-exactly where the checkpoint left off.
+Launched by torchrun, the same loop runs on every process with DistributedDataParallel; each
+process draws the whole batch's randomness and keeps its own rows (see ``distributed.py``).
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from ..errors import GanaugError, TrainingDiverged
 from ..longtail.losses import effective_number_weights
 from ..grid import save_class_grid
 from ..models import GANConfig, build_discriminator, build_generator, generate_images
+from ..models.layers import GhostBatchNorm2d
 from ..pixels import uint8_to_model
 from .checkpoint import CHECKPOINT_NAME, save_checkpoint
 from .config import TrainConfig
 from .diffaugment import diff_augment
+from .distributed import Dist, broadcast_buffers, check_consistency, distributed, sync_buffers, wrap_ddp
+from .distributed import pick_device as pick_device
 from .ema import make_ema, update_ema
 from .losses import conditioning_strength, d_loss, feature_matching, g_loss, lecam_penalty, orthogonal_penalty
 from .rundir import (METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_losses, run_commands,
@@ -35,18 +40,6 @@ from .rundir import (METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_los
 
 GRID_PER_CLASS = 8
 GRID_MAX_CLASSES = 20
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise GanaugError(f"unknown device {name!r}: {e}. Use 'auto', 'cpu' or 'cuda'.") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GanaugError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu.")
-    return device
 
 
 class _BatchSampler:
@@ -69,16 +62,35 @@ class _BatchSampler:
 
 def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
           out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-          command: str | None = None) -> Path:
+          command: str | None = None, dist_timeout: float = 600.0) -> Path:
     """Train a conditional GAN on ``data``, writing everything into ``out_dir``.
 
     With ``resume=True`` and a checkpoint in ``out_dir``, the saved model and training configs
     win (only ``config.steps`` may be raised, to extend a run) and training continues from
-    the checkpoint's step. Returns the run folder.
+    the checkpoint's step, on any number of processes. Launched by torchrun (``RANK`` and
+    ``WORLD_SIZE`` set), every process calls this with the same arguments and they train one
+    model with DistributedDataParallel; ``config.batch_size`` is the global batch, and
+    ``dist_timeout`` (seconds) bounds every wait for the other processes. Returns the run folder.
     """
-    out = Path(out_dir)
+    with distributed(config.device, dist_timeout) as (d, device):
+        return _train(d, device, data, model_config, config, Path(out_dir), resume, progress, command)
+
+
+def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GANConfig, config: TrainConfig,
+           out: Path, resume: bool, progress: bool, command: str | None) -> Path:
     ckpt_path = out / CHECKPOINT_NAME
-    ckpt = existing_checkpoint(out, resume)
+    if d.enabled:
+        d.same("the training data", {**data.fingerprint(), "content": data.digest()},
+               "Every node must read the same images: the same files at the same path, with the same "
+               "--image-size, --channels and --max-per-class.")
+    error, ckpt = None, None
+    try:
+        ckpt = existing_checkpoint(out, resume)
+    except GanaugError as e:
+        error = str(e)
+    d.agree(error)
+    d.same("whether the run folder holds a checkpoint", ckpt is not None, "With --resume, put --out on "
+           "storage that every node reads (a shared filesystem), or copy the run folder to every node.")
     if ckpt is not None:
         model_config = GANConfig.from_dict(ckpt["model_config"])
         # the saved settings win, except the length and where it runs now (a GPU run may continue on a CPU)
@@ -92,13 +104,23 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
             )
     config.validate()
     model_config.validate()
-    if config.cond_ramp_end > config.steps:
+    settings = [model_config.to_dict(), dataclasses.replace(config, device="").to_dict()]
+    d.same("the model and training settings", settings, "Start every process with the same command line.")
+    if config.batch_size % d.world_size:
+        raise GanaugError(f"the batch of {config.batch_size} images does not split evenly over {d.world_size} "
+                          f"processes; --batch-size is the global batch: make it a multiple of {d.world_size}.")
+    if d.enabled and config.bn_group == 0:  # BatchNorm per rank, said in the config so any world size can resume
+        config = dataclasses.replace(config, bn_group=config.batch_size // d.world_size)
+    local_batch = config.batch_size // d.world_size
+    if config.bn_group and local_batch % config.bn_group:
+        raise GanaugError(f"BatchNorm groups of {config.bn_group} images do not divide the batch of {local_batch} "
+                          f"each of the {d.world_size} process(es) holds; choose --bn-group to divide it.")
+    if config.cond_ramp_end > config.steps and d.is_main:
         warnings.warn(f"the conditioning ramp ends at step {config.cond_ramp_end}, after this run's last step "
                       f"({config.steps}): its generator is sampled fully conditional but was trained at a lower "
                       "strength; extend the run with --resume --steps to finish the ramp.", stacklevel=2)
     data.require(model_config.channels, model_config.image_size, model_config.class_names, "the model")
 
-    device = pick_device(config.device)
     bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
     cfg = config.resolved(data.class_counts(), device.type, bf16_ok)
     if cfg.precision == "fp16" and device.type != "cuda":
@@ -114,6 +136,9 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     scaler_g = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     scaler_d = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    for m in G.modules():
+        if isinstance(m, GhostBatchNorm2d):
+            m.group = cfg.bn_group
     start, elapsed_before = 0, 0.0
     lecam_ema: list[float] | None = None  # moving averages of D on real and on fake images
     if ckpt is not None:
@@ -127,18 +152,37 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
         start, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed_s"])
         lecam_ema = ckpt.get("lecam_ema")
         torch.set_rng_state(ckpt["rng"]["torch"])
-        if device.type == "cuda" and ckpt["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-        truncate_metrics(out, start)
-    elif resume and progress:
+        cuda_states = ckpt["rng"]["cuda"]  # this device's state (older checkpoints: every device's)
+        if device.type == "cuda" and cuda_states:
+            torch.cuda.set_rng_state(cuda_states[0 if len(cuda_states) == 1 else device.index], device)
+        if d.is_main:
+            truncate_metrics(out, start)
+    elif resume and progress and d.is_main:
         print(f"no checkpoint in {out}; starting a new run.")
 
-    out.mkdir(parents=True, exist_ok=True)
-    commands = run_commands(out, ckpt is not None, command)
-    (out / RUN_CONFIG).write_text(json.dumps({
-        "ganaug_version": __version__, "commands": commands, "model": model_config.to_dict(),
-        "train": cfg.to_dict(), "data": {"source": data.source, **data.fingerprint()},
-    }, indent=2))
+    if d.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        commands = run_commands(out, ckpt is not None, command)
+        (out / RUN_CONFIG).write_text(json.dumps({
+            "ganaug_version": __version__, "commands": commands, "model": model_config.to_dict(),
+            "train": cfg.to_dict(), "data": {"source": data.source, **data.fingerprint()},
+            "processes": d.world_size,
+        }, indent=2))
+
+    # -- distributed: one model on every rank; each rank computes its rows of every batch -------
+    G_train, D_train = G, D  # what computes gradients: DDP wrappers when distributed
+    if d.enabled:
+        broadcast_buffers(d, G, D, G_ema)
+        G_train, D_train = wrap_ddp(G, device), wrap_ddp(D, device)
+    rows = d.rows(cfg.batch_size)
+    if d.enabled:
+        G.condition.rows = (rows.start, cfg.batch_size)
+    b = rows.stop - rows.start  # this rank's share of the batch
+    g_rows = torch.arange(rows.start, rows.stop)
+    d_rows = torch.cat([g_rows, g_rows + cfg.batch_size])  # D sees [real batch; fake batch]
+
+    def aug(x: torch.Tensor, which: torch.Tensor, total: int) -> torch.Tensor:
+        return diff_augment(x, cfg.diffaugment, which if d.enabled else None, total)
 
     sampler = _BatchSampler(data.labels, data.num_classes, cfg.class_balanced)
     for g in (G, G_ema):  # class-condition noise, rarer classes more (G_ema samples in eval mode: none)
@@ -149,26 +193,30 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
     B, vr = cfg.batch_size, model_config.value_range
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
-        idx = sampler.draw(B)
+        idx = sampler.draw(B)[rows]
         return (uint8_to_model(data.images[idx], vr).to(device, non_blocking=True),
                 data.labels[idx].to(device))
 
     def fake_inputs() -> tuple[torch.Tensor, torch.Tensor]:
-        y = data.labels[sampler.draw(B)].to(device)  # same class distribution as the real batches
-        return torch.randn(B, model_config.z_dim, device=device), y
+        y = data.labels[sampler.draw(B)[rows]].to(device)  # same class distribution as the real batches
+        return torch.randn(B, model_config.z_dim, device=device)[rows], y
 
     def autocast():
         return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
 
     def checkpoint(step: int) -> None:
+        check_consistency(d, ["G", "D", "G_ema"], G, D, G_ema)
+        if not d.is_main:
+            return
         save_checkpoint(ckpt_path, {
             "format": 1, "step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0,
             "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
             "scaler_g": scaler_g.state_dict(), "scaler_d": scaler_d.state_dict(),
             "lecam_ema": lecam_ema,
+            # one state for every rank: they all draw the same stream (see distributed.py)
             "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
+                    "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []},
             "model_config": model_config.to_dict(), "train_config": cfg.to_dict(),
             "data": data.fingerprint(),
         })
@@ -182,9 +230,9 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
         save_class_grid(imgs, names, GRID_PER_CLASS, out / SAMPLES / f"step_{step:07d}.png")
 
     # -- the loop -------------------------------------------------------------------------------
-    log = open(out / METRICS, "a")
+    log = open(out / METRICS, "a") if d.is_main else None
     t0 = time.perf_counter()
-    pbar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
+    pbar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not (progress and d.is_main),
                 desc="train", dynamic_ncols=True, unit="step")
     try:
         for step in pbar:
@@ -198,14 +246,14 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
                 with torch.no_grad(), autocast():
                     fake = G(z, y_fake)
                 with autocast():
-                    logits, _ = D(diff_augment(torch.cat([real, fake.to(real.dtype)]), cfg.diffaugment),
-                                  torch.cat([y_real, y_fake]))
+                    logits, _ = D_train(aug(torch.cat([real, fake.to(real.dtype)]), d_rows, 2 * B),
+                                        torch.cat([y_real, y_fake]))
                 logits = logits.float()
-                loss_d = d_loss(cfg.loss, logits[:B], logits[B:])
-                if cfg.lecam > 0:
-                    means = [logits[:B].mean().item(), logits[B:].mean().item()]
+                loss_d = d_loss(cfg.loss, logits[:b], logits[b:])
+                if cfg.lecam > 0:  # moving averages of D over the whole batch, the same on every rank
+                    means = d.mean(torch.stack([logits[:b].mean(), logits[b:].mean()]).detach())
                     lecam_ema = means if lecam_ema is None else [0.99 * e + 0.01 * m for e, m in zip(lecam_ema, means)]
-                    loss_d = loss_d + cfg.lecam * lecam_penalty(logits[:B], logits[B:], *lecam_ema)
+                    loss_d = loss_d + cfg.lecam * lecam_penalty(logits[:b], logits[b:], *lecam_ema)
                 opt_d.zero_grad(set_to_none=True)
                 scaler_d.scale(loss_d).backward()
                 scaler_d.step(opt_d)
@@ -215,12 +263,12 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
             z, y_fake = fake_inputs()
             D.requires_grad_(False)
             with autocast():
-                fake = G(z, y_fake)
-                out_fake, feat_fake = D(diff_augment(fake, cfg.diffaugment), y_fake)
+                fake = G_train(z, y_fake)
+                out_fake, feat_fake = D(aug(fake, g_rows, B), y_fake)  # D's weights are fixed here: no DDP
                 loss_g = g_loss(cfg.loss, out_fake.float())
-                if cfg.feature_matching > 0:
+                if cfg.feature_matching > 0:  # per-rank batch means: not the same as one process
                     with torch.no_grad():
-                        _, feat_real = D(diff_augment(real, cfg.diffaugment), y_real)
+                        _, feat_real = D(aug(real, g_rows, B), y_real)
                     loss_g = loss_g + cfg.feature_matching * feature_matching(
                         feat_real.float(), feat_fake.float())
             if cfg.ortho_reg > 0:
@@ -231,11 +279,13 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
             scaler_g.update()
             D.requires_grad_(True)
 
-            # (3) EMA generator
+            # (3) EMA generator (after the ranks' buffers agree again)
+            sync_buffers(d, G, D)
             update_ema(G_ema, G, cfg.ema_beta, step)
 
             # (4) bookkeeping; a non-finite loss stops before any checkpoint is overwritten
-            ld, lg = loss_d.item(), loss_g.item()
+            ld, lg, d_real, d_fake = d.mean(torch.stack([loss_d.detach(), loss_g.detach().float(),
+                                                         logits[:b].mean(), logits[b:].mean()]))
             if not (math.isfinite(ld) and math.isfinite(lg)):
                 raise TrainingDiverged(
                     f"training diverged at step {step + 1}: D loss {ld}, G loss {lg}. The last "
@@ -243,27 +293,28 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
                     "Lower --lr-g/--lr-d or use --precision fp32, then continue with --resume."
                 )
             done = step + 1
-            if done % cfg.log_every == 0 or done == cfg.steps:
+            if d.is_main and (done % cfg.log_every == 0 or done == cfg.steps):
                 secs = time.perf_counter() - t0
                 rate = (done - start) * B * cfg.n_dis / max(secs, 1e-9)
                 row = {"step": done, "loss_d": round(ld, 5), "loss_g": round(lg, 5),
-                       "d_real": round(logits[:B].mean().item(), 4),
-                       "d_fake": round(logits[B:].mean().item(), 4),
+                       "d_real": round(d_real, 4), "d_fake": round(d_fake, 4),
                        "real_img_per_s": round(rate, 1), "elapsed_s": round(elapsed_before + secs, 1)}
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 pbar.set_postfix(loss_d=f"{ld:.3f}", loss_g=f"{lg:.3f}", img_s=f"{rate:.0f}")
-            if done % cfg.sample_every == 0 or done == cfg.steps:
+            if d.is_main and (done % cfg.sample_every == 0 or done == cfg.steps):
                 sample_grid(done)
-            if cfg.snapshot_every and done % cfg.snapshot_every == 0:
+            if d.is_main and cfg.snapshot_every and done % cfg.snapshot_every == 0:
                 path = snapshot_path(out, done)
                 path.parent.mkdir(exist_ok=True)
                 save_checkpoint(path, {"format": 1, "step": done, "G_ema": G_ema.state_dict(),
                                        "model_config": model_config.to_dict()})
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 checkpoint(done)
+                d.barrier()  # the other ranks wait until rank 0 has written it
     finally:
         pbar.close()
-        log.close()
+        if log is not None:
+            log.close()
     return out
 

@@ -97,7 +97,10 @@ class SyntheticDataset(Dataset):
             key = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
             self.cache_dir = Path(cache) / key
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            (self.cache_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            # every process writes the same manifest; atomically, so none reads a half-written one
+            tmp = self.cache_dir / f"manifest.json.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(manifest, indent=2))
+            os.replace(tmp, self.cache_dir / "manifest.json")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -111,8 +114,37 @@ class SyntheticDataset(Dataset):
 
     def images(self) -> torch.Tensor:
         """Every image, generating (and caching) whatever is missing."""
-        n_chunks = (len(self) + self.chunk_size - 1) // self.chunk_size
-        return torch.cat([self._chunk(k) for k in range(n_chunks)]) if len(self) else torch.empty(0)
+        return torch.cat([self._chunk(k) for k in range(self.num_chunks)]) if len(self) else torch.empty(0)
+
+    @property
+    def num_chunks(self) -> int:
+        return (len(self) + self.chunk_size - 1) // self.chunk_size
+
+    def fill_cache(self, rank: int = 0, world_size: int = 1, progress: bool = False) -> list[Path]:
+        """Generate the on-disk bank's missing chunks, this process's share of them: chunk ``k``
+        belongs to rank ``k % world_size``. Every chunk depends only on its index, so ranks that
+        fill their shares build exactly the bank one process builds. Returns the chunk files
+        this call is responsible for."""
+        if self.cache_dir is None:
+            raise GanaugError("fill_cache needs an on-disk bank: create the SyntheticDataset with cache=PATH.")
+        if not 0 <= rank < world_size:
+            raise GanaugError(f"rank must lie in [0, world_size), got rank {rank} of {world_size}.")
+        from tqdm.auto import tqdm
+
+        mine = range(rank, self.num_chunks, world_size)
+        for k in tqdm(mine, desc="bank", unit="chunk", disable=not progress):
+            self._chunk(k)
+            self._chunks.pop(k, None)  # written to disk; no need to hold it
+        return [self._chunk_path(k) for k in mine]
+
+    def missing_chunks(self) -> list[int]:
+        """Chunks of the on-disk bank not written yet."""
+        if self.cache_dir is None:
+            return list(range(self.num_chunks))
+        return [k for k in range(self.num_chunks) if not self._chunk_path(k).is_file()]
+
+    def _chunk_path(self, k: int) -> Path:
+        return self.cache_dir / f"chunk_{k:06d}.safetensors"
 
     def filter_report(self) -> dict[str, dict[str, float]]:
         """Per class: candidates generated, accepted, acceptance rate, and items that kept their
@@ -128,7 +160,7 @@ class SyntheticDataset(Dataset):
         if k in self._chunks:
             self._chunks.move_to_end(k)
             return self._chunks[k]
-        path = self.cache_dir / f"chunk_{k:06d}.safetensors" if self.cache_dir else None
+        path = self._chunk_path(k) if self.cache_dir else None
         images = None
         if path is not None and path.is_file():
             try:
