@@ -14,12 +14,13 @@ How a run stays one run on any number of processes:
   world size. Drawing a few random numbers for the whole batch costs nothing next to the convs.
 - **Gradients** are averaged by DDP over ranks; each rank's loss is a mean over its rows, so the
   result is the gradient of the global batch's mean loss.
-- **BatchNorm** in G normalises with each rank's own rows (SyncBatchNorm is CUDA-only, and a
-  per-rank group is what BigGAN-style code does). ``TrainConfig.bn_group`` makes that group size
-  explicit, so a single process can train with the same statistics as N ranks.
-- **Buffers**: DDP's ``broadcast_buffers`` is off, because it would send rank 0's buffers before
-  every forward (G and D run several times a step). Off, DDP also skips its first buffer sync (a
-  known trap: spectral-norm vectors then drift apart), so ganaug broadcasts every buffer from
+- **BatchNorm** in G normalises with each rank's own rows (SyncBatchNorm is CUDA-only and would
+  tie the statistics to the world size). ``TrainConfig.bn_group`` makes that group size explicit,
+  so a single process can train with the same statistics as N ranks.
+- **Buffers**: DDP's ``broadcast_buffers`` (``forward_sync_buffers`` in newer torch) is off,
+  because it would send rank 0's buffers before every forward (G and D run several times a step).
+  Off, older DDP also skips its first buffer sync (a known trap: spectral-norm vectors then drift
+  apart), so ganaug broadcasts every buffer from
   rank 0 at the start, and after every step averages the BatchNorm running statistics over ranks
   and broadcasts every other buffer (spectral-norm vectors, counters) from rank 0; the EMA
   generator, which copies buffers, is then the same everywhere.
@@ -107,8 +108,18 @@ class Dist:
         values = self.gather(value)
         differ = [r for r, v in enumerate(values) if v != values[0]]
         if differ:
-            raise GanaugError(f"ranks disagree on {what}: rank 0 has {values[0]}, rank {differ[0]} has "
-                              f"{values[differ[0]]}. {fix}")
+            r = differ[0]
+            raise GanaugError(f"ranks disagree on {what}: {_difference(values[0], values[r], r)}. {fix}")
+
+
+def _difference(a: Any, b: Any, rank: int, path: str = "") -> str:
+    """Where two nested values first differ, as ``rank 0 has X at PATH, rank R has Y``."""
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return next(_difference(a[k], b[k], rank, f"{path}.{k}" if path else str(k)) for k in a if a[k] != b[k])
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return next(_difference(x, y, rank, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b)) if x != y)
+    at = f" at {path}" if path else ""
+    return f"rank 0 has {a!r}{at}, rank {rank} has {b!r}"
 
 
 def from_env() -> Dist:
