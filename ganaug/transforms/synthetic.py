@@ -133,8 +133,9 @@ class SyntheticDataset(Dataset):
 
         mine = range(rank, self.num_chunks, world_size)
         for k in tqdm(mine, desc="bank", unit="chunk", disable=not progress):
-            self._chunk(k)
-            self._chunks.pop(k, None)  # written to disk; no need to hold it
+            if not self._chunk_path(k).is_file():  # chunks are written atomically: one that exists is whole
+                self._chunk(k)
+                self._chunks.pop(k, None)  # written to disk; no need to hold it
         return [self._chunk_path(k) for k in mine]
 
     def missing_chunks(self) -> list[int]:
