@@ -65,10 +65,13 @@ def test_bad_arguments_name_the_choices(class_folders, tmp_path, capsys, args, m
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["train", "sample", "eval", "reference-classifier", "export", "push", "bench-downstream"])
+def _subcommands() -> dict:
+    return build_parser()._subparsers._group_actions[0].choices
+
+
+@pytest.mark.parametrize("command", sorted(_subcommands()))
 def test_help_explains_every_option(command):
-    parser = build_parser()
-    sub = parser._subparsers._group_actions[0].choices[command]
+    sub = _subcommands()[command]
     for action in sub._actions:
         if action.option_strings and action.dest != "help":
             assert action.help, f"{command} {action.option_strings} has no help text"

@@ -81,7 +81,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             key, dtype, numel = str(pid[2]), _STORAGE_DTYPES[pid[1].name], int(pid[4])
             if key not in storages:
                 raw = bytearray(zf.read(f"{prefix}data/{key}"))
-                storages[key] = torch.frombuffer(raw, dtype=dtype, count=numel) if numel else torch.empty(0, dtype=dtype)
+                storages[key] = (torch.frombuffer(raw, dtype=dtype, count=numel) if numel
+                                 else torch.empty(0, dtype=dtype))
             return storages[key]
 
         result = _interpret(zf.read(pkl[0]), persistent_load, path)

@@ -32,7 +32,8 @@ def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", local_hint: str |
         "## Use", "", "```python", "import ganaug",
         (f'G = ganaug.load_generator("{local_hint}")  # or "hf-hub:{repo_hint}" once pushed'
          if local_hint else f'G = ganaug.load_generator("hf-hub:{repo_hint}")  # or the package folder'),
-        f'images = G.generate(["{c.class_names[0]}"] * 8, seed=0)  # uint8 (8, {c.channels}, {c.image_size}, {c.image_size})',
+        f'images = G.generate(["{c.class_names[0]}"] * 8, seed=0)'
+        f'  # uint8 (8, {c.channels}, {c.image_size}, {c.image_size})',
         "```", "",
         f"Classes (id: name): {', '.join(f'{i}: {n}' for i, n in enumerate(c.class_names))}.", "",
     ]
