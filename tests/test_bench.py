@@ -1,5 +1,10 @@
 import dataclasses
 import json
+import os
+import socket
+import subprocess
+import sys
+import threading
 
 import pytest
 import torch
@@ -8,6 +13,7 @@ import ganaug
 from ganaug import GanaugError, LabelledImages
 from ganaug.bench import (CLASSICAL, DownstreamConfig, long_tailed_sizes, long_tailed_split, prepare_splits,
                           run_downstream, verdict)
+from ganaug.bench.claim import claim
 from ganaug.bench.downstream import recipe_name
 from ganaug.bench.splits import carve_validation
 from ganaug.cli import main
@@ -57,6 +63,40 @@ def test_verdict_chooses_on_validation_and_pairs_seeds():
                                     "(balanced-softmax) on test: -5.00 +- 0.00 points")
     # a validation win that test contradicts never makes the report recommend a generator
     assert v["recommendation"] == "balanced-softmax" and "test does not confirm it" in v["sentence"]
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_claim_waits_for_a_live_holder_and_takes_over_a_dead_ones(tmp_path):
+    lock = tmp_path / "run.lock"
+    lock.write_text(f"{socket.gethostname()} {dead_pid()}\n")
+    with claim(lock, poll=0.01):  # its owner is gone: taken over at once
+        assert lock.read_text().split()[1] == str(os.getpid())
+    assert not lock.exists()
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lock.write_text(f"{socket.gethostname()} {holder.pid}\n")
+    released, messages = threading.Event(), []
+
+    def release() -> None:
+        while not messages:  # the claimant has seen the live holder and is waiting
+            threading.Event().wait(0.01)
+        released.set()
+        lock.unlink()
+        holder.kill()
+
+    threading.Thread(target=release, daemon=True).start()
+    try:
+        with claim(lock, poll=0.01, log=messages.append):
+            assert released.is_set()  # not entered while the live holder had it
+        assert "if that process is gone, delete the file" in messages[0]
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypatch):
@@ -113,6 +153,7 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     runs = tmp_path / "report" / "runs"
     (runs / "plain-seed1.json").unlink()
     (runs / "balanced-softmax-seed0.safetensors").unlink()  # the judge's weights: it is trained again
+    (runs / "plain-seed1.lock").write_text(f"{socket.gethostname()} {dead_pid()}\n")  # left by a killed process
     # a record made before the recipe had its newer fields stands for the same recipe with their defaults
     first = runs / f"{recipe_name(SyntheticRecipe.from_dict(recipes[0]))}-seed0.json"
     old = json.loads(first.read_text())
@@ -123,6 +164,7 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     again = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
     assert {f.name: f.stat().st_mtime_ns for f in runs.iterdir() if f.name in stamps} == stamps  # kept
     assert (runs / "plain-seed1.json").is_file()  # the missing one was trained again
+    assert not list(runs.glob("*.lock"))  # the stale lock was taken over, and every lock released
     assert (runs / "balanced-softmax-seed0.safetensors").is_file()
     for name, r in summary["results"].items():
         assert [x["balanced_accuracy"] for x in again["results"][name]["runs"]] == \

@@ -26,6 +26,7 @@ from ..data.dataset import LabelledImages
 from ..errors import GanaugError
 from ..hub.generator import weights_digest
 from ..longtail import SyntheticMix, SyntheticRecipe, adjust_logits, balanced_accuracy, choose_tau, log_prior
+from .claim import claim
 from .report import WITHOUT_GENERATED, verdict, write_report
 from .resnet import SmallResNet
 from .splits import carve_validation, long_tailed_split
@@ -185,9 +186,17 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
         """Run ``name``'s record if it was made with these settings, else train (or load
         ``model_of``'s weights), score and record it."""
         kept = kept_record(name, key, need_weights)
-        if kept is not None:
-            log(f"{name}: balanced accuracy {kept['balanced_accuracy']:.4f} (kept)")
-            return kept
+        if kept is None:
+            with claim(runs_dir / f"{name}.lock", log=log):
+                # a process sharing this folder (other --variants) may have made it while this one waited
+                kept = kept_record(name, key, need_weights)
+                if kept is None:
+                    return fresh_run(name, key, train, tau, model_of)
+        log(f"{name}: balanced accuracy {kept['balanced_accuracy']:.4f} (kept)")
+        return kept
+
+    def fresh_run(name: str, key: dict, train: Callable[[], SmallResNet], tau: float | None,
+                  model_of: str | None) -> dict:
         record_path, weights = runs_dir / f"{name}.json", runs_dir / f"{model_of or name}.safetensors"
         t = time.perf_counter()
         if model_of is not None:
@@ -198,7 +207,9 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
             model = train()
             save_file({n: v.detach().cpu().contiguous() for n, v in model.state_dict().items()}, str(weights))
         run = {**score(model, tau), "seconds": round(time.perf_counter() - t, 1), "machine": machine()}
-        record_path.write_text(json.dumps({"key": key, "run": run}))
+        part = record_path.with_suffix(".json.part")  # whole or absent: another process may read it now
+        part.write_text(json.dumps({"key": key, "run": run}))
+        part.replace(record_path)
         log(f"{name}: balanced accuracy {run['balanced_accuracy']:.4f} (validation {run['val_balanced_accuracy']:.4f})")
         return run
 

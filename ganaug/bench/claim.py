@@ -1,0 +1,76 @@
+"""One process trains a given benchmark run.
+
+Several ``bench-downstream`` processes may share a report folder (the README runs them side by
+side with different ``--variants``); some runs are needed by more than one of them (the judge is
+the balanced-softmax baseline of seed 0). A lock file next to the run's record, created
+exclusively and holding its owner's host and pid, makes the second process wait for the first
+one's record instead of training the same run again.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _owner_alive(text: str) -> bool:
+    """Whether the process named in a lock file still runs. A lock from another host cannot be
+    checked, so it counts as alive (the waiting message says how to remove it by hand)."""
+    try:
+        host, pid = text.split()
+        pid_n = int(pid)
+    except ValueError:  # empty or half-written: its owner is between open() and write(), or died there
+        return True
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid_n, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+@contextmanager
+def claim(lock: Path, *, poll: float = 10.0, log: Callable[[str], None] = lambda m: None) -> Iterator[None]:
+    """Hold ``lock`` for the body: wait while a live process holds it, take over a lock left by a
+    dead one, and remove it afterwards. The body should check again whether the work it guards
+    was done while it waited."""
+    lock = Path(lock)
+    waited = False
+    half_written_since: float | None = None
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                text = lock.read_text()
+            except FileNotFoundError:  # released between our open() and read: try again at once
+                continue
+            if not text.strip():  # its owner may still be writing it; give it one poll interval
+                half_written_since = half_written_since or time.monotonic()
+                if time.monotonic() - half_written_since < poll:
+                    time.sleep(min(poll, 0.1))
+                    continue
+            elif _owner_alive(text):
+                if not waited:
+                    log(f"waiting for {text.strip()} (host, pid), which holds {lock}; if that process is "
+                        "gone, delete the file")
+                    waited = True
+                time.sleep(poll)
+                continue
+            lock.unlink(missing_ok=True)  # stale: its owner died without removing it
+            half_written_since = None
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{socket.gethostname()} {os.getpid()}\n")
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
