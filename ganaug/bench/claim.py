@@ -23,7 +23,7 @@ def _owner_alive(text: str) -> bool:
     try:
         host, pid = text.split()
         pid_n = int(pid)
-    except ValueError:  # empty or half-written: its owner is between open() and write(), or died there
+    except ValueError:  # garbled: cannot tell, so wait (the waiting message says how to remove it)
         return True
     if host != socket.gethostname():
         return True
