@@ -42,34 +42,33 @@ def claim(lock: Path, *, poll: float = 10.0, log: Callable[[str], None] = lambda
     dead one, and remove it afterwards. The body should check again whether the work it guards
     was done while it waited."""
     lock = Path(lock)
+    # the lock appears by hard link of a file already holding host and pid: atomic, never seen empty
+    mine = lock.with_name(f"{lock.name}.{os.getpid()}")
+    mine.write_text(f"{socket.gethostname()} {os.getpid()}\n")
     waited = False
-    half_written_since: float | None = None
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+    try:
+        while True:
+            try:
+                os.link(mine, lock)
+                break
+            except FileExistsError:
+                pass
             try:
                 text = lock.read_text()
-            except FileNotFoundError:  # released between our open() and read: try again at once
+            except FileNotFoundError:  # released between our link() and read: try again at once
                 continue
-            if not text.strip():  # its owner may still be writing it; give it one poll interval
-                half_written_since = half_written_since or time.monotonic()
-                if time.monotonic() - half_written_since < poll:
-                    time.sleep(min(poll, 0.1))
-                    continue
-            elif _owner_alive(text):
-                if not waited:
-                    log(f"waiting for {text.strip()} (host, pid), which holds {lock}; if that process is "
-                        "gone, delete the file")
-                    waited = True
-                time.sleep(poll)
+            if not _owner_alive(text):
+                # stale: its owner died without removing it. Two waiters taking over the same stale
+                # lock at once may both go on: the run is trained twice, as it was before locks.
+                lock.unlink(missing_ok=True)
                 continue
-            lock.unlink(missing_ok=True)  # stale: its owner died without removing it
-            half_written_since = None
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{socket.gethostname()} {os.getpid()}\n")
-        break
+            if not waited:
+                log(f"waiting for {text.strip()} (host, pid), which holds {lock}; if that process is "
+                    "gone, delete the file")
+                waited = True
+            time.sleep(poll)
+    finally:
+        mine.unlink(missing_ok=True)
     try:
         yield
     finally:
