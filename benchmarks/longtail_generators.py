@@ -9,10 +9,13 @@ chosen on validation; and the downstream result of the recipe (``--recipe``, by 
 one ``bench-downstream`` chose) with that generator, over ``--seeds`` seeds, paired with the best
 baseline. Classical runs are copied from ``--baselines`` (a finished ``bench-downstream`` report
 on the same split) instead of being trained again; they are keyed by content, so a copy that
-does not match is retrained, never reused.
+does not match is retrained, never reused; so are the classical runs another option trained in
+this folder (the judge is one). Processes with disjoint ``--options`` may share ``--out``, one
+thread each; each option's row is kept in ``OUT/OPTION/row.json`` and the table holds every
+finished option.
 
     python benchmarks/longtail_generators.py --data ../shared/data/fashion-mnist --ratio 100 \\
-        --steps 1500 --seeds 5 --baselines runs/bench/fmnist-lt100 --out runs/longtail-generators \\
+        --steps 1500 --seeds 5 --baselines docs/bench/fmnist-lt100-40ep --out runs/longtail-generators \\
         --reference pretrained/fashion-mnist-reference-classifier [--options baseline lecam ramp noise]
 """
 
@@ -78,7 +81,6 @@ def main() -> None:
     watched = sorted(range(lt_train.num_classes), key=lambda c: lt_train.class_counts()[c])[:5]
     watched += [c for c in (i, j) if c not in watched]
 
-    rows = []
     for name in a.options:
         out = Path(a.out) / name
         change = {k: (a.steps // 2 if v == "half" else v) for k, v in OPTIONS[name].items()}
@@ -92,27 +94,35 @@ def main() -> None:
         # images) match and are kept; the recipe with this generator does not, and is trained
         runs = out / "downstream" / "runs"
         runs.mkdir(parents=True, exist_ok=True)
-        for f in (Path(a.baselines) / "runs").iterdir():
-            if not (runs / f.name).exists():
-                shutil.copy2(f, runs / f.name)
+        # also the classical runs (and the judge's weights) another option trained in this folder
+        siblings = [d / "downstream" / "runs" for d in Path(a.out).iterdir() if d.name != name]
+        for folder in [Path(a.baselines) / "runs", *siblings]:
+            for f in folder.glob("*") if folder.is_dir() else ():
+                if f.suffix in (".json", ".safetensors") and not f.name.startswith("recipe-") \
+                        and not (runs / f.name).exists():
+                    shutil.copy2(f, runs / f.name)
         summary = run_downstream(train_full, test, dataclasses.replace(cfg, generator_snapshots=a.snapshots),
                                  out / "downstream", generator=run, reference=reference, progress=False)
         choice = summary["generator"]["snapshot_choice"] or {"chosen_step": None}
         gen = ganaug.load_generator(run, step=choice["chosen_step"])
         ev = evaluate_generator(gen, lt_train, test, reference, train_full, a.eval_n, out / "generator-eval", False)
         v = summary["verdict"]
-        rows.append({"option": name, "train_config": change, "generator_seconds": seconds,
-                     "wall_seconds": round(time.perf_counter() - t), "chosen_step":
-                     choice["chosen_step"] or a.steps, "fid": ev["fid"],
-                     "recall": ev["recall"], "fidelity": {lt_train.class_names[c]: ev["class_fidelity_per_class"][c]
-                                                          for c in watched},
-                     "min_fidelity": min(ev["class_fidelity_per_class"]),
-                     "recipe_test": summary["results"]["ganaug-recipe"]["balanced_accuracy_mean"],
-                     "recipe_val": summary["results"]["ganaug-recipe"]["val_balanced_accuracy_mean"],
-                     "best_baseline": v.get("best_baseline"), "paired": v.get("paired_differences"),
-                     "margin": v.get("margin_points"), "margin_std": v.get("margin_std")})
-        (Path(a.out) / "results.json").write_text(json.dumps(rows, indent=2))
-        print(json.dumps(rows[-1]), flush=True)
+        row = {"option": name, "train_config": change, "generator_seconds": seconds,
+               "wall_seconds": round(time.perf_counter() - t), "chosen_step": choice["chosen_step"] or a.steps,
+               "fid": ev["fid"], "recall": ev["recall"],
+               "fidelity": {lt_train.class_names[c]: ev["class_fidelity_per_class"][c] for c in watched},
+               "min_fidelity": min(ev["class_fidelity_per_class"]),
+               "recipe_test": summary["results"]["ganaug-recipe"]["balanced_accuracy_mean"],
+               "recipe_val": summary["results"]["ganaug-recipe"]["val_balanced_accuracy_mean"],
+               "best_baseline": v.get("best_baseline"), "paired": v.get("paired_differences"),
+               "margin": v.get("margin_points"), "margin_std": v.get("margin_std")}
+        (out / "row.json").write_text(json.dumps(row, indent=2))
+        print(json.dumps(row), flush=True)
+
+    # every option finished in this folder, also by other processes run with other --options
+    rows = [json.loads((Path(a.out) / n / "row.json").read_text()) for n in OPTIONS
+            if (Path(a.out) / n / "row.json").is_file()]
+    (Path(a.out) / "results.json").write_text(json.dumps(rows, indent=2))
 
     names = [lt_train.class_names[c] for c in watched]
     print(f"\n{Path(a.data).name}, long-tailed R={a.ratio:g}, {a.steps} generator steps; recipe {recipe}; "

@@ -205,7 +205,9 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
             model.eval()
         else:
             model = train()
-            save_file({n: v.detach().cpu().contiguous() for n, v in model.state_dict().items()}, str(weights))
+            part = weights.with_suffix(".safetensors.part")  # whole or absent, like the record below
+            save_file({n: v.detach().cpu().contiguous() for n, v in model.state_dict().items()}, str(part))
+            part.replace(weights)
         run = {**score(model, tau), "seconds": round(time.perf_counter() - t, 1), "machine": machine()}
         part = record_path.with_suffix(".json.part")  # whole or absent: another process may read it now
         part.write_text(json.dumps({"key": key, "run": run}))
