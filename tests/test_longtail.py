@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -153,6 +154,29 @@ def test_filters_reject_or_weight_by_the_judge(pkg):
     p = torch.softmax(torch.tensor([3.0, 3.0, 0.0]), 0)
     assert torch.allclose(w[weighted.synthetic_labels == 1], p[1].expand(40)) and \
         torch.allclose(w[weighted.synthetic_labels == 2], p[2].expand(16))
+
+
+def test_rejected_slots_go_to_real_images_as_m2m_does(pkg):
+    real, judge = real_data(), FixedJudge()
+    recipe = SyntheticRecipe(filter="reject", threshold=0.4, share=0.5, rejected="real")
+    with pytest.warns(UserWarning, match="rejected every generated image"):
+        mix = SyntheticMix(real, str(pkg), recipe, judge=judge)
+        redraw = SyntheticMix(real, str(pkg), dataclasses.replace(recipe, rejected="redraw"), judge=judge)
+    # the tail's bank was emptied: its share of the generated slots (rarity 0.9 of 0.75 + 0.9) goes to real images
+    fill = 0.75 / (0.75 + 0.9)
+    assert mix.fill == pytest.approx(fill) and redraw.fill == 1.0
+    assert mix.draw_probs.tolist() == [0.0, 1.0, 0.0]
+    generated = [int((b >= mix.n_real).sum()) for b in mix.batch_sampler(400, 16, seed=1).index_batches(
+        torch.Generator().manual_seed(1))]
+    assert sum(generated) / (400 * 8) == pytest.approx(fill, abs=0.03)  # 8 slots of 16, filled at the rate
+    assert all(int((b >= redraw.n_real).sum()) == 8 for b in redraw.batch_sampler(5, 16).index_batches(
+        torch.Generator().manual_seed(1)))
+    # the loss's prior counts the generated images the batches really hold
+    real_share = torch.tensor(real.class_counts(), dtype=torch.float64) / len(real)
+    prior = torch.log((1 - 0.5 * fill) * real_share + 0.5 * fill * mix.draw_probs)
+    assert torch.allclose(mix.prior("mix", 16), prior.float(), atol=1e-6)
+    with pytest.raises(GanaugError, match="rejected must be one of"):
+        SyntheticRecipe(rejected="drop")
 
 
 def test_bad_input_says_what_to_do(pkg):

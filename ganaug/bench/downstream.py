@@ -45,6 +45,7 @@ DEFAULT_RECIPES: tuple[dict, ...] = tuple(dataclasses.replace(SyntheticRecipe(),
     {"finish": 0.2, "finish_layers": "head"},  # SYNAuG: retrain the last layer on balanced real data
     {"filter": "soft"},  # label repair: learn the judge's distribution for generated images
     {"remix": 1.0},      # Remix: mixed pairs take the rarer class's label
+    {"rejected": "real"},  # M2m: a rejected image's slot takes a real one, no redraw of the few survivors
 ))
 
 

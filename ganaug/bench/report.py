@@ -91,10 +91,12 @@ def write_report(summary: dict, out: Path) -> None:
         if s.get("without_generated"):
             lines += ["", f"The chosen recipe without generated images (what they add) is `{s['without_generated']}` "
                       "in the table above; it counts as a baseline."]
-        lines += ["", "Bank of the chosen recipe, per class (real images, generated kept, judge acceptance):", "",
+        lines += ["", "Bank of the chosen recipe, per class (real images, generated kept, judge acceptance, "
+                  "share of the generated draws):", "",
                   "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for field, fmt in (("real", str), ("generated", str),
-                           ("judge_acceptance", lambda a: "-" if a is None else f"{a:.2f}")):
+                           ("judge_acceptance", lambda a: "-" if a is None else f"{a:.2f}"),
+                           ("draw_probability", lambda a: f"{a:.2f}")):
             lines.append(f"| {field} | " + " | ".join(fmt(s["bank"][n][field]) for n in names) + " |")
     g = summary["generator"]
     if g["source"]:

@@ -42,6 +42,7 @@ from .losses import logit_adjusted_loss
 FILTERS = ("none", "reject", "confidence", "soft")
 LOSSES = ("balanced-softmax", "ce")
 FINISH_LAYERS = ("all", "head")
+REJECTED = ("redraw", "real")
 REMIX_KAPPA, REMIX_TAU = 3.0, 0.5  # Chou et al. 2020's defaults
 
 
@@ -67,7 +68,12 @@ class SyntheticRecipe(JsonConfig):
       when its part is at least ``1 - REMIX_TAU``; 0 switches it off;
     - ``finish_layers``: what trains in the ``finish`` phase: ``all`` layers on uniform real
       draws, or only the ``head`` (the model's last ``nn.Linear``) on class-balanced real draws
-      with the body frozen (last-layer retraining, as SYNAuG does).
+      with the body frozen (last-layer retraining, as SYNAuG does);
+    - ``rejected``: what a batch slot for a class gets when the filter rejected part of that
+      class's bank: ``redraw`` fills it with another kept image of the class, so a class with a
+      few survivors gets them drawn over and over; ``real`` gives the slot to a real image with
+      the class's rejection rate, as M2m keeps the original sample when the classifier rejects
+      the generated one (each generated image is then drawn about as often, whatever its class).
     """
 
     json_name = "SyntheticRecipe"
@@ -82,6 +88,7 @@ class SyntheticRecipe(JsonConfig):
     loss: str = "balanced-softmax"
     remix: float = 0.0
     finish_layers: str = "all"
+    rejected: str = "redraw"
 
     def __post_init__(self) -> None:
         problems = []
@@ -104,6 +111,8 @@ class SyntheticRecipe(JsonConfig):
             problems.append(f"remix must be >= 0 (0: off), got {self.remix}")
         if self.finish_layers not in FINISH_LAYERS:
             problems.append(f"finish_layers must be one of {FINISH_LAYERS}, got {self.finish_layers!r}")
+        if self.rejected not in REJECTED:
+            problems.append(f"rejected must be one of {REJECTED}, got {self.rejected!r}")
         if self.finish_layers == "head" and self.finish == 0:
             problems.append("finish_layers='head' needs a finish phase (finish > 0)")
         if problems:
@@ -196,7 +205,16 @@ class SyntheticMix(Dataset):
                           "those classes get no generated images. A weak generator or judge for them, or a lower "
                           "threshold, is the usual cause.", stacklevel=2)
         self.synthetic_counts = kept
-        self.draw_probs = rarity * (kept > 0)  # a class whose bank was emptied by the filter is not drawn
+        planned = torch.tensor([bank.get(c, 0) for c in range(k)], dtype=torch.float64)
+        accepted = (kept / planned.clamp(min=1)).clamp(max=1)
+        # a class whose bank was emptied by the filter is never drawn; with rejected="real" every
+        # class is drawn in proportion to what the filter kept of it, the rest of its slots go to real images
+        drawn = accepted if recipe.rejected == "real" else (kept > 0).double()
+        self.draw_probs = rarity * drawn
+        # the expected share of the generated slots that do get a generated image
+        self.fill = float(self.draw_probs.sum() / rarity[planned > 0].sum()) if (planned > 0).any() else 0.0
+        if recipe.rejected == "redraw" and self.draw_probs.sum() > 0:
+            self.fill = 1.0
         if self.draw_probs.sum() > 0:
             self.draw_probs = self.draw_probs / self.draw_probs.sum()
         self._mixed = None if self._fast else MixedDataset(real, _Bank(self._bank_images, self.synthetic_labels,
@@ -256,6 +274,8 @@ class SyntheticMix(Dataset):
         return MixedBatchSampler(self, steps, batch_size, seed)
 
     def synthetic_per_batch(self, batch_size: int) -> int:
+        """Slots for generated images in a mixing batch; each gets one with probability ``fill``
+        (1 unless the recipe gives rejected images' slots to real ones), else a real image."""
         if self.draw_probs.sum() == 0:
             return 0
         return int(round(self.recipe.share * batch_size))
@@ -266,7 +286,7 @@ class SyntheticMix(Dataset):
         if phase == "head":
             return torch.full((self.num_classes,), -math.log(self.num_classes))
         real = self.real_counts.double() / self.real_counts.sum()
-        m = self.synthetic_per_batch(batch_size) / batch_size if phase == "mix" else 0.0
+        m = self.fill * self.synthetic_per_batch(batch_size) / batch_size if phase == "mix" else 0.0
         return ((1 - m) * real + m * self.draw_probs).log().float()  # every real count is >= 1: finite
 
     def _schedule(self, steps: int | None, batch_size: int | None = 1) -> tuple[int, int]:
@@ -328,7 +348,8 @@ class SyntheticMix(Dataset):
                 lam_y * w + (1 - lam_y) * w[perm])
 
     def report(self) -> dict:
-        """Counts per class: real, generated kept, judge acceptance, draw probability."""
+        """Counts per class: real, generated kept, judge acceptance, draw probability (among
+        generated draws)."""
         return {name: {"real": int(self.real_counts[c]), "generated": int(self.synthetic_counts[c]),
                        "judge_acceptance": self.judge_acceptance.get(name),
                        "draw_probability": float(self.draw_probs[c])}
@@ -362,6 +383,8 @@ class MixedBatchSampler(Sampler[list[int]]):
                 yield self._real_within(torch.randint(mix.num_classes, (b,), generator=gen), gen)
                 continue
             k = m if phase == "mix" else 0
+            if k and mix.fill < 1:  # slots whose generated image was rejected take a real one
+                k = int((torch.rand(k, generator=gen) < mix.fill).sum())
             real = torch.randint(mix.n_real, (b - k,), generator=gen)
             if k == 0:
                 yield real
