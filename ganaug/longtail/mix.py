@@ -212,9 +212,9 @@ class SyntheticMix(Dataset):
         drawn = accepted if recipe.rejected == "real" else (kept > 0).double()
         self.draw_probs = rarity * drawn
         # the expected share of the generated slots that do get a generated image
-        self.fill = float(self.draw_probs.sum() / rarity[planned > 0].sum()) if (planned > 0).any() else 0.0
-        if recipe.rejected == "redraw" and self.draw_probs.sum() > 0:
-            self.fill = 1.0
+        has_bank = (planned > 0).any()
+        self.fill = float(self.draw_probs.sum() / rarity[planned > 0].sum()) if recipe.rejected == "real" and has_bank \
+            else float(self.draw_probs.sum() > 0)
         if self.draw_probs.sum() > 0:
             self.draw_probs = self.draw_probs / self.draw_probs.sum()
         self._mixed = None if self._fast else MixedDataset(real, _Bank(self._bank_images, self.synthetic_labels,
