@@ -185,8 +185,11 @@ class SyntheticMix(Dataset):
         # soft labels: generated images learn the judge's distribution, real ones their own class
         self.soft = recipe.filter == "soft"
         self.synthetic_targets = probs[keep] if recipe.filter == "soft" else None
-        self.judge_acceptance = {gen.class_names[c]: (float(keep[pool.labels == c].float().mean()) if n else None)
-                                 for c, n in enumerate(pool.class_counts)}
+        planned = torch.tensor(pool.class_counts, dtype=torch.float64)  # per class, before the filter
+        kept = torch.bincount(pool.labels[keep], minlength=k)
+        accepted = kept / planned.clamp(min=1)
+        self.judge_acceptance = {name: (float(accepted[c]) if planned[c] else None)
+                                 for c, name in enumerate(gen.class_names)}
         self.synthetic_labels = pool.labels[keep]
         self.synthetic_weights = weights[keep] * recipe.weight
         self._bank_images = images[keep]
@@ -198,15 +201,12 @@ class SyntheticMix(Dataset):
 
             _, c, h, w = real.images.shape
             self._bank_images = resize_uint8(convert_channels(self._bank_images, c), h, w)
-        kept = torch.bincount(self.synthetic_labels, minlength=k)
-        emptied = [gen.class_names[c] for c, n in enumerate(pool.class_counts) if n and not kept[c]]
+        emptied = [gen.class_names[c] for c in range(k) if planned[c] and not kept[c]]
         if emptied:
             warnings.warn(f"the judge rejected every generated image of {emptied} (threshold {recipe.threshold}); "
                           "those classes get no generated images. A weak generator or judge for them, or a lower "
                           "threshold, is the usual cause.", stacklevel=2)
         self.synthetic_counts = kept
-        planned = torch.tensor([bank.get(c, 0) for c in range(k)], dtype=torch.float64)
-        accepted = (kept / planned.clamp(min=1)).clamp(max=1)
         # a class whose bank was emptied by the filter is never drawn; with rejected="real" every
         # class is drawn in proportion to what the filter kept of it, the rest of its slots go to real images
         drawn = accepted if recipe.rejected == "real" else (kept > 0).double()
