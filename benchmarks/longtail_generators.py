@@ -17,6 +17,10 @@ finished option.
     python benchmarks/longtail_generators.py --data ../shared/data/fashion-mnist --ratio 100 \\
         --steps 1500 --seeds 5 --baselines docs/bench/fmnist-lt100-40ep --out runs/longtail-generators \\
         --reference pretrained/fashion-mnist-reference-classifier [--options baseline lecam ramp noise]
+
+``--seeds 0`` stops after the generator figures (the judge, the snapshot choice and the evaluation
+take a few CPU-minutes; the recipe's seeds take an hour and more per option), and a row is written
+as soon as they exist.
 """
 
 from __future__ import annotations
@@ -29,12 +33,17 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 import ganaug
 from ganaug.bench import DownstreamConfig, run_downstream
 from ganaug.bench.downstream import prepare_splits
 from ganaug.bench.generator_eval import evaluate_generator
+from ganaug.bench.resnet import SmallResNet
 from ganaug.eval import ReferenceClassifier
+from ganaug.eval.selection import choose_snapshot
+
+JUDGE = "balanced-softmax-seed0"  # bench-downstream's judge: the balanced-softmax classifier of seed 0
 
 # name -> TrainConfig changes; the ramp spans the first half of training
 OPTIONS = {
@@ -44,6 +53,16 @@ OPTIONS = {
     "noise": {"class_noise": 0.75},
     "lecam+ramp+noise": {"lecam": 0.3, "cond_ramp_start": 0, "cond_ramp_end": "half", "class_noise": 0.75},
 }
+
+
+def train_judge(train_full, test, cfg: DownstreamConfig, out: Path) -> SmallResNet:
+    """bench-downstream's judge in ``out/runs`` (trained there unless its weights are kept)."""
+    run_downstream(train_full, test, dataclasses.replace(cfg, variants=("balanced-softmax",), seeds=1), out,
+                   progress=False)
+    lt_train = prepare_splits(train_full, test, cfg)[0]
+    judge = SmallResNet(lt_train.channels, lt_train.num_classes, cfg.width)
+    judge.load_state_dict(load_file(str(out / "runs" / f"{JUDGE}.safetensors")))
+    return judge.eval()
 
 
 def main() -> None:
@@ -90,32 +109,41 @@ def main() -> None:
         t = time.perf_counter()
         run = ganaug.train(lt_train, mc, tc, out / "generator", resume=True, progress=False)
         seconds = json.loads((out / "generator" / "metrics.jsonl").read_text().splitlines()[-1])["elapsed_s"]
-        # the finished runs of --baselines: the classical ones (and the recipe without generated
-        # images) match and are kept; the recipe with this generator does not, and is trained
+        # the finished runs of --baselines: the classical ones and recipe runs without generated
+        # images match and are kept; the recipe with this generator does not, and is trained. Also
+        # what another option trained in this folder (the judge's weights among them).
         runs = out / "downstream" / "runs"
         runs.mkdir(parents=True, exist_ok=True)
-        # also the classical runs (and the judge's weights) another option trained in this folder
         siblings = [d / "downstream" / "runs" for d in Path(a.out).iterdir() if d.name != name]
         for folder in [Path(a.baselines) / "runs", *siblings]:
-            for f in folder.glob("*") if folder.is_dir() else ():
-                if f.suffix in (".json", ".safetensors") and not f.name.startswith("recipe-") \
-                        and not (runs / f.name).exists():
-                    shutil.copy2(f, runs / f.name)
-        summary = run_downstream(train_full, test, dataclasses.replace(cfg, generator_snapshots=a.snapshots),
-                                 out / "downstream", generator=run, reference=reference, progress=False)
-        choice = summary["generator"]["snapshot_choice"] or {"chosen_step": None}
+            for f in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+                if (runs / f.name).exists() or json.loads(f.read_text())["key"].get("generator"):
+                    continue
+                weights = f.with_suffix(".safetensors")
+                if f.stem == JUDGE and not weights.is_file():
+                    continue  # its record without its weights would stop the judge being trained
+                shutil.copy2(f, runs / f.name)
+                if weights.is_file():
+                    shutil.copy2(weights, runs / weights.name)
+        # generator figures first (a few CPU-minutes), the recipe's seeds after (an hour and more)
+        judge = train_judge(train_full, test, cfg, out / "downstream")
+        choice = choose_snapshot(run, val, judge)
         gen = ganaug.load_generator(run, step=choice["chosen_step"])
         ev = evaluate_generator(gen, lt_train, test, reference, train_full, a.eval_n, out / "generator-eval", False)
-        v = summary["verdict"]
         row = {"option": name, "train_config": change, "generator_seconds": seconds,
-               "wall_seconds": round(time.perf_counter() - t), "chosen_step": choice["chosen_step"] or a.steps,
-               "fid": ev["fid"], "recall": ev["recall"],
+               "chosen_step": choice["chosen_step"], "fid": ev["fid"], "recall": ev["recall"],
                "fidelity": {lt_train.class_names[c]: ev["class_fidelity_per_class"][c] for c in watched},
-               "min_fidelity": min(ev["class_fidelity_per_class"]),
-               "recipe_test": summary["results"]["ganaug-recipe"]["balanced_accuracy_mean"],
-               "recipe_val": summary["results"]["ganaug-recipe"]["val_balanced_accuracy_mean"],
-               "best_baseline": v.get("best_baseline"), "paired": v.get("paired_differences"),
-               "margin": v.get("margin_points"), "margin_std": v.get("margin_std")}
+               "min_fidelity": min(ev["class_fidelity_per_class"]), "seeds": 0}
+        (out / "row.json").write_text(json.dumps(row, indent=2))
+        if a.seeds:
+            summary = run_downstream(train_full, test, dataclasses.replace(cfg, generator_snapshots=a.snapshots),
+                                     out / "downstream", generator=run, reference=reference, progress=False)
+            v = summary["verdict"]
+            row.update(seeds=a.seeds, recipe_test=summary["results"]["ganaug-recipe"]["balanced_accuracy_mean"],
+                       recipe_val=summary["results"]["ganaug-recipe"]["val_balanced_accuracy_mean"],
+                       best_baseline=v.get("best_baseline"), paired=v.get("paired_differences"),
+                       margin=v.get("margin_points"), margin_std=v.get("margin_std"))
+        row["wall_seconds"] = round(time.perf_counter() - t)
         (out / "row.json").write_text(json.dumps(row, indent=2))
         print(json.dumps(row), flush=True)
 
@@ -134,8 +162,9 @@ def main() -> None:
         print(f"| {r['option']} | {r['generator_seconds']:.0f} | {r['chosen_step']} | {r['fid']:.2f} | "
               f"{r['recall']:.3f} | {r['min_fidelity']:.2f} | "
               + " | ".join(f"{r['fidelity'][n]:.2f}" for n in names)
-              + f" | {100 * r['recipe_test']:.2f} | {100 * r['recipe_val']:.2f} | "
-              f"{r['margin']:+.2f} +- {r['margin_std']:.2f} vs {r['best_baseline']} |")
+              + (f" | {100 * r['recipe_test']:.2f} | {100 * r['recipe_val']:.2f} | {r['margin']:+.2f} +- "
+                 f"{r['margin_std']:.2f} vs {r['best_baseline']} ({r['seeds']} seeds) |" if r.get("seeds")
+                 else " | | | not run (--seeds 0) |"))
 
 
 if __name__ == "__main__":
