@@ -58,7 +58,7 @@ class DownstreamConfig:
     test_fraction: float = 0.2  # only for data without a test split
     # passes over the real training part; the schedule ends (one-cycle). 40, because doubling 20 changed
     # the ranking on Fashion-MNIST-LT R=100 (docs/bench/fmnist-lt100-40ep); 40 -> 80 on CIFAR-10-LT R=100,
-    # seed 0 (docs/bench/cifar-lt100-80ep, partly run) kept the verdict and the top three
+    # seed 0 (docs/bench/cifar-lt100-80ep) kept the verdict and the top three
     classifier_epochs: float = 40.0
     # small data (a few hundred images) would get a few hundred steps from epochs alone: not converged
     classifier_min_steps: int = 1500
