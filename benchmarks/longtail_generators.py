@@ -65,6 +65,11 @@ def train_judge(train_full, test, cfg: DownstreamConfig, out: Path) -> SmallResN
     return judge.eval()
 
 
+def weakest(eval_json: Path) -> str:
+    """The class with the lowest fidelity in a generator evaluation (``generator-eval/eval.json``)."""
+    return min(json.loads(eval_json.read_text())["per_class"], key=lambda c: c["class_fidelity"])["class"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/fashion-mnist")
@@ -133,7 +138,8 @@ def main() -> None:
         row = {"option": name, "train_config": change, "generator_seconds": seconds,
                "chosen_step": choice["chosen_step"], "fid": ev["fid"], "recall": ev["recall"],
                "fidelity": {lt_train.class_names[c]: ev["class_fidelity_per_class"][c] for c in watched},
-               "min_fidelity": min(ev["class_fidelity_per_class"]), "seeds": 0}
+               "min_fidelity": min(ev["class_fidelity_per_class"]),
+               "weakest": weakest(out / "generator-eval" / "eval.json"), "seeds": 0}
         (out / "row.json").write_text(json.dumps(row, indent=2))
         if a.seeds:
             summary = run_downstream(train_full, test, dataclasses.replace(cfg, generator_snapshots=a.snapshots),
@@ -150,17 +156,19 @@ def main() -> None:
     # every option finished in this folder, also by other processes run with other --options
     rows = [json.loads((Path(a.out) / n / "row.json").read_text()) for n in OPTIONS
             if (Path(a.out) / n / "row.json").is_file()]
+    for r in rows:  # rows written before the weakest class was recorded
+        r.setdefault("weakest", weakest(Path(a.out) / r["option"] / "generator-eval" / "eval.json"))
     (Path(a.out) / "results.json").write_text(json.dumps(rows, indent=2))
 
     names = [lt_train.class_names[c] for c in watched]
     print(f"\n{Path(a.data).name}, long-tailed R={a.ratio:g}, {a.steps} generator steps; recipe {recipe}; "
           f"{a.seeds} seeds\n")
-    print("| option | G CPU-s | snapshot | FID | recall | min fidelity | " + " | ".join(names)
+    print("| option | G CPU-s | snapshot | FID | recall | min fidelity (class) | " + " | ".join(names)
           + " | recipe test | recipe val | vs best baseline (paired, test) |")
     print("|---|---|---|---|---|---|" + "---|" * len(names) + "---|---|---|")
     for r in rows:
         print(f"| {r['option']} | {r['generator_seconds']:.0f} | {r['chosen_step']} | {r['fid']:.2f} | "
-              f"{r['recall']:.3f} | {r['min_fidelity']:.2f} | "
+              f"{r['recall']:.3f} | {r['min_fidelity']:.2f} ({r['weakest']}) | "
               + " | ".join(f"{r['fidelity'][n]:.2f}" for n in names)
               + (f" | {100 * r['recipe_test']:.2f} | {100 * r['recipe_val']:.2f} | {r['margin']:+.2f} +- "
                  f"{r['margin_std']:.2f} vs {r['best_baseline']} ({r['seeds']} seeds) |" if r.get("seeds")
