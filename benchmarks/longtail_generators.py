@@ -51,6 +51,7 @@ OPTIONS = {
     "lecam": {"lecam": 0.3},
     "ramp": {"cond_ramp_start": 0, "cond_ramp_end": "half"},
     "noise": {"class_noise": 0.75},
+    "lecam+noise": {"lecam": 0.3, "class_noise": 0.75},
     "lecam+ramp+noise": {"lecam": 0.3, "cond_ramp_start": 0, "cond_ramp_end": "half", "class_noise": 0.75},
 }
 
