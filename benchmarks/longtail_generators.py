@@ -56,11 +56,10 @@ OPTIONS = {
 }
 
 
-def train_judge(train_full, test, cfg: DownstreamConfig, out: Path) -> SmallResNet:
+def train_judge(train_full, test, lt_train, cfg: DownstreamConfig, out: Path) -> SmallResNet:
     """bench-downstream's judge in ``out/runs`` (trained there unless its weights are kept)."""
     run_downstream(train_full, test, dataclasses.replace(cfg, variants=("balanced-softmax",), seeds=1), out,
                    progress=False)
-    lt_train = prepare_splits(train_full, test, cfg)[0]
     judge = SmallResNet(lt_train.channels, lt_train.num_classes, cfg.width)
     judge.load_state_dict(load_file(str(out / "runs" / f"{JUDGE}.safetensors")))
     return judge.eval()
@@ -132,7 +131,7 @@ def main() -> None:
                 if weights.is_file():
                     shutil.copy2(weights, runs / weights.name)
         # generator figures first (a few CPU-minutes), the recipe's seeds after (an hour and more)
-        judge = train_judge(train_full, test, cfg, out / "downstream")
+        judge = train_judge(train_full, test, lt_train, cfg, out / "downstream")
         choice = choose_snapshot(run, val, judge)
         gen = ganaug.load_generator(run, step=choice["chosen_step"])
         ev = evaluate_generator(gen, lt_train, test, reference, train_full, a.eval_n, out / "generator-eval", False)
@@ -143,8 +142,9 @@ def main() -> None:
                "weakest": weakest(out / "generator-eval" / "eval.json"), "seeds": 0}
         (out / "row.json").write_text(json.dumps(row, indent=2))
         if a.seeds:
-            summary = run_downstream(train_full, test, dataclasses.replace(cfg, generator_snapshots=a.snapshots),
-                                     out / "downstream", generator=run, reference=reference, progress=False)
+            # the snapshot chosen above (bench-downstream would score every snapshot again)
+            summary = run_downstream(train_full, test, cfg, out / "downstream", generator=gen, reference=reference,
+                                     progress=False)
             v = summary["verdict"]
             row.update(seeds=a.seeds, recipe_test=summary["results"]["ganaug-recipe"]["balanced_accuracy_mean"],
                        recipe_val=summary["results"]["ganaug-recipe"]["val_balanced_accuracy_mean"],
