@@ -12,7 +12,7 @@ on the same split) instead of being trained again; they are keyed by content, so
 does not match is retrained, never reused; so are the classical runs another option trained in
 this folder (the judge is one). Processes with disjoint ``--options`` may share ``--out``, one
 thread each; each option's row is kept in ``OUT/OPTION/row.json`` and the table holds every
-finished option.
+finished option. Two processes with the same option split its seeds.
 
     python benchmarks/longtail_generators.py --data ../shared/data/fashion-mnist --ratio 100 \\
         --steps 1500 --seeds 5 --baselines docs/bench/fmnist-lt100-40ep --out runs/longtail-generators \\

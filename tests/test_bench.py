@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ import ganaug
 from ganaug import GanaugError, LabelledImages
 from ganaug.bench import (CLASSICAL, DownstreamConfig, long_tailed_sizes, long_tailed_split, prepare_splits,
                           run_downstream, verdict)
-from ganaug.bench.claim import claim
+from ganaug.bench.claim import Busy, claim
 from ganaug.bench.downstream import recipe_name
 from ganaug.bench.splits import carve_validation
 from ganaug.cli import main
@@ -91,6 +92,8 @@ def test_claim_waits_for_a_live_holder_and_takes_over_a_dead_ones(tmp_path):
 
     threading.Thread(target=release, daemon=True).start()
     try:
+        with pytest.raises(Busy), claim(lock, poll=0.01, wait=False):
+            pytest.fail("entered while a live process held the lock")
         with claim(lock, poll=0.01, log=messages.append):
             assert released.is_set()  # not entered while the live holder had it
         assert "if that process is gone, delete the file" in messages[0]
@@ -175,6 +178,47 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     assert changed["classifier_steps"] == 4
     kept = json.loads((tmp_path / "report" / "runs" / "plain-seed0.json").read_text())
     assert kept["key"]["schedule"]["steps"] == 4
+
+
+def test_processes_sharing_a_report_split_the_seeds(fmnist_dir, tmp_path, monkeypatch):
+    # a seed that another live process is training is left for last instead of waited for
+    monkeypatch.setattr("ganaug.bench.downstream.LOCK_POLL_S", 0.05)
+    train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=30)
+    test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=5)
+    recipe = SyntheticRecipe(filter="none")
+    cfg = DownstreamConfig(imbalance_ratio=10, seeds=2, n_max=24, classifier_steps=3, batch_size=16,
+                           generator_steps=2, eval_n=0, variants=("balanced-softmax", "ganaug-recipe"),
+                           recipes=(recipe.to_dict(),))
+    runs = tmp_path / "report" / "runs"
+    held, todo, lock = (runs / f"{recipe_name(recipe)}-seed0.json", runs / f"{recipe_name(recipe)}-seed1.json",
+                        runs / f"{recipe_name(recipe)}-seed0.lock")
+    first = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
+    assert first["recipe_search"]["chosen"] == 0 and len(first["recipe_search"]["candidates"]) == 1
+    record = held.read_text()
+    held.unlink()
+    todo.unlink()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(900)"])
+    lock.write_text(f"{socket.gethostname()} {holder.pid}\n")
+    order = []
+
+    def other_process() -> None:  # finishes seed 0 once the benchmark has trained seed 1 (or gives up)
+        deadline = time.monotonic() + 600
+        while not todo.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        order.append("seed 1 first" if todo.exists() else "waited for seed 0")
+        held.write_text(record)
+        lock.unlink()
+
+    threading.Thread(target=other_process, daemon=True).start()
+    try:
+        shared = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert order == ["seed 1 first"]
+    assert shared["results"]["ganaug-recipe"]["runs"][0] == json.loads(record)["run"]  # the other one's run
+    assert [r["balanced_accuracy"] for r in shared["results"]["ganaug-recipe"]["runs"]] == \
+        [r["balanced_accuracy"] for r in first["results"]["ganaug-recipe"]["runs"]]  # seed 1 trained alike
 
 
 def test_classifier_schedule_is_counted_in_epochs():

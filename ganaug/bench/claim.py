@@ -36,11 +36,16 @@ def _owner_alive(text: str) -> bool:
     return True
 
 
+class Busy(Exception):
+    """A live process holds the lock and the claimant asked not to wait."""
+
+
 @contextmanager
-def claim(lock: Path, *, poll: float = 10.0, log: Callable[[str], None] = lambda m: None) -> Iterator[None]:
-    """Hold ``lock`` for the body: wait while a live process holds it, take over a lock left by a
-    dead one, and remove it afterwards. The body should check again whether the work it guards
-    was done while it waited."""
+def claim(lock: Path, *, poll: float = 10.0, log: Callable[[str], None] = lambda m: None,
+          wait: bool = True) -> Iterator[None]:
+    """Hold ``lock`` for the body: wait while a live process holds it (or, with ``wait=False``,
+    raise ``Busy`` before the body), take over a lock left by a dead one, and remove it
+    afterwards. The body should check again whether the work it guards was done while it waited."""
     lock = Path(lock)
     # the lock appears by hard link of a file already holding host and pid: atomic, never seen empty
     mine = lock.with_name(f"{lock.name}.{os.getpid()}")
@@ -62,6 +67,8 @@ def claim(lock: Path, *, poll: float = 10.0, log: Callable[[str], None] = lambda
                 # lock at once may both go on: the run is trained twice, as it was before locks.
                 lock.unlink(missing_ok=True)
                 continue
+            if not wait:
+                raise Busy(text.strip())
             if not waited:
                 log(f"waiting for {text.strip()} (host, pid), which holds {lock}; if that process is "
                     "gone, delete the file")

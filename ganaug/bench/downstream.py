@@ -26,13 +26,15 @@ from ..data.dataset import LabelledImages
 from ..errors import GanaugError
 from ..hub.generator import weights_digest
 from ..longtail import SyntheticMix, SyntheticRecipe, adjust_logits, balanced_accuracy, choose_tau, log_prior
-from .claim import claim
+from .claim import Busy, claim
 from .report import WITHOUT_GENERATED, verdict, write_report
 from .resnet import SmallResNet
 from .splits import carve_validation, long_tailed_split
 from ..eval.classifier import logits_of
 from ..training.rundir import list_snapshots
 from .variants import CLASSICAL, VARIANTS, classifier_steps, train_classifier
+
+LOCK_POLL_S = 10.0  # how often a process waiting for another's run looks again
 
 # The recipe space searched on validation: the default recipe and one change at a time. Small,
 # because every candidate is a full classifier run (about 5-10 CPU-minutes at 32 px); pass more
@@ -184,16 +186,20 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
         return record["run"] if record.get("key") == json.loads(json.dumps(key)) else None
 
     def kept_run(name: str, key: dict, train: Callable[[], SmallResNet], tau: float | None = 0.0,
-                 model_of: str | None = None, need_weights: bool = False) -> dict:
+                 model_of: str | None = None, need_weights: bool = False, wait: bool = True) -> dict | None:
         """Run ``name``'s record if it was made with these settings, else train (or load
-        ``model_of``'s weights), score and record it."""
+        ``model_of``'s weights), score and record it; None without ``wait`` while another process
+        trains it."""
         kept = kept_record(name, key, need_weights)
         if kept is None:
-            with claim(runs_dir / f"{name}.lock", log=log):
-                # a process sharing this folder (other --variants) may have made it while this one waited
-                kept = kept_record(name, key, need_weights)
-                if kept is None:
-                    return fresh_run(name, key, train, tau, model_of)
+            try:
+                with claim(runs_dir / f"{name}.lock", poll=LOCK_POLL_S, log=log, wait=wait):
+                    # a process sharing this folder may have made it while this one waited
+                    kept = kept_record(name, key, need_weights)
+                    if kept is None:
+                        return fresh_run(name, key, train, tau, model_of)
+            except Busy:
+                return None
         log(f"{name}: balanced accuracy {kept['balanced_accuracy']:.4f} (kept)")
         return kept
 
@@ -258,29 +264,41 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
                                              cache=out / "synthetic-cache")
             return mixes[recipe]
 
-        def recipe_run(recipe: SyntheticRecipe, seed: int) -> dict:
+        def recipe_run(recipe: SyntheticRecipe, seed: int, wait: bool = True) -> dict | None:
             uses = recipe.share > 0  # without generated images, the generator and the judge play no part
             key = {**base_key, "variant": "ganaug-recipe", "seed": seed, "recipe": recipe.to_dict(),
                    "generator": gen_key if uses else None, "judge": "balanced-softmax-seed0" if uses else None}
             # named by content, so that runs with other candidate lists (in parallel too) share them
             return kept_run(f"{recipe_name(recipe)}-seed{seed}", key,
                             lambda: train_classifier("ganaug-recipe", lt_train, cfg, seed, mix=mix_of(recipe),
-                                                     device=device))
+                                                     device=device), wait=wait)
 
-        cand = [summarise([recipe_run(r, s) for s in range(cfg.search_seeds)]) for r in recipes]
-        best = max(range(len(recipes)), key=lambda i: (cand[i]["val_balanced_accuracy_mean"], -i))
+        def recipe_runs(pairs: list[tuple[SyntheticRecipe, int]]) -> list[dict]:
+            """The runs of these (recipe, seed) pairs; one that another process is training is left
+            for last, so that processes sharing the folder split the runs instead of queueing."""
+            runs = {p: run for p in pairs if (run := recipe_run(*p, wait=False)) is not None}
+            return [runs[p] if p in runs else recipe_run(*p) for p in pairs]
+
+        # a single candidate needs no search: its seeds go straight to the runs below
+        n_search = cfg.search_seeds if len(recipes) > 1 else 0
+        searched = recipe_runs([(r, s) for r in recipes for s in range(n_search)])
+        cand = [summarise(searched[i * n_search:(i + 1) * n_search]) for i in range(len(recipes) if n_search else 0)]
+        best = max(range(len(cand)), key=lambda i: (cand[i]["val_balanced_accuracy_mean"], -i)) if cand else 0
+        log(f"recipe chosen on validation: {recipes[best].to_dict()}")
+        final = recipe_runs([(recipes[best], s) for s in range(cfg.seeds)])
+        results["ganaug-recipe"] = summarise(final)
+        if not cand:  # recorded as if searched: the first seeds' validation accuracy
+            cand = [summarise(final[:cfg.search_seeds])]
         search = {"candidates": [{"recipe": recipes[i].to_dict(), "val_balanced_accuracy_mean":
                                   cand[i]["val_balanced_accuracy_mean"]} for i in range(len(recipes))],
                   "chosen": best, "seeds": cfg.search_seeds}
-        log(f"recipe chosen on validation: {recipes[best].to_dict()}")
-        results["ganaug-recipe"] = summarise([recipe_run(recipes[best], s) for s in range(cfg.seeds)])
         search["bank"] = mix_of(recipes[best]).report()
         # The chosen recipe without generated images tells what they add, and is a baseline itself
         # (Remix and last-layer retraining need no generator). Without either it is exactly the
         # balanced-softmax baseline (same draws, same loss), so it is not trained twice.
         without = dataclasses.replace(recipes[best], share=0.0, filter="none")
         if without.remix > 0 or without.finish_layers != "all" or without.loss != "balanced-softmax":
-            results[WITHOUT_GENERATED] = summarise([recipe_run(without, s) for s in range(cfg.seeds)])
+            results[WITHOUT_GENERATED] = summarise(recipe_runs([(without, s) for s in range(cfg.seeds)]))
         search["without_generated"] = WITHOUT_GENERATED if WITHOUT_GENERATED in results else (
             "balanced-softmax" if without.loss == "balanced-softmax" else None)
 
