@@ -45,12 +45,13 @@ from ganaug.eval.selection import choose_snapshot
 
 JUDGE = "balanced-softmax-seed0"  # bench-downstream's judge: the balanced-softmax classifier of seed 0
 
-# name -> TrainConfig changes; the ramp spans the first half of training
+# name -> TrainConfig changes; the ramp spans the first half of training. LeCam is named in every
+# row, since `auto` (the default) now switches it on for long-tailed data.
 OPTIONS = {
-    "baseline": {},
+    "baseline": {"lecam": 0.0},
     "lecam": {"lecam": 0.3},
-    "ramp": {"cond_ramp_start": 0, "cond_ramp_end": "half"},
-    "noise": {"class_noise": 0.75},
+    "ramp": {"lecam": 0.0, "cond_ramp_start": 0, "cond_ramp_end": "half"},
+    "noise": {"lecam": 0.0, "class_noise": 0.75},
     "lecam+noise": {"lecam": 0.3, "class_noise": 0.75},
     "lecam+ramp+noise": {"lecam": 0.3, "cond_ramp_start": 0, "cond_ramp_end": "half", "class_noise": 0.75},
 }

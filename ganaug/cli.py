@@ -64,7 +64,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--ortho-reg", type=float, default=d.ortho_reg,
                    help="BigGAN orthogonal regularisation weight for G (e.g. 1e-4)")
     t.add_argument("--lecam", type=float, default=d.lecam,
-                   help="weight of the LeCam regulariser of D for limited data (Tseng et al. 2021: 0.1-0.3)")
+                   help="weight of the LeCam regulariser of D for limited data (Tseng et al. 2021: 0.1-0.3; "
+                   "default: 0.3 when classes are imbalanced, else 0)")
     t.add_argument("--cond-ramp-start", type=int, default=d.cond_ramp_start,
                    help="conditioning ramp (transitional cGAN): G and D unconditional before this step")
     t.add_argument("--cond-ramp-end", type=int, default=d.cond_ramp_end,

@@ -122,8 +122,10 @@ def test_class_balanced_sampler_sees_rare_classes():
 def test_auto_options_follow_the_data():
     c = TrainConfig().resolved([100, 100], "cpu", False)
     assert c.diffaugment == "color,translation,cutout" and c.class_balanced is False
+    assert c.lecam == 0.0
     c = TrainConfig().resolved([6000, 60], "cpu", False)
-    assert c.class_balanced is True and c.precision == "fp32"
+    assert c.class_balanced is True and c.precision == "fp32" and c.lecam == 0.3  # long-tailed: LeCam on
+    assert TrainConfig(lecam=0.0).resolved([6000, 60], "cpu", False).lecam == 0.0  # a choice is kept
     assert TrainConfig().resolved([6000, 6000], "cuda", True).precision == "bf16"
     assert TrainConfig().resolved([6000, 6000], "cpu", False).diffaugment == "off"
 

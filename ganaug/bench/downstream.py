@@ -279,16 +279,15 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
             runs = {p: run for p in pairs if (run := recipe_run(*p, wait=False)) is not None}
             return [runs[p] if p in runs else recipe_run(*p) for p in pairs]
 
-        # a single candidate needs no search: its seeds go straight to the runs below
-        n_search = cfg.search_seeds if len(recipes) > 1 else 0
-        searched = recipe_runs([(r, s) for r in recipes for s in range(n_search)])
-        cand = [summarise(searched[i * n_search:(i + 1) * n_search]) for i in range(len(recipes) if n_search else 0)]
-        best = max(range(len(cand)), key=lambda i: (cand[i]["val_balanced_accuracy_mean"], -i)) if cand else 0
-        log(f"recipe chosen on validation: {recipes[best].to_dict()}")
+        cand, best, n = None, 0, cfg.search_seeds
+        if len(recipes) > 1:  # a single candidate needs no search: its seeds go straight to the runs below
+            searched = recipe_runs([(r, s) for r in recipes for s in range(n)])
+            cand = [summarise(searched[i * n:(i + 1) * n]) for i in range(len(recipes))]
+            best = max(range(len(recipes)), key=lambda i: (cand[i]["val_balanced_accuracy_mean"], -i))
+            log(f"recipe chosen on validation: {recipes[best].to_dict()}")
         final = recipe_runs([(recipes[best], s) for s in range(cfg.seeds)])
         results["ganaug-recipe"] = summarise(final)
-        if not cand:  # recorded as if searched: the first seeds' validation accuracy
-            cand = [summarise(final[:cfg.search_seeds])]
+        cand = cand or [summarise(final[:n])]  # the single candidate, as if searched: its first seeds
         search = {"candidates": [{"recipe": recipes[i].to_dict(), "val_balanced_accuracy_mean":
                                   cand[i]["val_balanced_accuracy_mean"]} for i in range(len(recipes))],
                   "chosen": best, "seeds": cfg.search_seeds}
