@@ -58,6 +58,7 @@ def test_package_files_and_card(package):
     assert (meta.library_name, meta.license, meta.datasets) == ("ganaug", "mit", ["toy"])
     assert "ganaug" in meta.tags and "![samples, one row per class](samples.png)" in card
     assert "## Evaluation" not in card  # no eval.json, so no numbers
+    assert "class_balanced=False, lecam=0.0, class_noise=0.0" in card  # the resolved settings (balanced toy data)
 
 
 def test_fp16_export_is_half_the_size_and_close(run_dir, tmp_path):

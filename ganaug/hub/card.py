@@ -59,7 +59,7 @@ def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", local_hint: str |
     tc = train.get("train_config") or {}
     if tc:
         keys = ("batch_size", "lr_g", "lr_d", "beta1", "beta2", "n_dis", "loss", "diffaugment",
-                "class_balanced", "ema_beta", "precision", "seed", "device")
+                "class_balanced", "lecam", "class_noise", "ema_beta", "precision", "seed", "device")
         lines.append("- settings: " + ", ".join(f"{k}={tc.get(k)}" for k in keys if k in tc))
     if train.get("commands"):
         lines += ["", "Reproduce the training run (the commands that made it, in order):", "",
