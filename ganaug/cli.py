@@ -241,6 +241,9 @@ def _reference_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training split")
     p.add_argument("--width", type=int, default=d.width, help="base channel width of the CNN")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of init and batch order")
+    p.add_argument("--flip", action="store_true",
+                   help="random horizontal flips too: for natural images (CIFAR-10), not digits or oriented defects")
+    p.add_argument("--channels-last", action="store_true", help="faster on CPU; results differ in the last bits")
     p.add_argument("--skip-unreadable", action="store_true", help="leave out images that cannot be decoded")
 
 
@@ -251,7 +254,7 @@ def _cmd_reference(a: argparse.Namespace) -> None:
     kw = dict(image_size=a.image_size, channels=a.channels, skip_unreadable=a.skip_unreadable)
     train = load_images(a.data, split=a.train_split, **kw)
     test = load_images(a.data, split=a.test_split, **kw)
-    fit = FitConfig(epochs=a.epochs, width=a.width, seed=a.seed)
+    fit = FitConfig(epochs=a.epochs, width=a.width, seed=a.seed, flip=a.flip, channels_last=a.channels_last)
     ref = train_reference_classifier(train, test, fit, progress=True)
     ref.save(a.out)
     print(f"reference classifier: real-test accuracy {ref.accuracy:.4f} on {len(test)} images; "

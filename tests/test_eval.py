@@ -157,6 +157,30 @@ def test_reference_classifier_reaches_stated_accuracy(fmnist_reference, tmp_path
     assert torch.equal(f1, f2)
 
 
+def test_random_hflip_mirrors_about_half_and_follows_the_seed():
+    from ganaug.eval.classifier import random_hflip
+
+    x = torch.arange(2 * 1 * 2 * 3, dtype=torch.uint8).view(1, 1, 2, 3).repeat(400, 1, 1, 1)
+    out = random_hflip(x, torch.Generator().manual_seed(0))
+    mirrored = (out == x.flip(-1)).flatten(1).all(1)
+    assert torch.equal(mirrored | (out == x).flatten(1).all(1), torch.ones(400, dtype=torch.bool))
+    assert 150 < int(mirrored.sum()) < 250
+    assert torch.equal(out, random_hflip(x, torch.Generator().manual_seed(0)))
+
+
+def test_reference_classifier_cli_records_flip_and_channels_last(tmp_path):
+    make_class_folders(tmp_path / "ds" / "train", classes=("a", "b"), n=12)
+    make_class_folders(tmp_path / "ds" / "test", classes=("a", "b"), n=6, seed=1)
+    for name, extra in [("plain", []), ("flip", ["--flip", "--channels-last"])]:
+        assert main(["reference-classifier", str(tmp_path / "ds"), "--out", str(tmp_path / name), "--epochs", "1",
+                     "--width", "4", *extra]) == 0
+    plain, flip = (ReferenceClassifier.load(tmp_path / n) for n in ("plain", "flip"))
+    assert (plain.config.fit["flip"], flip.config.fit["flip"]) == (False, True)
+    assert flip.config.fit["channels_last"] is True
+    # the flips change what it learns from: the same seed gives different weights
+    assert not torch.equal(plain.model.head.weight, flip.model.head.weight)
+
+
 def test_reference_features_refuse_wrong_shape(fmnist_reference):
     ref, _, _ = fmnist_reference
     with pytest.raises(GanaugError, match=r"images are \(3, 32, 32\)"):

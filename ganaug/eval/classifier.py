@@ -60,7 +60,9 @@ class FitConfig:
     lr: float = 3e-3
     width: int = 16
     seed: int = 0
-    translate: int = 2  # random shifts of up to this many pixels (the only augmentation)
+    translate: int = 2  # random shifts of up to this many pixels
+    flip: bool = False  # random horizontal flips: for natural images only (not digits, text or oriented defects)
+    channels_last: bool = False  # faster on CPU (about 1.4x on AVX2); results differ in the last bits
 
 
 def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
@@ -69,8 +71,9 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                    ) -> SmallCNN:
     """Train a :class:`SmallCNN` on uint8 images for whole epochs; deterministic for a given seed on CPU.
 
-    Random translations are the only augmentation, because flips or colour changes do not
-    preserve every dataset's classes (digits, defects).
+    Random translations are the default augmentation, because flips or colour changes do not
+    preserve every dataset's classes (digits, defects); ``flip`` adds horizontal flips for natural
+    images (CIFAR-10), which a reference classifier needs to be accurate enough to judge by.
     """
     config = config or FitConfig()
     steps_per_epoch = max(1, len(images) // config.batch_size)
@@ -85,13 +88,13 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
         torch.manual_seed(config.seed)
         model = SmallCNN(images.shape[1], num_classes, config.width)
         return train_steps(model, images, labels, epochs, config.epochs * steps_per_epoch, lr=config.lr,
-                           translate=config.translate, seed=config.seed, loss_fn=loss_fn, device=device,
-                           progress=progress, desc=desc)
+                           translate=config.translate, flip=config.flip, seed=config.seed, loss_fn=loss_fn,
+                           channels_last=config.channels_last, device=device, progress=progress, desc=desc)
 
 
 def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 batches: Callable[[torch.Generator], Iterable[torch.Tensor]], steps: int, *, lr: float,
-                translate: int, seed: int, class_weights: torch.Tensor | None = None,
+                translate: int, seed: int, flip: bool = False, class_weights: torch.Tensor | None = None,
                 sample_weights: torch.Tensor | None = None, loss_fn: LossFn | None = None,
                 batch_fn: BatchFn | None = None, step_fn: Callable[[nn.Module, int], None] | None = None,
                 channels_last: bool = False, device: str | torch.device = "cpu", progress: bool = False,
@@ -99,7 +102,8 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     """The one classifier training loop: Adam with a one-cycle schedule over ``steps`` batches.
 
     ``batches(gen)`` yields index tensors into ``images``/``labels`` (epochs, uniform draws or
-    class-balanced draws); ``gen`` also draws the random shifts, so one seed fixes the whole run.
+    class-balanced draws); ``gen`` also draws the random shifts (and flips, with ``flip``), so one
+    seed fixes the whole run.
     ``labels`` may be class ids or soft targets (N, K). ``sample_weights`` (N,) go to ``loss_fn``.
     ``loss_fn(logits, y, w, step)`` replaces the (optionally class-weighted) cross-entropy: the
     long-tailed losses, per-sample weights of generated images and step-dependent schedules;
@@ -119,7 +123,10 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 step_fn(model, step)
             x, y = images[idx], labels[idx]
             w = sample_weights[idx] if sample_weights is not None else None
-            x = uint8_to_model(random_shift(x, translate, gen))
+            x = random_shift(x, translate, gen)
+            if flip:
+                x = random_hflip(x, gen)
+            x = uint8_to_model(x)
             if batch_fn is not None:
                 x, y, w = batch_fn(x, y, w, step)
             x = x.to(device).contiguous(memory_format=fmt)
@@ -149,6 +156,12 @@ def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch
     batch = torch.arange(n).view(n, 1, 1, 1)
     chan = torch.arange(x.shape[1]).view(1, -1, 1, 1)
     return padded[batch, chan, rows, cols].round().to(torch.uint8)
+
+
+def random_hflip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2."""
+    mirror = (torch.rand(len(x), generator=gen) < 0.5).view(-1, 1, 1, 1)
+    return torch.where(mirror, x.flip(-1), x)
 
 
 @torch.no_grad()
