@@ -27,7 +27,7 @@ FIDELITY_FLOOR = {"fashion-mnist": 0.8, "cifar10": 0.4}
 
 
 def test_the_shipped_folders_are_found():
-    assert {p.name for p in GENERATORS} >= {"fashion-mnist-sngan", "cifar10-biggan-lite"}
+    assert {p.name for p in GENERATORS} >= {"fashion-mnist-sngan", "fashion-mnist-lite", "cifar10-biggan-lite"}
 
 
 @pytest.mark.parametrize("folder", GENERATORS, ids=lambda p: p.name)
