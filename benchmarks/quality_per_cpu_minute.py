@@ -7,8 +7,14 @@ training only, evaluation excluded) passes a budget, its EMA generator is evalua
 real test split in the reference classifier's features. Run folders are kept under --out, so a
 killed run continues where it stopped; run it alone on the machine (the budgets are wall time).
 
+--target (a generator package, e.g. the shipped 5000-step default) is evaluated with the same
+protocol, and its training time on this machine is estimated from the first architecture's
+measured seconds per step: the issue's aim is that the lite architecture reaches the default's
+5000-step quality in at most a third of that time.
+
     python benchmarks/quality_per_cpu_minute.py --reference pretrained/fashion-mnist-reference-classifier \
-        [--archs sngan lite] [--minutes 5 15 45] [--threads 1] [--out runs/quality-per-minute]
+        [--archs sngan lite] [--minutes 5 15 45] [--threads 1] [--out runs/quality-per-minute] \
+        [--target pretrained/fashion-mnist-sngan]
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-n", type=int, default=5000)
     ap.add_argument("--out", default="runs/quality-per-minute")
+    ap.add_argument("--target", help="a trained generator package to compare with (same evaluation protocol)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     train = load_fashion_mnist(a.data, image_size=32)
@@ -69,10 +76,25 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             results_path.write_text(json.dumps(results, indent=2))
             print(json.dumps(results[key]), flush=True)
+    if a.target and "target" not in results:
+        gen = ganaug.load_generator(a.target)
+        r = evaluate(gen.net, gen.config, train, test, reference, features, EvalProtocol(n=a.eval_n, cas=False))
+        results["target"] = {"arch": f"{gen.config.arch} ({a.target})", "fid": r["overall"]["fid"],
+                             "class_fidelity": r["overall"]["class_fidelity"],
+                             "recall": r["overall"].get("recall"), "precision": r["overall"].get("precision")}
+        results_path.write_text(json.dumps(results, indent=2))
     print(f"\nFull Fashion-MNIST 32x32 grey, {a.threads} thread(s), {torch.__version__}; FID and fidelity in the "
           f"reference classifier's features against the test split ({a.eval_n} generated images).\n")
     print("| arch | CPU-minutes | steps | FID | class fidelity | precision | recall |\n|---|---|---|---|---|---|---|")
+    target = results.get("target")
+    if target is not None:  # its steps from its package; its minutes at this run's pace of the same architecture
+        steps = ganaug.load_generator(a.target).metadata.get("training", {}).get("steps") if a.target else None
+        pace = [r for k, r in results.items() if k != "target" and target["arch"].startswith(r["arch"] + " ")]
+        if steps and pace:
+            target["steps"], target["train_min"] = steps, steps * pace[-1]["train_min"] / pace[-1]["steps"]
     for r in results.values():
+        if "train_min" not in r:
+            r = {**r, "train_min": float("nan"), "steps": "?"}
         print(f"| {r['arch']} | {r['train_min']:.1f} | {r['steps']} | {r['fid']:.2f} | {r['class_fidelity']:.3f} | "
               f"{_f(r['precision'])} | {_f(r['recall'])} |")
 
