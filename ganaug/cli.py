@@ -229,7 +229,8 @@ def _reference_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reference-classifier", help="train the reference classifier used by `ganaug eval`",
         description="Train a small CNN on the real training split of DATA and record its accuracy "
-        "on the real test split. `ganaug eval` uses it as feature space and class judge.",
+        "on the real test split. `ganaug eval` uses it as feature space and class judge. The training state "
+        "is saved to OUT/training-checkpoint.safetensors after every epoch: the same command resumes a killed run.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("data", metavar="DATA", help="a dataset with train and test splits")
     p.add_argument("--out", required=True, help="folder for model.safetensors and config.json")
@@ -241,6 +242,7 @@ def _reference_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training split")
     p.add_argument("--width", type=int, default=d.width, help="base channel width of the CNN")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of init and batch order")
+    p.add_argument("--translate", type=int, default=d.translate, help="random shifts of up to this many pixels")
     p.add_argument("--flip", action="store_true",
                    help="random horizontal flips too: for natural images (CIFAR-10), not digits or oriented defects")
     p.add_argument("--channels-last", action="store_true", help="faster on CPU; results differ in the last bits")
@@ -254,9 +256,16 @@ def _cmd_reference(a: argparse.Namespace) -> None:
     kw = dict(image_size=a.image_size, channels=a.channels, skip_unreadable=a.skip_unreadable)
     train = load_images(a.data, split=a.train_split, **kw)
     test = load_images(a.data, split=a.test_split, **kw)
-    fit = FitConfig(epochs=a.epochs, width=a.width, seed=a.seed, flip=a.flip, channels_last=a.channels_last)
-    ref = train_reference_classifier(train, test, fit, progress=True)
+    fit = FitConfig(epochs=a.epochs, width=a.width, seed=a.seed, translate=a.translate, flip=a.flip,
+                    channels_last=a.channels_last)
+    # saved after every epoch; the same command resumes a killed run from it
+    checkpoint = Path(a.out) / "training-checkpoint.safetensors"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    if checkpoint.is_file():
+        print(f"resuming from {checkpoint}")
+    ref = train_reference_classifier(train, test, fit, progress=True, checkpoint=checkpoint)
     ref.save(a.out)
+    checkpoint.unlink(missing_ok=True)
     print(f"reference classifier: real-test accuracy {ref.accuracy:.4f} on {len(test)} images; "
           f"saved to {a.out}")
 

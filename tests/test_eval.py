@@ -182,6 +182,52 @@ def test_reference_classifier_cli_records_flip_and_channels_last(tmp_path):
     assert not torch.equal(plain.model.head.weight, flip.model.head.weight)
 
 
+class _Killed(Exception):
+    pass
+
+
+def test_killed_classifier_run_resumes_to_the_same_weights(tmp_path):
+    from ganaug.eval.classifier import fit_classifier
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (96, 1, 8, 8), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 3, (96,), generator=g)
+    fit = FitConfig(epochs=3, batch_size=16, width=4, flip=True)  # 6 steps per epoch, flips and shifts drawn
+    whole = fit_classifier(images, labels, 3, fit)
+
+    def dies_at_step_9(logits, y, w, step):
+        if step == 9:  # in the second epoch: the first epoch's checkpoint is on disk
+            raise _Killed
+        return torch.nn.functional.cross_entropy(logits, y)
+
+    ckpt = tmp_path / "ckpt.safetensors"
+    with pytest.raises(_Killed):
+        fit_classifier(images, labels, 3, fit, loss_fn=dies_at_step_9, checkpoint=ckpt)
+    assert ckpt.is_file()
+    resumed = fit_classifier(images, labels, 3, fit, checkpoint=ckpt)
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    # a checkpoint is refused by a run with another recipe or other data, rather than continued
+    for other_fit, other_images in [(FitConfig(epochs=3, batch_size=16, width=4), images), (fit, 255 - images)]:
+        with pytest.raises(GanaugError, match="checkpoint of another run"):
+            fit_classifier(other_images, labels, 3, other_fit, checkpoint=ckpt)
+
+
+def test_reference_classifier_cli_removes_its_checkpoint_and_refuses_a_corrupt_one(tmp_path, capsys):
+    make_class_folders(tmp_path / "ds" / "train", classes=("a", "b"), n=12)
+    make_class_folders(tmp_path / "ds" / "test", classes=("a", "b"), n=6, seed=1)
+    args = ["reference-classifier", str(tmp_path / "ds"), "--epochs", "3", "--width", "4", "--translate", "3"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    assert not (tmp_path / "whole" / "training-checkpoint.safetensors").exists()
+    whole = ReferenceClassifier.load(tmp_path / "whole")
+    assert whole.config.fit["translate"] == 3
+    # a foreign file where the checkpoint goes is refused with a message saying what to do
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "training-checkpoint.safetensors").write_bytes(b"not a checkpoint")
+    assert main([*args, "--out", str(tmp_path / "bad")]) == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
+
+
 def test_reference_features_refuse_wrong_shape(fmnist_reference):
     ref, _, _ = fmnist_reference
     with pytest.raises(GanaugError, match=r"images are \(3, 32, 32\)"):

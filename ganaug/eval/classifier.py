@@ -7,15 +7,19 @@ the same recipe, for the Classification Accuracy Score (train on generated, test
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..errors import GanaugError
 from ..pixels import uint8_to_model
+from ..training.checkpoint import load_checkpoint, save_checkpoint
 
 # (logits, targets, per-sample weights or None, step) -> scalar loss
 LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", int], torch.Tensor]
@@ -65,18 +69,40 @@ class FitConfig:
     channels_last: bool = False  # faster on CPU (about 1.4x on AVX2); results differ in the last bits
 
 
+@dataclass
+class StepCheckpoint:
+    """Where :func:`train_steps` saves its state every ``every`` steps and resumes from.
+
+    ``key`` names the run (recipe and data): a checkpoint written under another key is refused
+    rather than silently continued.
+    """
+
+    path: Path
+    every: int
+    key: str
+
+
 def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                    config: FitConfig | None = None, *, loss_fn: LossFn | None = None,
-                   device: str | torch.device = "cpu", progress: bool = False, desc: str = "classifier"
-                   ) -> SmallCNN:
+                   device: str | torch.device = "cpu", progress: bool = False, desc: str = "classifier",
+                   checkpoint: str | Path | None = None) -> SmallCNN:
     """Train a :class:`SmallCNN` on uint8 images for whole epochs; deterministic for a given seed on CPU.
 
     Random translations are the default augmentation, because flips or colour changes do not
     preserve every dataset's classes (digits, defects); ``flip`` adds horizontal flips for natural
     images (CIFAR-10), which a reference classifier needs to be accurate enough to judge by.
+    With ``checkpoint`` (a file path) the state is saved after every epoch and a killed run
+    resumes from it, to the same weights an uninterrupted run reaches.
     """
     config = config or FitConfig()
     steps_per_epoch = max(1, len(images) // config.batch_size)
+    resume = None
+    if checkpoint is not None:
+        # what makes this run this run: the recipe, the classes and the images (a cheap fingerprint)
+        key = json.dumps({"fit": asdict(config), "num_classes": num_classes, "shape": list(images.shape),
+                          "pixel_sum": int(images.sum(dtype=torch.int64)),
+                          "label_sum": float(labels.sum(dtype=torch.float64))}, sort_keys=True)
+        resume = StepCheckpoint(Path(checkpoint), steps_per_epoch, key)
 
     def epochs(gen: torch.Generator) -> Iterator[torch.Tensor]:
         for _ in range(config.epochs):
@@ -89,7 +115,8 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
         model = SmallCNN(images.shape[1], num_classes, config.width)
         return train_steps(model, images, labels, epochs, config.epochs * steps_per_epoch, lr=config.lr,
                            translate=config.translate, flip=config.flip, seed=config.seed, loss_fn=loss_fn,
-                           channels_last=config.channels_last, device=device, progress=progress, desc=desc)
+                           channels_last=config.channels_last, device=device, progress=progress, desc=desc,
+                           checkpoint=resume)
 
 
 def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -98,7 +125,7 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 sample_weights: torch.Tensor | None = None, loss_fn: LossFn | None = None,
                 batch_fn: BatchFn | None = None, step_fn: Callable[[nn.Module, int], None] | None = None,
                 channels_last: bool = False, device: str | torch.device = "cpu", progress: bool = False,
-                desc: str = "classifier") -> nn.Module:
+                desc: str = "classifier", checkpoint: StepCheckpoint | None = None) -> nn.Module:
     """The one classifier training loop: Adam with a one-cycle schedule over ``steps`` batches.
 
     ``batches(gen)`` yields index tensors into ``images``/``labels`` (epochs, uniform draws or
@@ -110,6 +137,9 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     ``batch_fn(x, y, w, step)`` changes a batch before the forward pass (Remix); ``step_fn(model,
     step)`` runs before each step (freezing the body for a head-only phase).
     ``channels_last`` is faster for small convolutions on CPU (about 1.4x on AVX2).
+    ``checkpoint`` saves the state every ``checkpoint.every`` steps and resumes from an existing
+    file: the batches and augmentation draws of the steps already done are replayed (cheap, no
+    forward pass) so that the random stream continues exactly where it stopped.
     """
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt).train()
@@ -117,6 +147,8 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
     gen = torch.Generator().manual_seed(seed)
     weight = class_weights.to(device) if class_weights is not None else None
+    saved = _load_step_checkpoint(checkpoint, batch_fn, step_fn)
+    start = saved["step"] if saved else 0
     with tqdm(total=steps, disable=not progress, desc=desc, unit="step") as bar:
         for step, idx in enumerate(itertools.islice(batches(gen), steps)):
             if step_fn is not None:
@@ -126,6 +158,11 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             x = random_shift(x, translate, gen)
             if flip:
                 x = random_hflip(x, gen)
+            if step < start:  # done before the checkpoint: its random draws are replayed, nothing else
+                if step == start - 1:
+                    _restore(saved, checkpoint, model, opt, sched, gen)
+                bar.update()
+                continue
             x = uint8_to_model(x)
             if batch_fn is not None:
                 x, y, w = batch_fn(x, y, w, step)
@@ -140,7 +177,38 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             bar.update()
             if progress:  # .item() waits for the device: only when someone is watching
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+            if checkpoint is not None and (step + 1) % checkpoint.every == 0 and step + 1 < steps:
+                save_checkpoint(checkpoint.path, {
+                    "key": checkpoint.key, "step": step + 1, "model": model.state_dict(),
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": gen.get_state()})
     return model.eval()
+
+
+def _load_step_checkpoint(checkpoint: StepCheckpoint | None, batch_fn: BatchFn | None,
+                          step_fn: Callable | None) -> dict | None:
+    if checkpoint is None:
+        return None
+    if batch_fn is not None or step_fn is not None:
+        # their own state (Remix's random draws, a frozen body) is not in the checkpoint
+        raise ValueError("train_steps cannot checkpoint a run with batch_fn or step_fn.")
+    if not checkpoint.path.is_file():
+        return None
+    saved = load_checkpoint(checkpoint.path)
+    if saved.get("key") != checkpoint.key:
+        raise GanaugError(f"{str(checkpoint.path)!r} is the checkpoint of another run (other data or recipe). "
+                          "Delete it to start afresh, or resume with the data and settings it was made with.")
+    return saved
+
+
+def _restore(saved: dict, checkpoint: StepCheckpoint, model: nn.Module, opt: torch.optim.Optimizer,
+             sched: torch.optim.lr_scheduler.LRScheduler, gen: torch.Generator) -> None:
+    if not torch.equal(gen.get_state(), saved["rng"]):
+        raise GanaugError(f"replaying the random draws up to step {saved['step']} did not reach the state saved in "
+                          f"{str(checkpoint.path)!r}: it was made by another version of ganaug or torch. "
+                          "Delete it to start afresh.")
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["optimizer"])
+    sched.load_state_dict(saved["scheduler"])
 
 
 def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:

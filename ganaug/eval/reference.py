@@ -72,8 +72,12 @@ class ReferenceClassifier:
 
 def train_reference_classifier(train: LabelledImages, test: LabelledImages,
                                fit: FitConfig | None = None, *, device: str | torch.device = "cpu",
-                               progress: bool = False) -> ReferenceClassifier:
-    """Train on ``train`` (real images only) and record the accuracy on ``test``."""
+                               progress: bool = False, checkpoint: str | Path | None = None
+                               ) -> ReferenceClassifier:
+    """Train on ``train`` (real images only) and record the accuracy on ``test``.
+
+    ``checkpoint``: a file the training state is saved to after every epoch and resumed from.
+    """
     fit = fit or FitConfig()
     if train.class_names != test.class_names:
         raise GanaugError(f"train and test splits have different classes: {train.class_names} "
@@ -82,7 +86,7 @@ def train_reference_classifier(train: LabelledImages, test: LabelledImages,
         raise GanaugError("train and test images differ in size or channels; load both with the "
                           "same image_size and channels.")
     model = fit_classifier(train.images, train.labels, train.num_classes, fit, device=device,
-                           progress=progress, desc="reference classifier")
+                           progress=progress, desc="reference classifier", checkpoint=checkpoint)
     acc = accuracy(model, test.images, test.labels)
     config = ReferenceConfig(
         channels=train.channels, image_size=train.image_size, class_names=list(train.class_names),
