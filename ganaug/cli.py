@@ -13,7 +13,6 @@ from .errors import GanaugError
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
-    from .data.loaders import CLASS_FROM
     from .models import SUPPORTED_IMAGE_SIZES, list_architectures
     from .training import TrainConfig
 
@@ -40,8 +39,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="leave out images that cannot be decoded (they are reported) instead of stopping")
     g.add_argument("--max-per-class", type=int, default=None,
                    help="use at most this many images per class (quick experiments)")
-    g.add_argument("--class-from", choices=CLASS_FROM, default="folder",
-                   help="where an image's class is written: its folder, or its file name (scratches_12.jpg)")
+    _split_args(g)
     m = p.add_argument_group("model")
     m.add_argument("--arch", default="sngan", choices=list_architectures(), help="architecture")
     m.add_argument("--g-width", type=int, default=None, help="generator base width (arch default if unset)")
@@ -97,7 +95,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(a: argparse.Namespace) -> None:
-    from .data import load_images
+    from .data import load_split
     from .models import make_config
     from .training import TrainConfig, train
     from .training.distributed import from_env, torchrun_prefix
@@ -108,8 +106,9 @@ def _cmd_train(a: argparse.Namespace) -> None:
         # A resumed run must see its data exactly as before: take size and channels from it.
         saved = json.loads(run_cfg.read_text())["model"]
         a.image_size, a.channels = saved["image_size"], saved["channels"]
-    data = load_images(a.data, split=a.split, image_size=a.image_size, channels=a.channels,
-                       skip_unreadable=a.skip_unreadable, max_per_class=a.max_per_class, class_from=a.class_from)
+    data = load_split(a.data, split=a.split, test_fraction=a.test_fraction, image_size=a.image_size,
+                      channels=a.channels, skip_unreadable=a.skip_unreadable, max_per_class=a.max_per_class,
+                      class_from=a.class_from)
     model_config = make_config(a.arch, data.num_classes, data.class_names,
                                image_size=a.image_size, channels=data.channels,
                                g_width=a.g_width, d_width=a.d_width, z_dim=a.z_dim,
@@ -216,9 +215,23 @@ def _safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
+_TEST_FRACTION_HELP = ("for data without a test split (one set of class folders, classes from file names): the "
+                       "stratified share held out as its test split, the same images in train, eval and "
+                       "reference-classifier")
+
+
+def _split_args(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    from .data.loaders import CLASS_FROM
+
+    p.add_argument("--class-from", choices=CLASS_FROM, default="folder",
+                   help="where an image's class is written: its folder, or its file name (scratches_12.jpg)")
+    p.add_argument("--test-fraction", type=float, default=None, help=_TEST_FRACTION_HELP)
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="the dataset, in any layout `ganaug train` reads")
     p.add_argument("--skip-unreadable", action="store_true", help="leave out images that cannot be decoded")
+    _split_args(p)
 
 
 def _reference_parser(sub: argparse._SubParsersAction) -> None:
@@ -247,15 +260,17 @@ def _reference_parser(sub: argparse._SubParsersAction) -> None:
                    help="random horizontal flips too: for natural images (CIFAR-10), not digits or oriented defects")
     p.add_argument("--channels-last", action="store_true", help="faster on CPU; results differ in the last bits")
     p.add_argument("--skip-unreadable", action="store_true", help="leave out images that cannot be decoded")
+    _split_args(p)
 
 
 def _cmd_reference(a: argparse.Namespace) -> None:
-    from .data import load_images
+    from .data import load_split
     from .eval import FitConfig, train_reference_classifier
 
-    kw = dict(image_size=a.image_size, channels=a.channels, skip_unreadable=a.skip_unreadable)
-    train = load_images(a.data, split=a.train_split, **kw)
-    test = load_images(a.data, split=a.test_split, **kw)
+    kw = dict(image_size=a.image_size, channels=a.channels, skip_unreadable=a.skip_unreadable,
+              class_from=a.class_from, test_fraction=a.test_fraction)
+    train = load_split(a.data, split=a.train_split, **kw)
+    test = load_split(a.data, split=a.test_split, **kw)
     fit = FitConfig(epochs=a.epochs, width=a.width, seed=a.seed, translate=a.translate, flip=a.flip,
                     channels_last=a.channels_last)
     # saved after every epoch; the same command resumes a killed run from it
@@ -300,7 +315,7 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_eval(a: argparse.Namespace) -> None:
-    from .data import load_images
+    from .data import load_split
     from .eval import (EvalProtocol, ReferenceClassifier, ReferenceFeatures,
                        cached_reference_classifier, evaluate, save_result, summary_table)
     from .hub import load_generator
@@ -309,9 +324,10 @@ def _cmd_eval(a: argparse.Namespace) -> None:
     device = pick_device(a.device)  # chosen once, here, for every network of the evaluation
     gen = load_generator(a.model, device=device)
     G, cfg = gen.net, gen.config
-    kw = dict(image_size=cfg.image_size, channels=cfg.channels, skip_unreadable=a.skip_unreadable)
-    train = load_images(a.data, split=a.train_split, **kw)
-    test = load_images(a.data, split=a.split, **kw)
+    kw = dict(image_size=cfg.image_size, channels=cfg.channels, skip_unreadable=a.skip_unreadable,
+              class_from=a.class_from, test_fraction=a.test_fraction)
+    train = load_split(a.data, split=a.train_split, **kw)
+    test = load_split(a.data, split=a.split, **kw)
     if a.reference:
         ref = ReferenceClassifier.load(a.reference)
     elif a.features not in ("reference", "inception"):

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from ganaug import GanaugError, load_images
-from ganaug.data import FASHION_MNIST_CLASSES, load_fashion_mnist
+from ganaug.data import FASHION_MNIST_CLASSES, load_fashion_mnist, load_split
 from ganaug.data.loaders import class_of_filename, has_split
 
 from .conftest import make_class_folders
@@ -170,3 +170,33 @@ def test_a_messy_photo_folder_loads_and_trains(tmp_path):
     run = train(data, cfg, TrainConfig(steps=2, batch_size=4, checkpoint_every=2, sample_every=2, log_every=1,
                                        device="cpu"), tmp_path / "run", progress=False)
     assert (run / "checkpoint.safetensors").is_file()
+
+
+def test_data_without_splits_gets_one_stratified_test_part_for_every_command(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for c, n in (("crack", 10), ("pit", 5)):
+        for i in range(n):
+            (flat / f"{c}_{i}.png").write_bytes(_png(10 * i + 150 * (c == "pit")))
+    kw = dict(class_from="filename", test_fraction=0.2)
+    train, test = load_split(flat, split="train", **kw), load_split(flat, split="test", **kw)
+    assert train.class_counts() == [8, 4] and test.class_counts() == [2, 1]
+    assert "stratified test part, 0.2" in test.source
+    # the two parts are disjoint and together are the whole set
+    whole = load_images(flat, class_from="filename")
+    seen = {bytes(x.numpy().tobytes()) for x in torch.cat([train.images, test.images])}
+    assert len(seen) == len(whole) == 15
+    # the same images whichever command carves them, and the benchmarks' carve agrees
+    from ganaug.data import carve_test
+    assert torch.equal(carve_test(whole, 0.2)[1].images, test.images)
+    assert torch.equal(load_split(flat, split="test", **kw).images, test.images)
+    # no test fraction: load_images as before; data with its own test split refuses one
+    assert len(load_split(flat, class_from="filename")) == 15
+    make_class_folders(tmp_path / "split" / "train", n=2)
+    make_class_folders(tmp_path / "split" / "test", n=2)
+    with pytest.raises(GanaugError, match="has a test split of its own"):
+        load_split(tmp_path / "split", split="test", test_fraction=0.2)
+    with pytest.raises(GanaugError, match="between 0 and 1"):
+        load_split(flat, split="test", class_from="filename", test_fraction=1.5)
+    with pytest.raises(GanaugError, match="'train' and 'test'"):
+        load_split(flat, split="val", **kw)

@@ -281,3 +281,26 @@ def test_eval_cli_end_to_end(tmp_path, monkeypatch):
         assert (run / "eval" / f).is_file(), f
     assert list((tmp_path / "cache" / "reference").iterdir())  # the reference classifier was cached
     assert main(["eval", str(run), "--data", str(tmp_path / "ds"), "--n", "2"]) == 2
+
+
+def test_train_reference_and_eval_share_the_test_part_of_data_without_splits(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANAUG_CACHE", str(tmp_path / "cache"))
+    # NEU-DET's layout: one folder, the class in each file name, no test split
+    folders = make_class_folders(tmp_path / "by-class", classes=("crack", "pit"), n=12)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in folders.rglob("*.png"):
+        f.rename(flat / f"{f.parent.name}_{f.stem}.png")
+    split = ["--class-from", "filename", "--test-fraction", "0.25"]
+    run = tmp_path / "run"
+    assert main(["train", str(flat), *split, "--out", str(run), "--steps", "2", "--batch-size", "4",
+                 "--g-width", "8", "--d-width", "8", "--no-progress"]) == 0
+    assert json.loads((run / "run_config.json").read_text())["data"]["class_counts"] == [9, 9]
+    assert main(["reference-classifier", str(flat), *split, "--out", str(tmp_path / "ref"), "--epochs", "1",
+                 "--width", "4"]) == 0
+    ref = ReferenceClassifier.load(tmp_path / "ref")
+    assert (ref.config.trained_on["num_images"], ref.config.tested_on["num_images"]) == (18, 6)
+    assert main(["eval", str(run), "--data", str(flat), *split, "--reference", str(tmp_path / "ref"),
+                 "--n", "40", "--no-cas"]) == 0
+    result = json.loads((run / "eval" / "eval.json").read_text())
+    assert [(r["n_train"], r["n_real"]) for r in result["per_class"]] == [(9, 3), (9, 3)]

@@ -29,6 +29,7 @@ from ..longtail import SyntheticMix, SyntheticRecipe, adjust_logits, balanced_ac
 from .claim import Busy, claim
 from .report import WITHOUT_GENERATED, verdict, write_report
 from .resnet import SmallResNet
+from ..data.splits import carve_test
 from .splits import carve_validation, long_tailed_split
 from ..eval.classifier import logits_of
 from ..training.rundir import list_snapshots
@@ -90,8 +91,7 @@ def prepare_splits(train_full: LabelledImages, test: LabelledImages | None, cfg:
         if small:
             raise GanaugError(f"classes {', '.join(small)} have fewer than 3 images, too few to carve a training, "
                               "a validation and a test part; add images or drop those classes.")
-        train_full, test = carve_validation(train_full, cfg.test_fraction, seed=1)
-        test.source = f"{train_full.source} (stratified test part, {cfg.test_fraction:g})"
+        train_full, test = carve_test(train_full, cfg.test_fraction)
     lt = train_full if cfg.imbalance_ratio is None else long_tailed_split(train_full, cfg.imbalance_ratio, cfg.n_max)
     lt_train, val = carve_validation(lt, cfg.val_fraction)
     short = [lt.class_names[c] for c, n in enumerate(val.class_counts()) if n == 0]

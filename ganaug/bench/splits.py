@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..data.dataset import LabelledImages
+from ..data.splits import carve_validation  # noqa: F401  (re-exported: the benchmarks carve their validation parts)
 from ..errors import GanaugError
 
 
@@ -34,20 +35,3 @@ def long_tailed_split(train: LabelledImages, ratio: float, n_max: int | None = N
     split = train.subset(torch.cat(keep).sort().values)
     split.source = f"{train.source} long-tailed R={ratio:g}"
     return split
-
-
-def carve_validation(data: LabelledImages, fraction: float, seed: int = 0
-                     ) -> tuple[LabelledImages, LabelledImages]:
-    """(train, val): ``fraction`` of each class (at least one image when a class has two or more)."""
-    gen = torch.Generator().manual_seed(seed)
-    tr, va = [], []
-    for c in range(data.num_classes):
-        idx = torch.nonzero(data.labels == c).flatten()
-        idx = idx[torch.randperm(len(idx), generator=gen)]
-        n_val = int(round(fraction * len(idx))) if len(idx) > 1 else 0
-        n_val = max(n_val, 1) if len(idx) > 1 and fraction > 0 else n_val
-        va.append(idx[:n_val])
-        tr.append(idx[n_val:])
-    a, b = data.subset(torch.cat(tr).sort().values), data.subset(torch.cat(va).sort().values)
-    a.source, b.source = f"{data.source} (train part)", f"{data.source} (validation part)"
-    return a, b

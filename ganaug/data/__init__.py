@@ -5,6 +5,7 @@ from .dataset import LabelledImages
 from .images import IMAGE_EXTENSIONS
 from .loaders import (FASHION_MNIST_CLASSES, load_class_folders, load_fashion_mnist,
                       load_image_archive, load_images)
+from .splits import carve_test, load_split
 
-__all__ = ["LabelledImages", "IMAGE_EXTENSIONS", "FASHION_MNIST_CLASSES", "load_images",
+__all__ = ["LabelledImages", "IMAGE_EXTENSIONS", "FASHION_MNIST_CLASSES", "load_images", "load_split", "carve_test",
            "load_class_folders", "load_fashion_mnist", "load_image_archive"]
