@@ -190,10 +190,17 @@ def test_data_without_splits_gets_one_stratified_test_part_for_every_command(tmp
     from ganaug.data import carve_test
     assert torch.equal(carve_test(whole, 0.2)[1].images, test.images)
     assert torch.equal(load_split(flat, split="test", **kw).images, test.images)
-    # no test fraction: load_images as before; data with its own test split refuses one
+    # no test fraction: load_images as before, but a missing test split is an error, not the whole set
     assert len(load_split(flat, class_from="filename")) == 15
+    with pytest.raises(GanaugError, match="no 'test' split of its own"):
+        load_split(flat, split="test", class_from="filename")
+    make_class_folders(tmp_path / "folders", n=2)
+    with pytest.raises(GanaugError, match="--test-fraction 0.2"):
+        load_split(tmp_path / "folders", split="test")
+    # data with its own test split uses it, and refuses a test fraction
     make_class_folders(tmp_path / "split" / "train", n=2)
-    make_class_folders(tmp_path / "split" / "test", n=2)
+    make_class_folders(tmp_path / "split" / "test", n=3)
+    assert len(load_split(tmp_path / "split", split="test")) == 6
     with pytest.raises(GanaugError, match="has a test split of its own"):
         load_split(tmp_path / "split", split="test", test_fraction=0.2)
     with pytest.raises(GanaugError, match="between 0 and 1"):

@@ -45,8 +45,15 @@ def load_split(path: str | Path, *, split: str = "train", test_fraction: float |
     """:func:`~ganaug.data.load_images`, and for data without splits of its own, with
     ``test_fraction``: ``split="test"`` is the stratified test part (:func:`carve_test`) and
     ``split="train"`` all the rest, so a generator trained on "train" is judged on images it never saw.
+    Asking data without splits for any other split than "train" (all of it) without a test fraction
+    is an error, not the whole data set in its place.
     """
     if not test_fraction:
+        if split != "train" and (load_kw.get("class_from", "folder") != "folder" or not has_split(path, split)):
+            # without this, the whole data set would stand in for the missing split: a test on training images
+            raise GanaugError(f"{str(path)!r} has no {split!r} split of its own; hold one out with a test "
+                              "fraction (--test-fraction 0.2; train the generator with the same), or compare "
+                              "with the training images on purpose with --split train.")
         return load_images(path, split=split, **load_kw)
     if split not in ("train", "test"):
         raise GanaugError(f"with a test fraction the splits are 'train' and 'test', not {split!r}.")
