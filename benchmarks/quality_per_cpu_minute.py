@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ def main() -> None:
     ap.add_argument("--reference", required=True)
     ap.add_argument("--archs", nargs="+", default=["sngan", "lite"])
     ap.add_argument("--minutes", type=float, nargs="+", default=[5, 15, 45])
-    ap.add_argument("--chunk", type=int, default=50, help="steps between time checks")
+    ap.add_argument("--chunk", type=int, default=50, help="most steps between time checks")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-n", type=int, default=5000)
     ap.add_argument("--out", default="runs/quality-per-minute")
@@ -64,7 +65,11 @@ def main() -> None:
                 elapsed, step = (float(ckpt["elapsed_s"]), int(ckpt["step"])) if ckpt else (0.0, 0)
                 if elapsed >= 60 * minutes:
                     break
-                tc = ganaug.TrainConfig(steps=step + a.chunk, checkpoint_every=a.chunk, sample_every=10 * a.chunk,
+                # at most --chunk steps, and no more than the budget needs at the pace so far (a coarse
+                # chunk would overshoot a short budget by minutes)
+                needed = math.ceil((60 * minutes - elapsed) * step / elapsed) if step else a.chunk
+                chunk = max(1, min(a.chunk, needed))
+                tc = ganaug.TrainConfig(steps=step + chunk, checkpoint_every=chunk, sample_every=10 * a.chunk,
                                         device="cpu")
                 ganaug.train(train, cfg, tc, run, resume=True, progress=False)
             gen = ganaug.load_generator(run)
