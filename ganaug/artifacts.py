@@ -202,6 +202,13 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], where: str) ->
 
 # -- writing -----------------------------------------------------------------------------------
 
+def _new_file_mode() -> int:
+    """The mode a plain new file gets here: 0666 less the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_package(folder: str | Path, kind: str, format_version: int, state: dict[str, torch.Tensor],
                   config: dict, card: str | None = None) -> Path:
     """Write a package: each file goes to a temporary name and is renamed into place, so a killed
@@ -216,6 +223,8 @@ def write_package(folder: str | Path, kind: str, format_version: int, state: dic
         files[CARD_NAME] = card
     tmp = folder / (WEIGHTS_NAME + ".tmp")
     save_file(state, str(tmp), metadata={"format": "pt", "library": "ganaug"})
+    # safetensors 0.8 creates its files 0600 whatever the umask (safetensors#782): a package is for sharing
+    os.chmod(tmp, _new_file_mode())
     os.replace(tmp, folder / WEIGHTS_NAME)
     for name, text in files.items():
         tmp = folder / (name + ".tmp")

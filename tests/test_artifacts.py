@@ -1,6 +1,7 @@
 """The package layer, for every kind of package registered with it (generated from the registry)."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -57,6 +58,14 @@ def test_round_trip_is_exact_and_atomic(package):
     loaded = state_of(artifacts.load_artifact(folder))
     assert set(saved) == set(loaded)
     assert all(torch.equal(saved[k], loaded[k]) for k in saved)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_weights_are_as_readable_as_the_config(package):
+    # safetensors 0.8 writes its files 0600 whatever the umask; a package is meant to be shared
+    _, folder, _ = package
+    mode = (folder / "config.json").stat().st_mode & 0o777
+    assert (folder / "model.safetensors").stat().st_mode & 0o777 == mode
 
 
 def test_corrupt_weights(package):
