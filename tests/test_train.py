@@ -12,7 +12,7 @@ from PIL import Image
 import ganaug.training.loop as loop
 from ganaug import GanaugError, TrainConfig, TrainingDiverged, make_config, train
 from ganaug.models import list_architectures
-from ganaug.training import load_checkpoint
+from ganaug.training import load_checkpoint, save_checkpoint
 from ganaug.training.checkpoint import CHECKPOINT_NAME
 
 
@@ -102,6 +102,17 @@ def test_corrupt_checkpoint_is_a_clear_error(fmnist_slice, tmp_path):
     (run / CHECKPOINT_NAME).write_bytes(data[: len(data) // 2])
     with pytest.raises(GanaugError, match="corrupt or truncated"):
         train(fmnist_slice, tiny(fmnist_slice), cfg(steps=2), run, resume=True, progress=False)
+
+
+def test_checkpoint_of_other_networks_is_a_clear_error(fmnist_slice, tmp_path):
+    # e.g. a lite run from before the depthwise spectral-norm fix: its D has power-iteration buffers
+    run = tmp_path / "r"
+    train(fmnist_slice, tiny(fmnist_slice, "lite"), cfg(steps=1), run, progress=False)
+    ck = load_checkpoint(run / CHECKPOINT_NAME)
+    ck["D"]["blocks.1.conv1.0.parametrizations.weight.0._u"] = torch.zeros(8)
+    save_checkpoint(run / CHECKPOINT_NAME, ck)
+    with pytest.raises(GanaugError, match="does not fit the networks .* Continue in a new run folder"):
+        train(fmnist_slice, tiny(fmnist_slice, "lite"), cfg(steps=2), run, resume=True, progress=False)
 
 
 def test_mismatched_data_and_model(fmnist_slice, tmp_path):

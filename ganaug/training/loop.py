@@ -142,9 +142,16 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
     start, elapsed_before = 0, 0.0
     lecam_ema: list[float] | None = None  # moving averages of D on real and on fake images
     if ckpt is not None:
-        G.load_state_dict(ckpt["G"])
-        D.load_state_dict(ckpt["D"])
-        G_ema.load_state_dict(ckpt["G_ema"])
+        try:
+            G.load_state_dict(ckpt["G"])
+            D.load_state_dict(ckpt["D"])
+            G_ema.load_state_dict(ckpt["G_ema"])
+        except RuntimeError as e:
+            raise GanaugError(
+                f"the checkpoint in {str(out)!r} does not fit the networks this version of ganaug builds from the "
+                f"run's settings ({str(e).splitlines()[0]}): it was written by a version whose layers differ (the "
+                "lite discriminator changed with the depthwise spectral-norm fix). Continue in a new run folder; "
+                "the old run's generator still exports and loads.") from None
         opt_g.load_state_dict(ckpt["opt_g"])
         opt_d.load_state_dict(ckpt["opt_d"])
         scaler_g.load_state_dict(ckpt["scaler_g"])
