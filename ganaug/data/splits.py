@@ -52,8 +52,8 @@ def load_split(path: str | Path, *, split: str = "train", test_fraction: float |
         if split != "train" and (load_kw.get("class_from", "folder") != "folder" or not has_split(path, split)):
             # without this, the whole data set would stand in for the missing split: a test on training images
             raise GanaugError(f"{str(path)!r} has no {split!r} split of its own; hold one out with a test "
-                              "fraction (--test-fraction 0.2; train the generator with the same), or compare "
-                              "with the training images on purpose with --split train.")
+                              "fraction (--test-fraction 0.2; train the generator with the same), or ask for "
+                              "the 'train' split on purpose to compare with the training images.")
         return load_images(path, split=split, **load_kw)
     if split not in ("train", "test"):
         raise GanaugError(f"with a test fraction the splits are 'train' and 'test', not {split!r}.")
