@@ -86,6 +86,7 @@ def main() -> None:
         gen = ganaug.load_generator(a.target)
         r = evaluate(gen.net, gen.config, train, test, reference, features, EvalProtocol(n=a.eval_n, cas=False))
         results["target"] = {"arch": f"{gen.config.arch} ({a.target})", "fid": r["overall"]["fid"],
+                             "steps": gen.metadata.get("training", {}).get("steps"),
                              "class_fidelity": r["overall"]["class_fidelity"],
                              "recall": r["overall"].get("recall"), "precision": r["overall"].get("precision")}
         results_path.write_text(json.dumps(results, indent=2))
@@ -93,11 +94,10 @@ def main() -> None:
           f"features against the test split ({a.eval_n} generated images).\n")
     print("| arch | CPU-minutes | steps | FID | class fidelity | precision | recall |\n|---|---|---|---|---|---|---|")
     target = results.get("target")
-    if target is not None:  # its steps from its package; its minutes at this run's pace of the same architecture
-        steps = ganaug.load_generator(a.target).metadata.get("training", {}).get("steps") if a.target else None
+    if target is not None:  # its minutes: its steps at this run's pace of the same architecture
         pace = [r for k, r in results.items() if k != "target" and target["arch"].startswith(r["arch"] + " ")]
-        if steps and pace:
-            target["steps"], target["train_min"] = steps, steps * pace[-1]["train_min"] / pace[-1]["steps"]
+        if target.get("steps") and pace:
+            target["train_min"] = target["steps"] * pace[-1]["train_min"] / pace[-1]["steps"]
     for r in results.values():
         if "train_min" not in r:
             r = {**r, "train_min": float("nan"), "steps": "?"}

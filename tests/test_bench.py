@@ -16,7 +16,7 @@ from ganaug.bench import (CLASSICAL, DownstreamConfig, long_tailed_sizes, long_t
                           run_downstream, verdict)
 from ganaug.bench.claim import Busy, claim
 from ganaug.bench.downstream import recipe_name
-from ganaug.bench.splits import carve_validation
+from ganaug.data.splits import carve_validation
 from ganaug.cli import main
 from ganaug.data import load_fashion_mnist
 from ganaug.longtail import SyntheticRecipe

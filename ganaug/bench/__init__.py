@@ -3,7 +3,8 @@
 from .downstream import DEFAULT_RECIPES, DownstreamConfig, prepare_splits, run_downstream
 from .report import verdict
 from .resnet import SmallResNet
-from .splits import carve_validation, long_tailed_sizes, long_tailed_split
+from ..data.splits import carve_validation
+from .splits import long_tailed_sizes, long_tailed_split
 from .variants import CLASSICAL, VARIANTS
 
 __all__ = ["DownstreamConfig", "run_downstream", "prepare_splits", "verdict", "VARIANTS", "CLASSICAL",

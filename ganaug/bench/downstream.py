@@ -29,8 +29,8 @@ from ..longtail import SyntheticMix, SyntheticRecipe, adjust_logits, balanced_ac
 from .claim import Busy, claim
 from .report import WITHOUT_GENERATED, verdict, write_report
 from .resnet import SmallResNet
-from ..data.splits import carve_test
-from .splits import carve_validation, long_tailed_split
+from ..data.splits import carve_test, carve_validation
+from .splits import long_tailed_split
 from ..eval.classifier import logits_of
 from ..training.rundir import list_snapshots
 from .variants import CLASSICAL, VARIANTS, classifier_steps, train_classifier

@@ -1,11 +1,11 @@
-"""Long-tailed training splits (the CIFAR-10-LT recipe) and validation splits carved from them."""
+"""Long-tailed training splits (the CIFAR-10-LT recipe); validation parts are carved with
+``ganaug.data.splits.carve_validation``."""
 
 from __future__ import annotations
 
 import torch
 
 from ..data.dataset import LabelledImages
-from ..data.splits import carve_validation  # noqa: F401  (re-exported: the benchmarks carve their validation parts)
 from ..errors import GanaugError
 
 
