@@ -47,6 +47,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--z-dim", type=int, default=None, help="latent size (default 128)")
     m.add_argument("--attn-resolution", type=int, default=None,
                    help="feature-map size with self-attention, 0 = none (arch default if unset)")
+    m.add_argument("--g-upsample", default=None, choices=("nearest", "bilinear"),
+                   help="how G's blocks upsample (default nearest; bilinear keeps lite at 64 px free of a "
+                        "grid of flat squares)")
     t = p.add_argument_group("training")
     t.add_argument("--steps", type=int, default=d.steps, help="generator updates in total")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help="real images per D step (and fakes per G step)")
@@ -112,7 +115,7 @@ def _cmd_train(a: argparse.Namespace) -> None:
     model_config = make_config(a.arch, data.num_classes, data.class_names,
                                image_size=a.image_size, channels=data.channels,
                                g_width=a.g_width, d_width=a.d_width, z_dim=a.z_dim,
-                               attn_resolution=a.attn_resolution)
+                               attn_resolution=a.attn_resolution, g_upsample=a.g_upsample)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     train_config = TrainConfig(**{k: v for k, v in vars(a).items() if k in fields})
     launch = from_env()

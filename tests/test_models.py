@@ -135,6 +135,7 @@ def test_truncation_bounds_latents():
     (dict(class_names=["a"]), "class_names has 1 entries"),
     (dict(format_version=99), "newer than this ganaug"),
     (dict(attn_resolution=64), "attn_resolution 64"),
+    (dict(g_upsample="bicubic"), "g_upsample must be"),
 ])
 def test_invalid_configs_are_clear_errors(bad, match):
     fields = dict(arch="sngan", num_classes=2, class_names=["a", "b"]) | bad
@@ -180,14 +181,31 @@ def test_lite_architecture_is_depthwise_separable_and_a_fraction_of_the_compute(
     assert costs["lite"][1] < costs["sngan"][1] / 3, costs  # discriminator
 
 
-def test_generator_block_shortcut_is_the_upsampled_1x1_conv():
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_generator_block_shortcut_is_the_upsampled_1x1_conv(mode):
+    from torch.nn.functional import interpolate, relu
+
     from ganaug.models.layers import GBlock
 
+    def up(t):
+        return interpolate(t, scale_factor=2, mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
+
     torch.manual_seed(0)
-    block = GBlock(8, 4, cond_dim=3, sn=False).eval()
-    x, cond = torch.randn(2, 8, 4, 4), torch.randn(2, 3)
-    h = torch.nn.functional.relu(block.bn1(x, cond))
-    h = block.conv1(torch.nn.functional.interpolate(h, scale_factor=2))
-    h = block.conv2(torch.nn.functional.relu(block.bn2(h, cond)))
-    expected = h + block.shortcut(torch.nn.functional.interpolate(x, scale_factor=2))  # the textbook order
+    block = GBlock(8, 4, cond_dim=3, sn=False, upsample=mode).eval()
+    x, cond = torch.randn(2, 8, 5, 5), torch.randn(2, 3)
+    h = relu(block.bn1(x, cond))
+    h = block.conv2(relu(block.bn2(block.conv1(up(h)), cond)))
+    expected = h + block.shortcut(up(x))  # the textbook order
     torch.testing.assert_close(block(x, cond), expected)
+
+
+def test_upsampling_mode_is_recorded_and_old_configs_read_as_nearest():
+    cfg = small("lite", size=64, g_upsample="bilinear")
+    assert GANConfig.from_dict(cfg.to_dict()).g_upsample == "bilinear"
+    G = build_generator(cfg).eval()
+    assert all(block.upsample == "bilinear" for block in G.body.blocks)
+    # packages written before the field existed have no "g_upsample": they were all nearest
+    old = {k: v for k, v in cfg.to_dict().items() if k != "g_upsample"}
+    assert GANConfig.from_dict(old).g_upsample == "nearest"
+    with pytest.raises(GanaugError, match="'g_upsample' must be one of"):
+        GANConfig.from_dict(cfg.to_dict() | {"g_upsample": "bicubic"})

@@ -41,6 +41,7 @@ class BigGANLiteGenerator(nn.Module):
             cond_dims=[shared_dim + cond_chunk] * n_blocks, image_channels=config.channels,
             sn=config.g_spectral_norm, attn_index=config.g_attn_index(),
             separable=get_spec(config.arch).separable, hidden=config.g_hidden_widths(),
+            upsample=config.g_upsample,
         )
         self.condition = ClassCondition(config.num_classes)
 

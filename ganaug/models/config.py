@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..configs import JsonConfig
 from ..errors import GanaugError
@@ -42,6 +43,10 @@ class GANConfig(JsonConfig):
     # width inside each G block (between its two convolutions) relative to the block's output
     # width; below 1 after structured pruning (ganaug.compress.prune_generator)
     g_hidden_ratio: float = 1.0
+    # how G's blocks double the resolution. Bilinear keeps the 4x4 base from showing as a grid of
+    # flat squares when the blocks' convolutions are depthwise (lite at 64 px); nearest is the
+    # SNGAN default and what every package written before this field used.
+    g_upsample: Literal["nearest", "bilinear"] = "nearest"
     value_range: tuple[float, float] = (-1.0, 1.0)  # what G outputs (tanh)
     format_version: int = CONFIG_FORMAT_VERSION
 
@@ -124,6 +129,8 @@ class GANConfig(JsonConfig):
             )
         if isinstance(self.g_hidden_ratio, bool) or not 0 < self.g_hidden_ratio <= 1:
             raise GanaugError(f"g_hidden_ratio must be in (0, 1], got {self.g_hidden_ratio!r}.")
+        if self.g_upsample not in ("nearest", "bilinear"):
+            raise GanaugError(f"g_upsample must be 'nearest' or 'bilinear', got {self.g_upsample!r}.")
         if self.g_width * 8 < 16 or self.d_width < 8:
             raise GanaugError("g_width and d_width must be at least 2 and 8 (attention needs it).")
         return self

@@ -177,12 +177,13 @@ class SelfAttention(nn.Module):
 class GBlock(nn.Module):
     """Generator residual block: CBN-ReLU-up-conv-CBN-ReLU-conv, plus a 1x1 upsampled shortcut
     (``separable``: both 3x3 convolutions depthwise-separable; ``c_hidden``: the width between
-    the two convolutions, ``c_out`` unless pruned)."""
+    the two convolutions, ``c_out`` unless pruned; ``upsample``: "nearest" or "bilinear")."""
 
     def __init__(self, c_in: int, c_out: int, cond_dim: int, sn: bool, separable: bool = False,
-                 c_hidden: int | None = None):
+                 c_hidden: int | None = None, upsample: str = "nearest"):
         super().__init__()
         c_hidden = c_hidden or c_out
+        self.upsample = upsample
         self.bn1 = ConditionalBatchNorm2d(c_in, cond_dim, sn)
         self.conv1 = conv3x3(c_in, c_hidden, sn, separable)
         self.bn2 = ConditionalBatchNorm2d(c_hidden, cond_dim, sn)
@@ -191,11 +192,16 @@ class GBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.bn1(x, cond))
-        h = F.interpolate(h, scale_factor=2, mode="nearest")
-        h = self.conv1(h)
+        h = self.conv1(self._up(h))
         h = self.conv2(F.relu(self.bn2(h, cond)))
-        # a 1x1 conv commutes with nearest upsampling: the same function at a quarter of the cost
-        return h + F.interpolate(self.shortcut(x), scale_factor=2, mode="nearest")
+        # a 1x1 conv commutes with both upsamplings (each output pixel is a weighted mean of input
+        # pixels, weights summing to 1): the same function at a quarter of the cost
+        return h + self._up(self.shortcut(x))
+
+    def _up(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upsample == "bilinear":
+            return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
 class DBlock(nn.Module):
@@ -268,16 +274,18 @@ class ResNetGeneratorBody(nn.Module):
 
     ``widths[0]`` is the 4x4 width; each following entry is the width after one 2x upsampling.
     ``cond_dims[i]`` is the length of the condition vector fed to block ``i``; ``separable`` makes
-    the blocks' 3x3 convolutions depthwise-separable; ``hidden[i]`` is block ``i``'s inner width.
+    the blocks' 3x3 convolutions depthwise-separable; ``hidden[i]`` is block ``i``'s inner width;
+    ``upsample`` is how every block doubles the resolution.
     """
 
     def __init__(self, in_dim: int, widths: list[int], cond_dims: list[int], image_channels: int,
-                 sn: bool, attn_index: int | None, separable: bool = False, hidden: list[int] | None = None):
+                 sn: bool, attn_index: int | None, separable: bool = False, hidden: list[int] | None = None,
+                 upsample: str = "nearest"):
         super().__init__()
         self.bottom_width = widths[0]
         self.linear = maybe_sn(nn.Linear(in_dim, widths[0] * 16), sn)
         self.blocks = nn.ModuleList(
-            GBlock(widths[i], widths[i + 1], cond_dims[i], sn, separable, hidden[i] if hidden else None)
+            GBlock(widths[i], widths[i + 1], cond_dims[i], sn, separable, hidden[i] if hidden else None, upsample)
             for i in range(len(widths) - 1)
         )
         # Attention after block attn_index (its output resolution), or nowhere.
