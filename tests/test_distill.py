@@ -1,5 +1,6 @@
 """Distillation: the student learns its teacher's images, resumes exactly, and refuses mismatches."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -74,11 +75,13 @@ def test_cli_distils_the_shipped_generator_with_the_reference_features(tmp_path)
     from ganaug.cli import main
 
     rc = main(["distill", str(REPO / "pretrained" / "fashion-mnist-sngan"), "--out", str(tmp_path / "s"),
-               "--g-width", "8", "--d-width", "8", "--steps", "3", "--batch-size", "8", "--device", "cpu",
-               "--reference", str(REPO / "pretrained" / "fashion-mnist-reference-classifier"), "--no-progress"])
+               "--g-width", "8", "--d-width", "8", "--g-upsample", "bilinear", "--steps", "3", "--batch-size", "8",
+               "--device", "cpu", "--reference", str(REPO / "pretrained" / "fashion-mnist-reference-classifier"),
+               "--no-progress"])
     assert rc == 0
     run = (tmp_path / "s" / "run_config.json").read_text()
     assert "reference classifier" in run and "ganaug distill" in run
+    assert json.loads(run)["model"]["g_upsample"] == "bilinear"
 
 
 def test_exported_student_card_names_its_teacher(tmp_path):

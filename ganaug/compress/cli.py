@@ -29,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "channels (structured pruning), fine-tuned by the distillation (--arch and widths are ignored)")
     p.add_argument("--g-width", type=int, default=None, help="student generator width (arch default if unset)")
     p.add_argument("--d-width", type=int, default=None, help="discriminator width (arch default if unset)")
+    p.add_argument("--g-upsample", default=None, choices=("nearest", "bilinear"),
+                   help="how the student's G blocks upsample (default nearest)")
     p.add_argument("--reference", default=None,
                    help="reference classifier folder whose features make the feature term (default: D's features)")
     p.add_argument("--data", default=None, help="real images D also sees as real (optional)")
@@ -71,7 +73,7 @@ def run(a: argparse.Namespace) -> None:
         init = prune_generator(teacher, a.prune)
         student = init.config
     else:
-        student = student_config(teacher, a.arch, g_width=a.g_width, d_width=a.d_width)
+        student = student_config(teacher, a.arch, g_width=a.g_width, d_width=a.d_width, g_upsample=a.g_upsample)
     config = DistillConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(DistillConfig)})
     out = distill(teacher, student, config, a.out, reference=reference, data=data, init=init, resume=a.resume,
                   progress=not a.no_progress, command=shlex.join(["ganaug", *a.argv]))
