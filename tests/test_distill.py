@@ -71,6 +71,14 @@ def test_mismatches_are_refused(tmp_path):
         DistillConfig(pixel=0, feature=0).validate()
 
 
+def test_a_second_writer_of_a_distill_run_is_refused(tmp_path):
+    from ganaug.training.rundir import run_lock
+
+    t = teacher()
+    with run_lock(tmp_path / "s"), pytest.raises(GanaugError, match="another process is writing"):
+        distill(t, student_config(t, "lite", g_width=8, d_width=8), cfg(steps=1), tmp_path / "s", progress=False)
+
+
 def test_cli_distils_the_shipped_generator_with_the_reference_features(tmp_path):
     from ganaug.cli import main
 

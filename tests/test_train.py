@@ -71,6 +71,17 @@ def test_existing_run_needs_resume(fmnist_slice, tmp_path):
         train(fmnist_slice, tiny(fmnist_slice), cfg(steps=2), tmp_path / "r", progress=False)
 
 
+def test_a_second_writer_of_a_run_folder_is_refused(fmnist_slice, tmp_path):
+    from ganaug.training.rundir import run_lock
+
+    with run_lock(tmp_path / "r"):  # another process training into the folder
+        with pytest.raises(GanaugError, match="another process is writing run folder"):
+            train(fmnist_slice, tiny(fmnist_slice), cfg(steps=1), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r" / CHECKPOINT_NAME).exists()
+    train(fmnist_slice, tiny(fmnist_slice), cfg(steps=1), tmp_path / "r", progress=False)  # released
+    assert (tmp_path / "r" / CHECKPOINT_NAME).exists()
+
+
 def test_resume_refuses_different_data(fmnist_slice, tmp_path):
     train(fmnist_slice, tiny(fmnist_slice), cfg(steps=1), tmp_path / "r", progress=False)
     other = fmnist_slice.subset(torch.arange(len(fmnist_slice) - 5))

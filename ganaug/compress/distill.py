@@ -37,7 +37,7 @@ from ..training.ema import make_ema, update_ema
 from ..training.loop import pick_device
 from ..training.losses import d_loss, g_loss
 from ..training.rundir import (METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_losses, run_commands,
-                               truncate_metrics)
+                               run_lock, truncate_metrics)
 
 
 @dataclass
@@ -94,6 +94,13 @@ def distill(teacher: Generator, student: GANConfig, config: DistillConfig, out_d
     alone is enough). ``init``: the student's starting weights (a pruned teacher, say; its config
     must be ``student``). With ``resume=True`` a killed run continues from its checkpoint.
     """
+    with run_lock(out_dir):
+        return _distill(teacher, student, config, Path(out_dir), reference, data, init, resume, progress, command)
+
+
+def _distill(teacher: Generator, student: GANConfig, config: DistillConfig, out_dir: Path, reference: Any,
+             data: LabelledImages | None, init: Generator | None, resume: bool, progress: bool,
+             command: str | None) -> Path:
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
     c = teacher.config

@@ -10,6 +10,7 @@ process draws the whole batch's randomness and keeps its own rows (see ``distrib
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -35,7 +36,7 @@ from .distributed import Dist, broadcast_buffers, check_consistency, distributed
 from .distributed import pick_device as pick_device
 from .ema import make_ema, update_ema
 from .losses import conditioning_strength, d_loss, feature_matching, g_loss, lecam_penalty, orthogonal_penalty
-from .rundir import (METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_losses, run_commands,
+from .rundir import (METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_losses, run_commands, run_lock,
                      snapshot_path, truncate_metrics)
 
 GRID_PER_CLASS = 8
@@ -73,7 +74,8 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
     ``dist_timeout`` (seconds) bounds every wait for the other processes. Returns the run folder.
     """
     with distributed(config.device, dist_timeout) as (d, device):
-        return _train(d, device, data, model_config, config, Path(out_dir), resume, progress, command)
+        with run_lock(out_dir) if d.is_main else contextlib.nullcontext():
+            return _train(d, device, data, model_config, config, Path(out_dir), resume, progress, command)
 
 
 def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GANConfig, config: TrainConfig,

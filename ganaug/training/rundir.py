@@ -8,11 +8,14 @@
       samples/step_XXXXXXX.png per-class grids of the EMA generator (fixed noise)
       snapshots/step_XXXXXXX.safetensors  the EMA generator at earlier steps (--snapshot-every),
                                and choice.json when one was chosen for a classifier
+      .lock                    held (flock) while a process writes the folder
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -27,6 +30,29 @@ METRICS = "metrics.jsonl"
 LOSS_CURVE = "loss_curve.png"
 SAMPLES = "samples"
 SNAPSHOTS = "snapshots"
+LOCK = ".lock"
+
+
+@contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``RUN_DIR/.lock`` while a run writes the folder, so that a second process started on
+    the same folder is an error instead of interleaved checkpoints and logs. The OS drops an
+    flock when its process dies, so a killed run leaves no stale lock. (No lock where fcntl is
+    missing, i.e. on Windows.)"""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise GanaugError(f"another process is writing run folder {str(run_dir)!r} (it holds {LOCK}); "
+                              "wait for it to finish or stop it, or choose another --out.") from None
+        yield
 
 
 def snapshot_path(run_dir: str | Path, step: int) -> Path:
