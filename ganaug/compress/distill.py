@@ -98,10 +98,9 @@ def distill(teacher: Generator, student: GANConfig, config: DistillConfig, out_d
         return _distill(teacher, student, config, Path(out_dir), reference, data, init, resume, progress, command)
 
 
-def _distill(teacher: Generator, student: GANConfig, config: DistillConfig, out_dir: Path, reference: Any,
+def _distill(teacher: Generator, student: GANConfig, config: DistillConfig, out: Path, reference: Any,
              data: LabelledImages | None, init: Generator | None, resume: bool, progress: bool,
              command: str | None) -> Path:
-    out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
     c = teacher.config
     if (student.num_classes, student.class_names, student.image_size, student.channels, student.z_dim) != \
