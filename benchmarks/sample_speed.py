@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from ganaug import Generator, InferenceOptions, load_generator, make_config  # noqa: E402
-from ganaug.hub.inference import cpu_has_native_bf16  # noqa: E402
+from ganaug.precision import cpu_has_native_bf16  # noqa: E402
 
 
 def median_seconds(fn, runs: int) -> float:

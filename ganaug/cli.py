@@ -262,6 +262,8 @@ def _reference_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flip", action="store_true",
                    help="random horizontal flips too: for natural images (CIFAR-10), not digits or oriented defects")
     p.add_argument("--channels-last", action="store_true", help="faster on CPU; results differ in the last bits")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision,
+                   help="bf16 autocast: about 2x faster on a CPU with AVX-512 BF16 or AMX, refused elsewhere")
     p.add_argument("--skip-unreadable", action="store_true", help="leave out images that cannot be decoded")
     _split_args(p)
 
@@ -275,7 +277,7 @@ def _cmd_reference(a: argparse.Namespace) -> None:
     train = load_split(a.data, split=a.train_split, **kw)
     test = load_split(a.data, split=a.test_split, **kw)
     fit = FitConfig(epochs=a.epochs, width=a.width, seed=a.seed, translate=a.translate, flip=a.flip,
-                    channels_last=a.channels_last)
+                    channels_last=a.channels_last, precision=a.precision)
     # saved after every epoch; the same command resumes a killed run from it
     checkpoint = Path(a.out) / "training-checkpoint.safetensors"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)

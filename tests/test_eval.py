@@ -304,3 +304,49 @@ def test_train_reference_and_eval_share_the_test_part_of_data_without_splits(tmp
                  "--n", "40", "--no-cas"]) == 0
     result = json.loads((run / "eval" / "eval.json").read_text())
     assert [(r["n_train"], r["n_real"]) for r in result["per_class"]] == [(9, 3), (9, 3)]
+
+
+def test_classifier_bf16_is_validated_and_refused_where_the_cpu_would_emulate_it(monkeypatch):
+    from ganaug import precision
+    from ganaug.eval.classifier import fit_classifier
+
+    with pytest.raises(GanaugError, match="'fp32' or 'bf16'"):
+        FitConfig(precision="fp16")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    images, labels = torch.zeros(32, 1, 8, 8, dtype=torch.uint8), torch.zeros(32, dtype=torch.long)
+    with pytest.raises(GanaugError, match="no native bf16"):
+        fit_classifier(images, labels, 2, FitConfig(epochs=1, batch_size=16, width=4, precision="bf16"))
+
+
+@pytest.mark.skipif(not __import__("ganaug.precision").precision.cpu_has_native_bf16(),
+                    reason="this CPU has no native bf16")
+def test_reference_classifier_cli_trains_in_bf16(tmp_path):
+    make_class_folders(tmp_path / "ds" / "train", classes=("a", "b"), n=12)
+    make_class_folders(tmp_path / "ds" / "test", classes=("a", "b"), n=6, seed=1)
+    for name, extra in [("fp32", []), ("bf16", ["--precision", "bf16"])]:
+        assert main(["reference-classifier", str(tmp_path / "ds"), "--out", str(tmp_path / name), "--epochs", "3",
+                     "--width", "4", *extra]) == 0
+    fp32, bf16 = ReferenceClassifier.load(tmp_path / "fp32"), ReferenceClassifier.load(tmp_path / "bf16")
+    assert (fp32.config.fit["precision"], bf16.config.fit["precision"]) == ("fp32", "bf16")
+    assert not torch.equal(fp32.model.head.weight, bf16.model.head.weight)  # autocast really ran
+
+
+def test_a_judge_trained_in_bf16_still_runs_cas_on_a_cpu_without_it(tmp_path, monkeypatch):
+    import sys
+
+    from ganaug import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    # the module, not the function ganaug.eval.evaluate that shadows its name
+    monkeypatch.setattr(sys.modules["ganaug.eval.evaluate"], "cpu_has_native_bf16", lambda: False)
+    make_class_folders(tmp_path / "ds" / "train", classes=("a", "b"), n=12)
+    make_class_folders(tmp_path / "ds" / "test", classes=("a", "b"), n=6, seed=1)
+    run, ref = tmp_path / "run", tmp_path / "ref"
+    assert main(["train", str(tmp_path / "ds"), "--out", str(run), "--steps", "2", "--batch-size", "4",
+                 "--g-width", "8", "--d-width", "8", "--no-progress"]) == 0
+    assert main(["reference-classifier", str(tmp_path / "ds"), "--out", str(ref), "--epochs", "1", "--width", "4"]) == 0
+    config = json.loads((ref / "config.json").read_text())
+    config["fit"]["precision"] = "bf16"  # as if trained on a CPU with AVX-512 BF16
+    (ref / "config.json").write_text(json.dumps(config))
+    assert main(["eval", str(run), "--data", str(tmp_path / "ds"), "--reference", str(ref), "--n", "40"]) == 0
+    assert isinstance(json.loads((run / "eval" / "eval.json").read_text())["overall"]["cas"], float)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ganaug import GanaugError, Generator, load_generator, make_config
-from ganaug.hub import inference
+from ganaug import precision
 from ganaug.hub.inference import InferenceOptions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,12 +45,12 @@ def test_channels_last_gives_the_same_images_and_leaves_the_original_alone():
 
 
 def test_bf16_is_refused_where_the_cpu_would_emulate_it(monkeypatch):
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     with pytest.raises(GanaugError, match="no native bf16"):
         tiny().optimized(precision="bf16")
 
 
-@pytest.mark.skipif(not inference.cpu_has_native_bf16(), reason="this CPU has no native bf16")
+@pytest.mark.skipif(not precision.cpu_has_native_bf16(), reason="this CPU has no native bf16")
 def test_bf16_images_stay_close():
     g = tiny()
     a, b = g.generate([0, 1, 2] * 8, seed=1), g.optimized(precision="bf16").generate([0, 1, 2] * 8, seed=1)

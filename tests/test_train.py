@@ -126,6 +126,23 @@ def test_checkpoint_of_other_networks_is_a_clear_error(fmnist_slice, tmp_path):
         train(fmnist_slice, tiny(fmnist_slice, "lite"), cfg(steps=2), run, resume=True, progress=False)
 
 
+def test_bf16_is_refused_where_the_cpu_would_emulate_it_and_resume_takes_an_explicit_precision(
+        fmnist_slice, tmp_path, monkeypatch):
+    from ganaug import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    mc = tiny(fmnist_slice)
+    with pytest.raises(GanaugError, match="no native bf16 .* Use --precision fp32"):
+        train(fmnist_slice, mc, cfg(steps=2, precision="bf16"), tmp_path / "bf16", progress=False)
+    run = tmp_path / "r"
+    train(fmnist_slice, mc, cfg(steps=2, precision="fp32"), run, progress=False)
+    # the saved fp32 is kept unless another precision is given explicitly (here one this CPU refuses)
+    with pytest.raises(GanaugError, match="no native bf16"):
+        train(fmnist_slice, mc, cfg(steps=4, precision="bf16"), run, resume=True, progress=False)
+    train(fmnist_slice, mc, cfg(steps=4), run, resume=True, progress=False)
+    assert json.loads((run / "run_config.json").read_text())["train"]["precision"] == "fp32"
+
+
 def test_mismatched_data_and_model(fmnist_slice, tmp_path):
     mc = make_config("sngan", 10, fmnist_slice.class_names, image_size=64, channels=1, g_width=8, d_width=8)
     with pytest.raises(GanaugError, match="the data is 1x32x32 but the model expects 1x64x64"):

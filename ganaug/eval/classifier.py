@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..errors import GanaugError
 from ..pixels import uint8_to_model
+from ..precision import autocast, require_native_bf16
 from ..training.checkpoint import load_checkpoint, save_checkpoint
 
 # (logits, targets, per-sample weights or None, step) -> scalar loss
@@ -67,6 +69,12 @@ class FitConfig:
     translate: int = 2  # random shifts of up to this many pixels
     flip: bool = False  # random horizontal flips: for natural images only (not digits, text or oriented defects)
     channels_last: bool = False  # faster on CPU (about 1.4x on AVX2); results differ in the last bits
+    # "bf16": autocast, about 2x faster on a CPU with AVX-512 BF16 (refused on CPUs that would emulate it)
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+    def __post_init__(self):
+        if self.precision not in ("fp32", "bf16"):
+            raise GanaugError(f"classifier precision must be 'fp32' or 'bf16', got {self.precision!r}.")
 
 
 @dataclass
@@ -115,8 +123,8 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
         model = SmallCNN(images.shape[1], num_classes, config.width)
         return train_steps(model, images, labels, epochs, config.epochs * steps_per_epoch, lr=config.lr,
                            translate=config.translate, flip=config.flip, seed=config.seed, loss_fn=loss_fn,
-                           channels_last=config.channels_last, device=device, progress=progress, desc=desc,
-                           checkpoint=resume)
+                           channels_last=config.channels_last, precision=config.precision, device=device,
+                           progress=progress, desc=desc, checkpoint=resume)
 
 
 def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -124,7 +132,8 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 translate: int, seed: int, flip: bool = False, class_weights: torch.Tensor | None = None,
                 sample_weights: torch.Tensor | None = None, loss_fn: LossFn | None = None,
                 batch_fn: BatchFn | None = None, step_fn: Callable[[nn.Module, int], None] | None = None,
-                channels_last: bool = False, device: str | torch.device = "cpu", progress: bool = False,
+                channels_last: bool = False, precision: str = "fp32", device: str | torch.device = "cpu",
+                progress: bool = False,
                 desc: str = "classifier", checkpoint: StepCheckpoint | None = None) -> nn.Module:
     """The one classifier training loop: Adam with a one-cycle schedule over ``steps`` batches.
 
@@ -136,13 +145,17 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     long-tailed losses, per-sample weights of generated images and step-dependent schedules;
     ``batch_fn(x, y, w, step)`` changes a batch before the forward pass (Remix); ``step_fn(model,
     step)`` runs before each step (freezing the body for a head-only phase).
-    ``channels_last`` is faster for small convolutions on CPU (about 1.4x on AVX2).
+    ``channels_last`` is faster for small convolutions on CPU (about 1.4x on AVX2); ``precision="bf16"``
+    runs the forward pass and loss under bf16 autocast (weights and optimiser stay fp32).
     ``checkpoint`` saves the state every ``checkpoint.every`` steps and resumes from an existing
     file: the batches and augmentation draws of the steps already done are replayed (cheap, no
     forward pass) so that the random stream continues exactly where it stopped.
     """
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt).train()
+    amp_dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+    if amp_dtype is not None:
+        require_native_bf16(next(model.parameters()).device, "precision fp32")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
     gen = torch.Generator().manual_seed(seed)
@@ -167,9 +180,11 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             if batch_fn is not None:
                 x, y, w = batch_fn(x, y, w, step)
             x = x.to(device).contiguous(memory_format=fmt)
-            logits, y = model(x), y.to(device)
-            loss = (loss_fn(logits, y, w, step) if loss_fn is not None
-                    else F.cross_entropy(logits, y, weight=weight))
+            y = y.to(device)
+            with autocast(x.device, amp_dtype):
+                logits = model(x)
+                loss = (loss_fn(logits, y, w, step) if loss_fn is not None
+                        else F.cross_entropy(logits, y, weight=weight))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

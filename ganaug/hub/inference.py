@@ -18,6 +18,7 @@ from torch import nn
 
 from ..configs import JsonConfig
 from ..errors import GanaugError
+from ..precision import autocast, require_native_bf16
 
 Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
@@ -57,16 +58,6 @@ class InferenceOptions(JsonConfig):
 
 
 
-def cpu_has_native_bf16() -> bool:
-    """AVX-512 BF16 or AMX (Linux /proc/cpuinfo flags); False where it cannot be told."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
-
-
 class Runner(nn.Module):
     """The float generator (its parameters tell the device) and the callable that generates."""
 
@@ -78,9 +69,7 @@ class Runner(nn.Module):
         self.freezing = freezing
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        device = z.device.type
-        amp = (torch.autocast(device, dtype=self.autocast) if self.autocast is not None
-               else contextlib.nullcontext())
+        amp = autocast(z.device, self.autocast)
         frozen = contextlib.nullcontext()
         if self.freezing:  # int8 kernels need the weights folded into the graph (inductor freezing)
             import torch._inductor.config as inductor_config
@@ -100,9 +89,7 @@ def build_runner(net: nn.Module, z_dim: int, num_classes: int, options: Inferenc
         fast = copy.deepcopy(net).to(memory_format=torch.channels_last)
     autocast = None
     if options.precision == "bf16":
-        if device.type == "cpu" and not cpu_has_native_bf16():
-            raise GanaugError("this CPU has no native bf16 arithmetic (AVX-512 BF16 or AMX); bf16 would be "
-                              "emulated and many times slower than fp32. Use precision 'fp32' or 'int8'.")
+        require_native_bf16(device, "precision 'fp32' or 'int8'")
         autocast = torch.bfloat16
     if options.precision == "int8":
         if device.type != "cpu":

@@ -29,6 +29,7 @@ from ..grid import save_class_grid
 from ..models import GANConfig, build_discriminator, build_generator, generate_images
 from ..models.layers import GhostBatchNorm2d
 from ..pixels import uint8_to_model
+from ..precision import require_native_bf16
 from .checkpoint import CHECKPOINT_NAME, save_checkpoint
 from .config import TrainConfig
 from .diffaugment import diff_augment
@@ -95,9 +96,11 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
            "storage that every node reads (a shared filesystem), or copy the run folder to every node.")
     if ckpt is not None:
         model_config = GANConfig.from_dict(ckpt["model_config"])
-        # the saved settings win, except the length and where it runs now (a GPU run may continue on a CPU)
-        config = dataclasses.replace(TrainConfig.from_dict(ckpt["train_config"]), steps=config.steps,
-                                     device=config.device)
+        # the saved settings win, except the length and where and how it runs now (a GPU run may continue
+        # on a CPU, in the precision given explicitly)
+        saved = TrainConfig.from_dict(ckpt["train_config"])
+        config = dataclasses.replace(saved, steps=config.steps, device=config.device,
+                                     precision=saved.precision if config.precision == "auto" else config.precision)
         if ckpt["data"] != data.fingerprint():
             raise GanaugError(
                 f"the data differs from what run {str(out)!r} was trained on "
@@ -128,6 +131,8 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
     if cfg.precision == "fp16" and device.type != "cuda":
         raise GanaugError("precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU.")
     amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+    if cfg.precision == "bf16":
+        require_native_bf16(device, "--precision fp32")
 
     # -- models, optimisers, state ------------------------------------------------------------
     torch.manual_seed(cfg.seed)
