@@ -1,6 +1,6 @@
 """Every package shipped in pretrained/ loads from its safetensors + config.json, has a card, and
-its generator makes images its dataset's shipped judge recognises (so untrained or mismatched
-weights cannot slip in)."""
+its generator makes images its dataset's shipped judge recognises; every shipped judge scores its
+recorded accuracy on the real test split (so untrained or mismatched weights cannot slip in)."""
 
 import json
 from pathlib import Path
@@ -9,9 +9,12 @@ import pytest
 import torch
 
 from ganaug import load_generator
-from ganaug.eval.classifier import predict
+from ganaug.data import load_split
+from ganaug.eval.classifier import accuracy, predict
 from ganaug.eval.metrics import class_fidelity
 from ganaug.eval.reference import ReferenceClassifier
+
+from .conftest import DATA_DIR
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 
@@ -43,3 +46,24 @@ def test_shipped_generator_loads_and_its_judge_recognises_its_images(folder):
     _, logits = predict(judge.model, images)
     fidelity, _ = class_fidelity(logits, labels, g.num_classes)
     assert fidelity >= FIDELITY_FLOOR[dataset], f"{folder.name}: class fidelity {fidelity:.2f}"
+
+
+JUDGES = folders("ganaug-reference-classifier")
+# where each judge's real test split comes from, loaded as pretrained/README.md's commands load it
+JUDGE_DATA = {"fashion-mnist": ("fashion-mnist", {}), "cifar10": ("cifar10-jpeg", {}),
+              "neu-det": ("neu-det", {"class_from": "filename", "test_fraction": 0.2})}
+
+
+def test_the_shipped_judges_are_found():
+    assert {p.name for p in JUDGES} >= {f"{d}-reference-classifier" for d in JUDGE_DATA}
+
+
+@pytest.mark.parametrize("folder", JUDGES, ids=lambda p: p.name)
+def test_shipped_judge_scores_its_recorded_accuracy_on_the_real_test_split(folder):
+    judge = ReferenceClassifier.load(folder)
+    name, kw = next(v for d, v in JUDGE_DATA.items() if folder.name.startswith(d + "-"))
+    c = judge.config
+    test = load_split(DATA_DIR / name, split="test", image_size=c.image_size, channels=c.channels, **kw)
+    assert test.fingerprint() == {k: v for k, v in c.tested_on.items() if k != "source"}
+    # the same images and weights; other CPUs' kernels may flip a prediction or two
+    assert accuracy(judge.model, test.images, test.labels) == pytest.approx(judge.accuracy, abs=0.002)
