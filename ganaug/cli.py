@@ -263,7 +263,7 @@ def _reference_parser(sub: argparse._SubParsersAction) -> None:
                    help="random horizontal flips too: for natural images (CIFAR-10), not digits or oriented defects")
     p.add_argument("--channels-last", action="store_true", help="faster on CPU; results differ in the last bits")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision,
-                   help="bf16 autocast: about 2x faster on a CPU with AVX-512 BF16 or AMX, refused elsewhere")
+                   help="bf16 autocast: faster on CPUs with AVX-512 BF16 or AMX, refused elsewhere")
     p.add_argument("--skip-unreadable", action="store_true", help="leave out images that cannot be decoded")
     _split_args(p)
 

@@ -69,7 +69,7 @@ class FitConfig:
     translate: int = 2  # random shifts of up to this many pixels
     flip: bool = False  # random horizontal flips: for natural images only (not digits, text or oriented defects)
     channels_last: bool = False  # faster on CPU (about 1.4x on AVX2); results differ in the last bits
-    # "bf16": autocast, about 2x faster on a CPU with AVX-512 BF16 (refused on CPUs that would emulate it)
+    # "bf16": autocast, faster on a CPU with AVX-512 BF16 or AMX (refused on CPUs that would emulate it)
     precision: Literal["fp32", "bf16"] = "fp32"
 
     def __post_init__(self):
@@ -133,8 +133,8 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 sample_weights: torch.Tensor | None = None, loss_fn: LossFn | None = None,
                 batch_fn: BatchFn | None = None, step_fn: Callable[[nn.Module, int], None] | None = None,
                 channels_last: bool = False, precision: str = "fp32", device: str | torch.device = "cpu",
-                progress: bool = False,
-                desc: str = "classifier", checkpoint: StepCheckpoint | None = None) -> nn.Module:
+                progress: bool = False, desc: str = "classifier",
+                checkpoint: StepCheckpoint | None = None) -> nn.Module:
     """The one classifier training loop: Adam with a one-cycle schedule over ``steps`` batches.
 
     ``batches(gen)`` yields index tensors into ``images``/``labels`` (epochs, uniform draws or

@@ -57,19 +57,18 @@ class InferenceOptions(JsonConfig):
         return self == InferenceOptions()
 
 
-
 class Runner(nn.Module):
     """The float generator (its parameters tell the device) and the callable that generates."""
 
-    def __init__(self, net: nn.Module, fast: Any, autocast: torch.dtype | None, freezing: bool):
+    def __init__(self, net: nn.Module, fast: Any, amp_dtype: torch.dtype | None, freezing: bool):
         super().__init__()
         self.net = net
         self.fast = fast
-        self.autocast = autocast
+        self.amp_dtype = amp_dtype
         self.freezing = freezing
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        amp = autocast(z.device, self.autocast)
+        amp = autocast(z.device, self.amp_dtype)
         frozen = contextlib.nullcontext()
         if self.freezing:  # int8 kernels need the weights folded into the graph (inductor freezing)
             import torch._inductor.config as inductor_config
@@ -87,10 +86,10 @@ def build_runner(net: nn.Module, z_dim: int, num_classes: int, options: Inferenc
     fast: Any = net
     if options.channels_last:  # on a copy: the float generator others hold keeps its layout
         fast = copy.deepcopy(net).to(memory_format=torch.channels_last)
-    autocast = None
+    amp_dtype = None
     if options.precision == "bf16":
         require_native_bf16(device, "precision 'fp32' or 'int8'")
-        autocast = torch.bfloat16
+        amp_dtype = torch.bfloat16
     if options.precision == "int8":
         if device.type != "cpu":
             raise GanaugError("int8 inference is for CPUs (x86 inductor quantiser); on a GPU use fp32 or bf16.")
@@ -99,7 +98,7 @@ def build_runner(net: nn.Module, z_dim: int, num_classes: int, options: Inferenc
         # dynamic: batch sizes vary (GANBatchAugment replaces a random number of images per batch),
         # and a static compile recompiles for every new size (tens of seconds each on a CPU)
         fast = torch.compile(fast, dynamic=True)
-    return Runner(net, fast, autocast, freezing=options.precision == "int8" and options.compile)
+    return Runner(net, fast, amp_dtype, freezing=options.precision == "int8" and options.compile)
 
 
 class ChannelAffine(nn.Module):
