@@ -26,11 +26,12 @@ def folders(kind: str) -> list[Path]:
 
 GENERATORS = folders("ganaug-generator")
 # a floor far above chance (0.1) and below each card's class fidelity on 10000 images
-FIDELITY_FLOOR = {"fashion-mnist": 0.8, "cifar10": 0.4}
+FIDELITY_FLOOR = {"fashion-mnist": 0.8, "cifar10": 0.4, "neu-det": 0.45}
 
 
 def test_the_shipped_folders_are_found():
-    assert {p.name for p in GENERATORS} >= {"fashion-mnist-sngan", "fashion-mnist-lite", "cifar10-biggan-lite"}
+    assert {p.name for p in GENERATORS} >= {"fashion-mnist-sngan", "fashion-mnist-lite", "cifar10-biggan-lite",
+                                        "neu-det-sngan"}
 
 
 @pytest.mark.parametrize("folder", GENERATORS, ids=lambda p: p.name)
