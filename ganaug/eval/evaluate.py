@@ -26,7 +26,7 @@ from .. import __version__
 from ..data.dataset import LabelledImages
 from ..errors import GanaugError
 from ..models import GANConfig, generate_images
-from ..precision import cpu_has_native_bf16
+from .. import precision as arithmetic
 from . import metrics as M
 from .classifier import FitConfig, accuracy, fit_classifier, predict
 from .features import FeatureSpace, ReferenceFeatures
@@ -111,7 +111,7 @@ def evaluate(G: torch.nn.Module, config: GANConfig, train: LabelledImages, test:
     if protocol.cas:
         t = time.perf_counter()
         fit = FitConfig(**reference.config.fit) if reference.config.fit else FitConfig()
-        if fit.precision == "bf16" and not cpu_has_native_bf16():
+        if fit.precision == "bf16" and not arithmetic.cpu_has_native_bf16():
             # the judge's recipe, in fp32 here: a judge trained in bf16 still evaluates on CPUs without it
             fit = dataclasses.replace(fit, precision="fp32")
         clf = fit_classifier(fake, labels, K, fit, progress=progress, desc="CAS classifier")

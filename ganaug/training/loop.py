@@ -29,7 +29,7 @@ from ..grid import save_class_grid
 from ..models import GANConfig, build_discriminator, build_generator, generate_images
 from ..models.layers import GhostBatchNorm2d
 from ..pixels import uint8_to_model
-from ..precision import require_native_bf16
+from ..precision import autocast, require_native_bf16
 from .checkpoint import CHECKPOINT_NAME, save_checkpoint
 from .config import TrainConfig
 from .diffaugment import diff_augment
@@ -215,9 +215,6 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
         y = data.labels[sampler.draw(B)[rows]].to(device)  # same class distribution as the real batches
         return torch.randn(B, model_config.z_dim, device=device)[rows], y
 
-    def autocast():
-        return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
-
     def checkpoint(step: int) -> None:
         check_consistency(d, ["G", "D", "G_ema"], G, D, G_ema)
         if not d.is_main:
@@ -257,9 +254,9 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
             for _ in range(cfg.n_dis):
                 real, y_real = batch()
                 z, y_fake = fake_inputs()
-                with torch.no_grad(), autocast():
+                with torch.no_grad(), autocast(device, amp_dtype):
                     fake = G(z, y_fake)
-                with autocast():
+                with autocast(device, amp_dtype):
                     logits, _ = D_train(aug(torch.cat([real, fake.to(real.dtype)]), d_rows, 2 * B),
                                         torch.cat([y_real, y_fake]))
                 logits = logits.float()
@@ -276,7 +273,7 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
             # (2) generator
             z, y_fake = fake_inputs()
             D.requires_grad_(False)
-            with autocast():
+            with autocast(device, amp_dtype):
                 fake = G_train(z, y_fake)
                 out_fake, feat_fake = D(aug(fake, g_rows, B), y_fake)  # D's weights are fixed here: no DDP
                 loss_g = g_loss(cfg.loss, out_fake.float())
