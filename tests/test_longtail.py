@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from ganaug import GanaugError, LabelledImages
 from ganaug.eval.classifier import FitConfig
+from ganaug.transforms import SyntheticDataset
 from ganaug.longtail import (SyntheticMix, SyntheticRecipe, adjust_logits, balanced_accuracy, choose_tau,
                              effective_number_weights, fit_judge, log_prior, logit_adjusted_loss)
 from tests.conftest import make_package
@@ -103,8 +104,130 @@ def test_bank_is_capped_and_skips_the_largest_class(pkg, tmp_path):
     assert image.shape == (1, 32, 32) and image.dtype == torch.uint8 and label == 1 and w == 0.25
     assert mix[0][2] == 1.0
     report = mix.report()
-    assert report["tail"] == {"real": 4, "generated": 8, "judge_acceptance": 1.0,
+    assert report["tail"] == {"real": 4, "generated_pool": 8, "generated": 8, "judge_acceptance": 1.0,
                               "draw_probability": pytest.approx(float(expected[2] / expected.sum()))}
+
+
+def test_fill_to_fills_each_class_towards_the_largest(pkg):
+    real = real_data()  # 40, 10, 4
+    mix = SyntheticMix(real, str(pkg), SyntheticRecipe(filter="none", fill_to=1.0, cap=0.5))
+    assert mix.synthetic_counts.tolist() == [0, 30, 36]  # fill_to replaces cap: every class reaches 40
+    assert SyntheticRecipe(fill_to=0.5).bank_sizes(torch.tensor([40, 10, 25])) == [0, 10, 0]
+    assert SyntheticRecipe(fill_to=1.0, share=0.0).bank_sizes(torch.tensor([40, 10])) == [0, 0]
+    # rarity-proportional draws are then proportional to the bank: batches draw the balanced union evenly
+    assert torch.allclose(mix.draw_probs.float(), torch.tensor([0.0, 30 / 66, 36 / 66]))
+
+
+class PixelJudge(nn.Module):
+    """Its penultimate features are the image's pixels (a linear head on the flattened image), so a
+    test can compute the band by hand."""
+
+    def __init__(self, pixels: int = 32 * 32, k: int = 3):
+        super().__init__()
+        self.flat = nn.Flatten()
+        self.head = nn.Linear(pixels, k)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.randn(k, pixels, generator=torch.Generator().manual_seed(0)) * 0.01)
+
+    def forward(self, x):
+        return self.head(self.flat(x))
+
+
+def test_penultimate_features_are_the_last_linear_layers_input():
+    from ganaug.eval.classifier import SmallCNN
+    from ganaug.longtail.selection import penultimate
+    from ganaug.pixels import uint8_to_model
+
+    model = SmallCNN(1, 3, width=4)
+    images = torch.randint(0, 255, (5, 1, 32, 32), dtype=torch.uint8)
+    model.train()
+    feats, logits = penultimate(model, images, batch_size=2)
+    model.eval()
+    with torch.no_grad():
+        x = uint8_to_model(images)
+        assert torch.allclose(feats, model.features(x), atol=1e-5) and torch.allclose(logits, model(x), atol=1e-5)
+    assert model.training is False  # penultimate restored the mode it found (eval here)
+    with pytest.raises(GanaugError, match="no nn.Linear"):
+        penultimate(nn.Sequential(nn.Conv2d(1, 2, 3)), images)
+
+
+def test_class_bands_split_at_the_real_distances_quantiles():
+    from ganaug.longtail.selection import BEYOND, IN_BAND, INSIDE, ClassBands
+
+    # class 0 along +x, class 1 along +y; real images at angles 0..9 degrees from their axis
+    angles = torch.arange(10, dtype=torch.float64) * math.pi / 180
+    real = torch.cat([torch.stack([angles.cos(), angles.sin()], 1), torch.stack([angles.sin(), angles.cos()], 1)])
+    labels = torch.tensor([0] * 10 + [1] * 10)
+    bands = ClassBands(real.float() * 5, labels, 2, low=0.2, high=0.8)  # lengths do not matter: cosine
+    d_real = bands.distance(real, labels)
+    assert torch.allclose(bands.outer, torch.stack([d_real[:10].quantile(0.8), d_real[10:].quantile(0.8)]))
+    # the prototype points at 4.5 degrees (the mean); real distances are those of 0.5..4.5 degrees off it
+    deg = math.pi / 180
+    probe = torch.tensor([[math.cos(4.5 * deg), math.sin(4.5 * deg)], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    pos = bands.position(probe, torch.tensor([0, 0, 0, 1]))  # on the prototype, 40.5 and 85.5 degrees off
+    assert bands.distance(probe[1:2], torch.tensor([0])) > bands.outer[0]
+    assert pos.tolist() == [INSIDE, BEYOND, BEYOND, BEYOND]
+    in_band = torch.tensor([[math.cos(2 * deg), math.sin(2 * deg)]])  # 2.5 degrees off: between the quantiles
+    assert bands.position(in_band, torch.tensor([0])).tolist() == [IN_BAND]
+    with pytest.raises(GanaugError, match="low < high"):
+        ClassBands(real, labels, 2, low=0.5, high=0.5)
+    with pytest.raises(GanaugError, match="real images of every class"):
+        ClassBands(real, labels, 3, low=0.0, high=0.9)
+
+
+def test_band_filter_keeps_the_images_in_the_band(pkg):
+    from ganaug.longtail.selection import IN_BAND, ClassBands
+
+    # real images that look like the generator's (other latents), so that its images fall on both sides of the band
+    look_alike = SyntheticDataset(str(pkg), {0: 40, 1: 10, 2: 4}, seed=99)
+    real, judge = LabelledImages(look_alike.images(), look_alike.labels, list(CLASSES)), PixelJudge()
+    recipe = SyntheticRecipe(filter="band", band_low=0.1, band_high=0.9, fill_to=1.0)
+    mix = SyntheticMix(real, str(pkg), recipe, judge=judge, seed=3)
+    # by hand: the generator's images, their pixel features against the real pixel bands
+    pool = SyntheticDataset(str(pkg), {1: 30, 2: 36}, seed=3)
+    images, labels = pool.images(), pool.labels
+    bands = ClassBands(real.images.flatten(1).float() / 127.5 - 1, real.labels, 3, 0.1, 0.9)
+    pos = bands.position(images.flatten(1).float() / 127.5 - 1, labels)
+    assert torch.equal(mix.synthetic_labels, labels[pos == IN_BAND])
+    assert torch.equal(mix.tensors()[0][mix.n_real:], images[pos == IN_BAND])
+    report = mix.report()
+    for c, name in enumerate(CLASSES):
+        assert report[name]["inside"] + report[name]["in_band"] + report[name]["beyond"] == report[name]["generated_pool"]
+        assert report[name]["generated"] == report[name]["in_band"] == int(((pos == IN_BAND) & (labels == c)).sum())
+    # images on every side of the band, or the test proves nothing
+    assert all(sum(report[n][where] for n in CLASSES) > 0 for where in ("inside", "in_band", "beyond"))
+
+
+def test_overgenerating_keeps_the_hardest_images_under_the_judge(pkg):
+    from ganaug.longtail.selection import hardness
+
+    real, judge = real_data(), PixelJudge()
+    recipe = SyntheticRecipe(filter="none", cap=2.0, overgenerate=3.0, select="loss")
+    mix = SyntheticMix(real, str(pkg), recipe, judge=judge)
+    assert mix.synthetic_counts.tolist() == [0, 20, 8] and mix.report()["mid"]["generated_pool"] == 60
+    pool = SyntheticDataset(str(pkg), {1: 60, 2: 24}, seed=0)
+    images, labels = pool.images(), pool.labels
+    loss = hardness(torch.softmax(judge(images.float() / 127.5 - 1), 1).detach(), labels, "loss")
+    for c, n in ((1, 20), (2, 8)):
+        kept = mix.tensors()[0][mix.n_real:][mix.synthetic_labels == c]
+        hardest = torch.argsort(loss[labels == c], descending=True)[:n].sort().values  # the bank keeps pool order
+        expected = images[labels == c][hardest]
+        assert torch.equal(kept, expected)
+    # random selection keeps the first images of the pool, the same bank as without over-generating
+    first = SyntheticMix(real, str(pkg), SyntheticRecipe(filter="none", cap=2.0, overgenerate=3.0), judge=judge)
+    assert torch.equal(first.tensors()[0][first.n_real:][first.synthetic_labels == 1], images[labels == 1][:20])
+    with pytest.raises(GanaugError, match="needs judge="):
+        SyntheticMix(real, str(pkg), recipe)
+    assert mix.bank_cpu_seconds > 0
+
+
+def test_new_recipe_fields_are_checked():
+    for bad, match in (({"band_low": 0.5, "band_high": 0.4}, "band quantiles"), ({"overgenerate": 0.5}, "overgenerate"),
+                       ({"select": "hardest"}, "select must be one of"), ({"fill_to": -1.0}, "fill_to"),
+                       ({"filter": "aid"}, "filter must be one of")):
+        with pytest.raises(GanaugError, match=match):
+            SyntheticRecipe(**bad)
+    assert SyntheticRecipe(filter="none", select="entropy").uses_judge and not SyntheticRecipe(filter="none").uses_judge
 
 
 def test_batches_follow_the_share_and_the_schedule(pkg):

@@ -292,6 +292,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
                                   cand[i]["val_balanced_accuracy_mean"]} for i in range(len(recipes))],
                   "chosen": best, "seeds": cfg.search_seeds}
         search["bank"] = mix_of(recipes[best]).report()
+        search["bank_cpu_seconds"] = round(mix_of(recipes[best]).bank_cpu_seconds, 1)
         # The chosen recipe without generated images tells what they add, and is a baseline itself
         # (Remix and last-layer retraining need no generator). Without either it is exactly the
         # balanced-softmax baseline (same draws, same loss), so it is not trained twice.

@@ -91,13 +91,19 @@ def write_report(summary: dict, out: Path) -> None:
         if s.get("without_generated"):
             lines += ["", f"The chosen recipe without generated images (what they add) is `{s['without_generated']}` "
                       "in the table above; it counts as a baseline."]
-        lines += ["", "Bank of the chosen recipe, per class (real images, generated kept, judge acceptance, "
-                  "share of the generated draws):", "",
+        bank = s["bank"]
+        cost = f" Building it (generating, judging, choosing) took {s['bank_cpu_seconds']:.0f} CPU-seconds." \
+            if s.get("bank_cpu_seconds") is not None else ""
+        lines += ["", "Bank of the chosen recipe, per class (real images, images generated, generated kept, the "
+                  "filter's pass rate, share of the generated draws; for the band filter, generated images "
+                  f"inside, in and beyond the band).{cost}", "",
                   "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        for field, fmt in (("real", str), ("generated", str),
+        for field, fmt in (("real", str), ("generated_pool", str), ("generated", str),
                            ("judge_acceptance", lambda a: "-" if a is None else f"{a:.2f}"),
-                           ("draw_probability", lambda a: f"{a:.2f}")):
-            lines.append(f"| {field} | " + " | ".join(fmt(s["bank"][n][field]) for n in names) + " |")
+                           ("draw_probability", lambda a: f"{a:.2f}"),
+                           ("inside", str), ("in_band", str), ("beyond", str)):
+            if all(field in bank[n] for n in names):  # records made before a field existed lack it
+                lines.append(f"| {field} | " + " | ".join(fmt(bank[n][field]) for n in names) + " |")
     g = summary["generator"]
     if g["source"]:
         lines += ["", f"Generator: `{g['source']}`; trained only on the training part: "

@@ -5,7 +5,8 @@ from .judge import fit_judge
 from .losses import (adjust_logits, balanced_accuracy, choose_tau, effective_number_weights, log_prior,
                      logit_adjusted_loss)
 from .mix import MixedBatchSampler, SyntheticMix, SyntheticRecipe
+from .selection import ClassBands, penultimate, select_per_class
 
 __all__ = ["SyntheticRecipe", "SyntheticMix", "MixedBatchSampler", "fit_judge", "log_prior",
            "logit_adjusted_loss", "effective_number_weights", "adjust_logits", "balanced_accuracy",
-           "choose_tau"]
+           "choose_tau", "ClassBands", "penultimate", "select_per_class"]

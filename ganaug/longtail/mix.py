@@ -24,6 +24,7 @@ Remix (Chou et al. 2020) for mixing with the rarer class's label.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,13 +34,15 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..data.images import resize_uint8
+from ..transforms._kernels import convert_channels, resolve_generator
 from ..transforms.balance import MixedDataset, dataset_targets
 from ..transforms.synthetic import SyntheticDataset
 from ..configs import JsonConfig
 from ..errors import GanaugError
 from .losses import logit_adjusted_loss
+from .selection import BEYOND, IN_BAND, INSIDE, SELECTIONS, ClassBands, penultimate, select_per_class
 
-FILTERS = ("none", "reject", "confidence", "soft")
+FILTERS = ("none", "reject", "confidence", "soft", "band")
 LOSSES = ("balanced-softmax", "ce")
 FINISH_LAYERS = ("all", "head")
 REJECTED = ("redraw", "real")
@@ -56,11 +59,19 @@ class SyntheticRecipe(JsonConfig):
     - ``finish``: final fraction of training on real images only;
     - ``cap``: generated images kept per class, at most ``cap`` x its real count; the largest
       class gets none, the others are drawn with probability proportional to ``1 - n_c / n_max``;
+    - ``fill_to``: when > 0 it replaces ``cap``: each class's bank fills it up to ``fill_to`` x
+      the largest class's real count (1.0: a balanced proxy, as DiffuLT fills the tail);
     - ``filter``: ``reject`` drops generated images the judge (a classifier trained on the real
       data with a balanced loss) gives less than ``threshold`` for their class; ``confidence``
       keeps all and multiplies their weight by that probability; ``soft`` keeps all and trains
       them towards the judge's class probabilities instead of their intended class (label
-      repair); ``none`` trusts the generator;
+      repair); ``band`` keeps the approximately-in-distribution images: those whose distance to
+      their class's prototype in the judge's penultimate features lies between the ``band_low``
+      and ``band_high`` quantiles of the class's real images' distances
+      (:mod:`ganaug.longtail.selection`); ``none`` trusts the generator;
+    - ``overgenerate``: generate this many times the bank's size and choose among the images the
+      filter lets through by ``select``: ``random`` (any), ``loss`` or ``entropy`` (the hardest
+      under the judge first, as feedback-guided synthesis does);
     - ``loss``: ``balanced-softmax`` (logit-adjusted with the label prior of the batches actually
       drawn, so the generated share shifts it) or plain ``ce``;
     - ``remix``: Remix (Chou et al. 2020) with mixing coefficients from Beta(remix, remix); a
@@ -89,6 +100,11 @@ class SyntheticRecipe(JsonConfig):
     remix: float = 0.0
     finish_layers: str = "all"
     rejected: str = "redraw"
+    fill_to: float = 0.0
+    band_low: float = 0.0
+    band_high: float = 0.95
+    overgenerate: float = 1.0
+    select: str = "random"
 
     def __post_init__(self) -> None:
         problems = []
@@ -113,6 +129,15 @@ class SyntheticRecipe(JsonConfig):
             problems.append(f"finish_layers must be one of {FINISH_LAYERS}, got {self.finish_layers!r}")
         if self.rejected not in REJECTED:
             problems.append(f"rejected must be one of {REJECTED}, got {self.rejected!r}")
+        if self.fill_to < 0:
+            problems.append(f"fill_to must be >= 0 (0: size the bank by cap), got {self.fill_to}")
+        if not 0 <= self.band_low < self.band_high <= 1:
+            problems.append(f"band quantiles must satisfy 0 <= band_low < band_high <= 1, got {self.band_low} "
+                            f"and {self.band_high}")
+        if self.overgenerate < 1:
+            problems.append(f"overgenerate must be >= 1, got {self.overgenerate}")
+        if self.select not in SELECTIONS:
+            problems.append(f"select must be one of {SELECTIONS}, got {self.select!r}")
         if self.finish_layers == "head" and self.finish == 0:
             problems.append("finish_layers='head' needs a finish phase (finish > 0)")
         if problems:
@@ -123,6 +148,21 @@ class SyntheticRecipe(JsonConfig):
         """``d`` with every field, the defaults filled in: a recipe saved before a field existed
         compares equal to the same recipe now."""
         return cls.from_dict(d).to_dict()
+
+    @property
+    def uses_judge(self) -> bool:
+        """Whether building the bank needs a judge (any filter, or a choice of hard samples)."""
+        return self.filter != "none" or self.select != "random"
+
+    def bank_sizes(self, counts: torch.Tensor) -> list[int]:
+        """Generated images wanted per class for real class counts ``counts``: ``cap`` x the
+        count, or what fills the class to ``fill_to`` x the largest; none for the largest class."""
+        n_max = int(counts.max())
+        if self.share == 0:
+            return [0] * len(counts)
+        if self.fill_to > 0:
+            return [max(0, math.ceil(self.fill_to * n_max) - int(n)) if n < n_max else 0 for n in counts]
+        return [math.ceil(self.cap * int(n)) if n < n_max else 0 for n in counts]
 
     def phase(self, step: int, steps: int) -> str:
         """``mix`` (batches get generated images), ``real`` (real only, all layers) or ``head``
@@ -145,8 +185,6 @@ class SyntheticMix(Dataset):
 
     def __init__(self, real: Any, generator: Any, recipe: SyntheticRecipe | None = None, *,
                  judge: Any = None, seed: int = 0, cache: Any = None, transform: Any = None):
-        from ..transforms._kernels import resolve_generator
-
         self.recipe = recipe = recipe or SyntheticRecipe()
         gen = resolve_generator(generator)
         targets = dataset_targets(real)
@@ -163,53 +201,74 @@ class SyntheticMix(Dataset):
         if empty:
             raise GanaugError(f"classes {empty} have no real image. A generated image cannot stand in for a "
                               "class the classifier never sees for real; add real images or drop the class.")
-        if recipe.filter != "none" and judge is None:
-            raise GanaugError(f"the recipe's filter {recipe.filter!r} needs judge=: a classifier trained on the "
-                              "real data with a balanced loss (ganaug.longtail.fit_judge), or filter='none'.")
+        if recipe.uses_judge and judge is None:
+            raise GanaugError(f"the recipe (filter {recipe.filter!r}, select {recipe.select!r}) needs judge=: a "
+                              "classifier trained on the real data with a balanced loss (ganaug.longtail.fit_judge), "
+                              "or filter='none' with select='random'.")
         self.num_classes, self.class_names = k, gen.class_names
         self.real_counts, self.real_labels = counts, targets
         self.transform = transform
         self._steps: int | None = None  # set by batch_sampler(), the defaults of loss()
         self._batch_size: int | None = None
+        self.n_real = len(targets)
+        self._real = real
+        self._fast = isinstance(getattr(real, "images", None), torch.Tensor) and real.images.dtype == torch.uint8
 
-        # the bank: up to cap x n_c per class, rarer classes drawn more often
+        # the bank: generate (over-generate when choosing), judge, filter, choose per class;
+        # rarer classes are drawn more often
         rarity = (1 - counts.double() / counts.max()).clamp(min=0)
-        bank = {c: math.ceil(recipe.cap * int(counts[c])) for c in range(k) if rarity[c] > 0 and recipe.share > 0}
-        pool = SyntheticDataset(gen, bank, seed=seed, cache=cache)
+        started = time.process_time()
+        wanted = recipe.bank_sizes(counts)
+        pool = SyntheticDataset(gen, {c: math.ceil(n * recipe.overgenerate) for c, n in enumerate(wanted) if n},
+                                seed=seed, cache=cache)
         images = pool.images() if len(pool) else torch.zeros(0, gen.channels, gen.image_size, gen.image_size,
                                                              dtype=torch.uint8)
-        probs = self._judge(images, pool.labels, k, judge if recipe.filter != "none" else None)
+        probs, features = self._judge(images, pool.labels, k, judge if recipe.uses_judge else None,
+                                      features=recipe.filter == "band")
         p = probs[torch.arange(len(pool.labels)), pool.labels]
-        keep = p >= recipe.threshold if recipe.filter == "reject" else torch.ones(len(p), dtype=torch.bool)
+        passed = torch.ones(len(p), dtype=torch.bool)
+        self.band_counts = None
+        if recipe.filter == "reject":
+            passed = p >= recipe.threshold
+        elif recipe.filter == "band":
+            real_features, _ = penultimate(getattr(judge, "model", judge), self._real_images(gen))
+            bands = ClassBands(real_features, targets, k, recipe.band_low, recipe.band_high)
+            position = bands.position(features, pool.labels) if len(pool) else torch.zeros(0, dtype=torch.int64)
+            passed = position == IN_BAND
+            self.band_counts = {name: {where: int(((position == code) & (pool.labels == c)).sum())
+                                       for where, code in (("inside", INSIDE), ("in_band", IN_BAND),
+                                                           ("beyond", BEYOND))}
+                                for c, name in enumerate(gen.class_names)}
+        keep = select_per_class(pool.labels, passed, wanted, recipe.select, probs)
         weights = p if recipe.filter == "confidence" else torch.ones(len(p))
         # soft labels: generated images learn the judge's distribution, real ones their own class
         self.soft = recipe.filter == "soft"
         self.synthetic_targets = probs[keep] if recipe.filter == "soft" else None
-        planned = torch.tensor(pool.class_counts, dtype=torch.float64)  # per class, before the filter
+        generated = torch.tensor(pool.class_counts, dtype=torch.float64)  # per class, before the filter
+        planned = torch.tensor(wanted, dtype=torch.float64)
         kept = torch.bincount(pool.labels[keep], minlength=k)
-        accepted = kept / planned.clamp(min=1)
-        self.judge_acceptance = {name: (float(accepted[c]) if planned[c] else None)
+        accepted = torch.bincount(pool.labels[passed], minlength=k) / generated.clamp(min=1)
+        self.judge_acceptance = {name: (float(accepted[c]) if generated[c] else None)
                                  for c, name in enumerate(gen.class_names)}
+        self.generated_counts = pool.class_counts
         self.synthetic_labels = pool.labels[keep]
         self.synthetic_weights = weights[keep] * recipe.weight
         self._bank_images = images[keep]
-        self.n_real = len(targets)
-        self._real = real
-        self._fast = isinstance(getattr(real, "images", None), torch.Tensor) and real.images.dtype == torch.uint8
         if self._fast and len(self._bank_images):  # fit the bank to the real tensors' format once
-            from ..transforms._kernels import convert_channels
-
             _, c, h, w = real.images.shape
             self._bank_images = resize_uint8(convert_channels(self._bank_images, c), h, w)
+        self.bank_cpu_seconds = time.process_time() - started  # generating, judging and choosing
         emptied = [gen.class_names[c] for c in range(k) if planned[c] and not kept[c]]
         if emptied:
-            warnings.warn(f"the judge rejected every generated image of {emptied} (threshold {recipe.threshold}); "
-                          "those classes get no generated images. A weak generator or judge for them, or a lower "
-                          "threshold, is the usual cause.", stacklevel=2)
+            warnings.warn(f"the {recipe.filter!r} filter rejected every generated image of {emptied}; those classes "
+                          "get no generated images. A weak generator or judge for them, or a looser filter "
+                          "(threshold, band_high), is the usual cause.", stacklevel=2)
         self.synthetic_counts = kept
         # a class whose bank was emptied by the filter is never drawn; with rejected="real" every
-        # class is drawn in proportion to what the filter kept of it, the rest of its slots go to real images
-        drawn = accepted if recipe.rejected == "real" else (kept > 0).double()
+        # class is drawn in proportion to how much of its bank the filter let fill, the rest of its
+        # slots go to real images
+        filled = (kept / planned.clamp(min=1)).clamp(max=1)
+        drawn = filled if recipe.rejected == "real" else (kept > 0).double()
         self.draw_probs = rarity * drawn
         # the expected share of the generated slots that do get a generated image
         has_bank = (planned > 0).any()
@@ -222,13 +281,31 @@ class SyntheticMix(Dataset):
 
     # -- the bank ------------------------------------------------------------------------------
     @staticmethod
-    def _judge(images: torch.Tensor, labels: torch.Tensor, k: int, judge: Any) -> torch.Tensor:
-        """The judge's class probabilities (N, K) of each image (one-hot of its class without a judge)."""
+    def _judge(images: torch.Tensor, labels: torch.Tensor, k: int, judge: Any, features: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The judge's class probabilities (N, K) of each image (one-hot of its class without a
+        judge), and its penultimate features (N, D) when ``features``."""
         if judge is None or len(labels) == 0:
-            return torch.nn.functional.one_hot(labels, k).float()
+            return torch.nn.functional.one_hot(labels, k).float(), None
+        if features:
+            feats, logits = penultimate(getattr(judge, "model", judge), images)
+            return logits.softmax(1), feats
         from ..eval.classifier import logits_of
 
-        return logits_of(getattr(judge, "model", judge), images).softmax(1)
+        return logits_of(getattr(judge, "model", judge), images).softmax(1), None
+
+    def _real_images(self, gen: Any) -> torch.Tensor:
+        """Every real image as uint8 in the generator's format, so that real and generated images
+        meet the judge alike."""
+        if self._fast:
+            x = self._real.images
+        else:
+            from torchvision.transforms.v2 import functional as TF
+
+            x = torch.stack([resize_uint8(convert_channels(
+                TF.to_dtype(TF.to_image(self._real[i][0]), torch.uint8, scale=True)[None], gen.channels),
+                gen.image_size)[0] for i in range(self.n_real)])
+        return resize_uint8(convert_channels(x, gen.channels), gen.image_size)
 
     def _target(self, i: int) -> int | torch.Tensor:
         """Item ``i``'s target: its class id, or a (K,) distribution when the recipe is soft."""
@@ -348,11 +425,15 @@ class SyntheticMix(Dataset):
                 lam_y * w + (1 - lam_y) * w[perm])
 
     def report(self) -> dict:
-        """Counts per class: real, generated kept, judge acceptance, draw probability (among
-        generated draws)."""
-        return {name: {"real": int(self.real_counts[c]), "generated": int(self.synthetic_counts[c]),
+        """Per class: real images, images generated (before the filter; more than the bank when the
+        recipe over-generates), generated images kept, judge acceptance (the filter's pass rate),
+        draw probability (among generated draws) and, for the ``band`` filter, how many generated
+        images fell inside, in and beyond the band."""
+        return {name: {"real": int(self.real_counts[c]), "generated_pool": int(self.generated_counts[c]),
+                       "generated": int(self.synthetic_counts[c]),
                        "judge_acceptance": self.judge_acceptance.get(name),
-                       "draw_probability": float(self.draw_probs[c])}
+                       "draw_probability": float(self.draw_probs[c]),
+                       **(self.band_counts[name] if self.band_counts else {})}
                 for c, name in enumerate(self.class_names)}
 
 
