@@ -12,6 +12,7 @@ config.json is data: it is parsed as JSON, never executed, and pickle files are 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -231,3 +232,12 @@ def write_package(folder: str | Path, kind: str, format_version: int, state: dic
         tmp.write_text(text)
         os.replace(tmp, folder / name)
     return folder
+
+
+def weights_digest(net: nn.Module) -> str:
+    """sha256 of a module's parameters and buffers, names included: identifies trained weights."""
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

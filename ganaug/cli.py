@@ -74,6 +74,15 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--class-noise", type=float, default=d.class_noise,
                    help="noise on G's class condition, relative to its size, more for rarer classes "
                    "(NoisyTwins uses 0.75)")
+    t.add_argument("--guide", default=None, metavar="FOLDER",
+                   help="a reference classifier package (ganaug reference-classifier) of these classes whose "
+                   "term enters G's loss (needs --guide-weight); train it on the same training images")
+    t.add_argument("--guide-weight", type=float, default=d.guide_weight, help="weight of the guide's term")
+    t.add_argument("--guide-loss", default=d.guide_loss, choices=("ce", "band"),
+                   help="ce: the guide's cross-entropy for the intended class; band: pull back only images "
+                   "beyond --guide-band of the real images' distances to their class prototype")
+    t.add_argument("--guide-band", type=float, default=d.guide_band,
+                   help="the band's outer edge, a quantile of each class's real distances (band loss)")
     t.add_argument("--diffaugment", default=d.diffaugment,
                    help="'auto' (on when the smallest class has < 5000 images), 'off', or ops "
                    "such as 'color,translation,cutout'")
@@ -122,8 +131,18 @@ def _cmd_train(a: argparse.Namespace) -> None:
     say = print if launch.is_main else (lambda *args, **kw: None)
     say(f"data: {len(data)} images, {data.num_classes} classes, {data.channels}x"
         f"{data.image_size}x{data.image_size} from {data.source}")
+    guide = None
+    if a.guide:
+        from .eval import ReferenceClassifier
+
+        ref = ReferenceClassifier.load(a.guide)
+        if ref.config.class_names != data.class_names:
+            raise GanaugError(f"the guide {a.guide!r} knows the classes {ref.config.class_names}, not the data's "
+                              f"{data.class_names}; guide with a classifier trained on these classes.")
+        guide = ref.model
     out = train(data, model_config, train_config, a.out, resume=a.resume, progress=not a.no_progress,
-                command=shlex.join([*torchrun_prefix(launch), "ganaug", *a.argv]), dist_timeout=a.dist_timeout)
+                command=shlex.join([*torchrun_prefix(launch), "ganaug", *a.argv]), dist_timeout=a.dist_timeout,
+                guide=guide)
     say(f"done: {out}")
 
 
@@ -429,6 +448,13 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generator", default=None,
                    help="reuse a generator trained on this training part (checked) instead of training one")
     p.add_argument("--generator-steps", type=int, default=d.generator_steps, help="steps of the generator run")
+    p.add_argument("--generator-precision", default=d.generator_precision, choices=("auto", "fp32", "bf16", "fp16"),
+                   help="autocast of the generator run (bf16: about twice as fast on a CPU with AVX-512 BF16)")
+    p.add_argument("--generator-guide", type=float, default=d.generator_guide,
+                   help="weight of the judge's term in the generator's loss (0: none; the judge is the "
+                   "balanced-softmax baseline of seed 0, trained first)")
+    p.add_argument("--generator-guide-loss", default=d.generator_guide_loss, choices=("ce", "band"),
+                   help="the judge's term: its cross-entropy, or a pull back into the band of the real images")
     p.add_argument("--generator-snapshots", type=int, default=d.generator_snapshots,
                    help="keep this many snapshots of the generator and use the best on validation (0: the last)")
     p.add_argument("--classifier-epochs", type=float, default=d.classifier_epochs,
@@ -486,7 +512,8 @@ def _cmd_bench(a: argparse.Namespace) -> None:
         val_fraction=a.val_fraction, test_fraction=a.test_fraction, classifier_epochs=a.classifier_epochs,
         classifier_min_steps=a.classifier_min_steps,
         classifier_steps=a.classifier_steps, batch_size=a.batch_size, generator_steps=a.generator_steps,
-        generator_snapshots=a.generator_snapshots,
+        generator_snapshots=a.generator_snapshots, generator_precision=a.generator_precision,
+        generator_guide=a.generator_guide, generator_guide_loss=a.generator_guide_loss,
         variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n)
     reference = ReferenceClassifier.load(a.reference) if a.reference else None
     from .training.loop import pick_device

@@ -249,6 +249,31 @@ def test_data_as_it_is_gets_a_stratified_test_and_validation_part():
     assert [t + v for t, v in zip(tr.class_counts(), val.class_counts())] == [24, 12, 6]
 
 
+def test_the_judge_can_guide_the_generator_and_the_band_shows_in_the_report(fmnist_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from ganaug.artifacts import weights_digest
+    from ganaug.bench.resnet import SmallResNet
+
+    train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=30)
+    test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=5)
+    band = SyntheticRecipe(filter="band", fill_to=1.0, share=0.5, overgenerate=2.0, select="entropy").to_dict()
+    cfg = DownstreamConfig(imbalance_ratio=10, seeds=1, n_max=24, classifier_steps=2, batch_size=16,
+                           generator_steps=2, generator_guide=1.0, generator_guide_loss="band", eval_n=0,
+                           variants=("balanced-softmax", "ganaug-recipe"), recipes=(band,))
+    summary = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
+    judge = SmallResNet(1, 10, cfg.width)
+    judge.load_state_dict(load_file(str(tmp_path / "report" / "runs" / "balanced-softmax-seed0.safetensors")))
+    gen_run = json.loads((tmp_path / "report" / "generator" / "run_config.json").read_text())
+    assert gen_run["guide"] == weights_digest(judge) and gen_run["train"]["guide_loss"] == "band"
+    bank = summary["recipe_search"]["bank"]
+    assert all(b["inside"] + b["in_band"] + b["beyond"] == b["generated_pool"] for b in bank.values())
+    top = max(b["real"] for b in bank.values())  # fill_to 1, over-generated twice
+    assert all(b["generated_pool"] == 2 * (top - b["real"]) for b in bank.values())
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| in_band |" in report and "| generated_pool |" in report and "CPU-seconds" in report
+
+
 def test_a_generator_that_saw_more_data_is_refused(fmnist_dir, tmp_path):
     train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=30)
     test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=2)

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from .. import __version__
 from ..data.dataset import LabelledImages
 from ..errors import GanaugError
-from ..hub.generator import weights_digest
+from ..artifacts import weights_digest
 from ..longtail import SyntheticMix, SyntheticRecipe, adjust_logits, balanced_accuracy, choose_tau, log_prior
 from .claim import Busy, claim
 from .report import WITHOUT_GENERATED, verdict, write_report
@@ -72,6 +72,11 @@ class DownstreamConfig:
     translate: int = 2  # random shifts, the one augmentation every variant gets
     channels_last: bool = True
     generator_steps: int = 3000
+    generator_precision: str = "auto"  # the generator run's autocast (bf16 roughly halves a step on AVX-512 BF16)
+    # a frozen judge (the balanced-softmax baseline of seed 0) in the generator's loss with this weight
+    # (TrainConfig.guide_weight; 0: none) and term ("ce" or "band", ganaug/training/guide.py)
+    generator_guide: float = 0.0
+    generator_guide_loss: str = "ce"
     # keep this many evenly spaced snapshots of the generator and use the one that scores best on
     # validation (per-class fidelity and recall in the judge's features); 0: the last step
     generator_snapshots: int = 0
@@ -125,35 +130,14 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
     log = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
 
     # 1. splits
+    wants_gan = "ganaug-recipe" in cfg.variants
     lt_train, val, test = prepare_splits(train_full, test, cfg)
     k, counts = lt_train.num_classes, lt_train.class_counts()
     steps = classifier_steps(cfg, len(lt_train))
     log(f"training part: {counts}; validation: {val.class_counts()}; test: {test.class_counts()}; "
         f"{steps} classifier steps of {cfg.batch_size}")
 
-    # 2. the generator: trained on the training part only (checked, not assumed)
-    gen = gen_eval = trained_on = choice = None
-    wants_gan = "ganaug-recipe" in cfg.variants
-    if wants_gan:
-        if generator is None:
-            mc = ganaug.make_config("sngan", k, lt_train.class_names, image_size=lt_train.image_size,
-                                    channels=lt_train.channels)
-            every = cfg.generator_steps // cfg.generator_snapshots if cfg.generator_snapshots else 0
-            run = ganaug.train(lt_train, mc, ganaug.TrainConfig(steps=cfg.generator_steps, snapshot_every=every,
-                                                                device=str(device)),
-                               out / "generator", resume=True, progress=progress)
-            generator = run
-        gen = generator if isinstance(generator, ganaug.Generator) else ganaug.load_generator(generator)
-        if gen.class_names != lt_train.class_names:
-            raise GanaugError(f"the generator's classes {gen.class_names} are not the data's "
-                              f"{lt_train.class_names}; train one on this data (leave out --generator).")
-        seen = (gen.metadata.get("training") or {}).get("data") or {}
-        trained_on = all(seen.get(f) == v for f, v in lt_train.fingerprint().items()) if seen else None
-        if trained_on is False:
-            raise GanaugError(f"the generator was trained on {seen.get('num_images')} images with class counts "
-                              f"{seen.get('class_counts')}, not on this training part ({counts}); a generator "
-                              "that saw more data would leak it into the comparison.")
-    # 3. the classifiers; every finished run is kept, so a killed benchmark continues where it stopped
+    # 2. the classifiers; every finished run is kept, so a killed benchmark continues where it stopped
     runs_dir = out / "runs"
     runs_dir.mkdir(exist_ok=True)
     rare = sorted(range(k), key=lambda c: counts[c])[: max(1, k // 3)]
@@ -237,12 +221,35 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
     per_seed = [{v: classical(v, s) for v in chosen} for s in range(cfg.seeds)]
     results: dict[str, dict] = {v: summarise([runs[v] for runs in per_seed]) for v in chosen}
 
-    search = None
+    # 3. the generator: trained on the training part only (checked, not assumed), after the baselines
+    # because the judge (the balanced-softmax baseline of seed 0) may guide it
+    gen = gen_eval = trained_on = choice = None
     if wants_gan:
-        # the judge: a balanced-softmax classifier of the real training part (the baseline's seed 0)
         classical("balanced-softmax", 0, need_weights=True)
         judge = SmallResNet(lt_train.channels, k, cfg.width)
         judge.load_state_dict(load_file(str(runs_dir / "balanced-softmax-seed0.safetensors")))
+        if generator is None:
+            mc = ganaug.make_config("sngan", k, lt_train.class_names, image_size=lt_train.image_size,
+                                    channels=lt_train.channels)
+            every = cfg.generator_steps // cfg.generator_snapshots if cfg.generator_snapshots else 0
+            tc = ganaug.TrainConfig(steps=cfg.generator_steps, snapshot_every=every, device=str(device),
+                                    precision=cfg.generator_precision, guide_weight=cfg.generator_guide,
+                                    guide_loss=cfg.generator_guide_loss)
+            run = ganaug.train(lt_train, mc, tc, out / "generator", resume=True, progress=progress,
+                               guide=judge.eval() if cfg.generator_guide > 0 else None)
+            generator = run
+        gen = generator if isinstance(generator, ganaug.Generator) else ganaug.load_generator(generator)
+        if gen.class_names != lt_train.class_names:
+            raise GanaugError(f"the generator's classes {gen.class_names} are not the data's "
+                              f"{lt_train.class_names}; train one on this data (leave out --generator).")
+        seen = (gen.metadata.get("training") or {}).get("data") or {}
+        trained_on = all(seen.get(f) == v for f, v in lt_train.fingerprint().items()) if seen else None
+        if trained_on is False:
+            raise GanaugError(f"the generator was trained on {seen.get('num_images')} images with class counts "
+                              f"{seen.get('class_counts')}, not on this training part ({counts}); a generator "
+                              "that saw more data would leak it into the comparison.")
+    search = None
+    if wants_gan:
         if cfg.generator_snapshots and isinstance(generator, (str, Path)) and list_snapshots(generator):
             from ..eval.selection import choose_snapshot
 

@@ -29,7 +29,8 @@ from ..configs import JsonConfig
 from ..data.dataset import LabelledImages
 from ..errors import GanaugError, TrainingDiverged
 from ..grid import save_class_grid
-from ..hub.generator import Generator, weights_digest
+from ..artifacts import weights_digest
+from ..hub.generator import Generator
 from ..models import GANConfig, build_discriminator, build_generator, generate_images, make_config
 from ..pixels import uint8_to_model
 from ..training.checkpoint import CHECKPOINT_NAME, save_checkpoint

@@ -6,7 +6,6 @@ knows its classes, image size, channels and value range, and turns labels into u
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -17,15 +16,6 @@ from ..models import GANConfig, build_generator, generate_images
 from .inference import InferenceOptions, build_runner
 
 Labels = int | str | Sequence[int | str] | torch.Tensor
-
-
-def weights_digest(net: nn.Module) -> str:
-    """sha256 of a module's parameters and buffers, names included: identifies trained weights."""
-    h = hashlib.sha256()
-    for name, t in sorted(net.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 class ConfigDescribed:

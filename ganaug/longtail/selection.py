@@ -25,31 +25,45 @@ INSIDE, IN_BAND, BEYOND = 0, 1, 2
 SELECTIONS = ("random", "loss", "entropy")
 
 
+def head_input(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (N, D), logits (N, K)) of float images ``x``, the features being the input of the
+    model's last ``nn.Linear``; differentiable (a generator's loss can use it)."""
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not heads:
+        raise GanaugError("the classifier has no nn.Linear layer, so it has no penultimate features; use a "
+                          "classifier with a linear head (ganaug.longtail.fit_judge gives one).")
+    captured: list[torch.Tensor] = []
+    hook = heads[-1].register_forward_hook(lambda m, inputs, out: captured.append(inputs[0].flatten(1)))
+    try:
+        logits = model(x)
+    finally:
+        hook.remove()
+    if len(captured) != 1:
+        raise GanaugError("the classifier's last nn.Linear ran more or less than once per forward pass; "
+                          "penultimate features need the linear head to be the model's last layer.")
+    return captured[0], logits
+
+
 @torch.no_grad()
 def penultimate(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """(features float32 (N, D), logits float32 (N, K)) of uint8 images: the features are the input
     of the model's last ``nn.Linear``, so any classifier with a linear head works (no ``features``
     method needed). Runs in eval mode on the model's device; the mode is restored."""
-    heads = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not heads:
-        raise GanaugError("the judge has no nn.Linear layer, so it has no penultimate features for the band "
-                          "filter; use a classifier with a linear head (ganaug.longtail.fit_judge gives one).")
-    captured: list[torch.Tensor] = []
-    hook = heads[-1].register_forward_hook(lambda m, inputs, out: captured.append(inputs[0].flatten(1).float().cpu()))
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    feats, logits = [], []
     try:
-        logits = [model(uint8_to_model(x).to(device)).float().cpu() for x in images.split(batch_size)]
+        for x in images.split(batch_size):
+            f, out = head_input(model, uint8_to_model(x).to(device))
+            feats.append(f.float().cpu())
+            logits.append(out.float().cpu())
     finally:
-        hook.remove()
         model.train(was_training)
-    if len(captured) != len(logits):
-        raise GanaugError("the judge's last nn.Linear ran more or less than once per batch; the band filter "
-                          "needs the linear head to be the model's last layer.")
     if not logits:
-        return torch.zeros(0, heads[-1].in_features), torch.zeros(0, heads[-1].out_features)
-    return torch.cat(captured), torch.cat(logits)
+        head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+        return torch.zeros(0, head.in_features), torch.zeros(0, head.out_features)
+    return torch.cat(feats), torch.cat(logits)
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -80,8 +94,12 @@ class ClassBands:
         self.outer = torch.stack([torch.quantile(real[labels == c], high) for c in range(num_classes)])
 
     def distance(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cosine distance (N,) of each feature vector to its class's prototype."""
-        return 1 - (_unit(features) * self.prototypes[labels]).sum(1)
+        """Cosine distance (N,) of each feature vector to its class's prototype: float64, or float32
+        and differentiable for features that need a gradient (a generator's loss)."""
+        protos = self.prototypes.to(features.device)
+        if features.requires_grad:
+            return 1 - (torch.nn.functional.normalize(features.float(), dim=1) * protos.float()[labels]).sum(1)
+        return 1 - (_unit(features) * protos[labels]).sum(1)
 
     def position(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``INSIDE``, ``IN_BAND`` or ``BEYOND`` (N,) for each image."""

@@ -17,6 +17,7 @@ DIFFAUGMENT_AUTO_BELOW = 5000
 # Class-balanced sampling switches on when the largest class outnumbers the smallest this much.
 BALANCE_AUTO_ABOVE = 1.5
 LECAM_AUTO = 0.3  # the README's "Long-tail generator options" table
+GUIDE_LOSSES = ("ce", "band")  # ganaug/training/guide.py
 
 
 @dataclass
@@ -46,6 +47,12 @@ class TrainConfig(JsonConfig):
     # noise on G's class condition, relative to its RMS and scaled per class by effective-number
     # weights (rarer classes get more), as NoisyTwins does (0.75 in its CIFAR-10-LT config)
     class_noise: float = 0.0
+    # a frozen classifier's term in G's loss (train(guide=...); ganaug/training/guide.py): its weight,
+    # "ce" (cross-entropy for the intended class) or "band" (pull back only images beyond the
+    # guide_band quantile of the real images' distances to their class prototype); 0: no guide
+    guide_weight: float = 0.0
+    guide_loss: str = "ce"
+    guide_band: float = 0.95
     diffaugment: str = "auto"  # "auto", "off", or ops joined by commas: "color,translation,cutout"
     class_balanced: bool | None = None  # None: on when classes are imbalanced
     # BatchNorm statistics over groups of this many images (0: the whole batch of each process);
@@ -86,6 +93,9 @@ class TrainConfig(JsonConfig):
                                   f"comma-separated subset of {list(DIFFAUGMENT_OPS)}.")
         if self.feature_matching < 0 or self.ortho_reg < 0 or (self.lecam or 0) < 0 or self.class_noise < 0:
             raise GanaugError("feature_matching, ortho_reg, lecam and class_noise must be >= 0.")
+        if self.guide_weight < 0 or self.guide_loss not in GUIDE_LOSSES or not 0 < self.guide_band <= 1:
+            raise GanaugError(f"the guide needs guide_weight >= 0, guide_loss in {list(GUIDE_LOSSES)} and "
+                              f"0 < guide_band <= 1; got {self.guide_weight}, {self.guide_loss!r}, {self.guide_band}.")
         ramp = self.cond_ramp_start or self.cond_ramp_end
         if ramp and not 0 <= self.cond_ramp_start < self.cond_ramp_end:
             raise GanaugError(f"the conditioning ramp must satisfy 0 <= start < end; got start "

@@ -36,6 +36,7 @@ from .diffaugment import diff_augment
 from .distributed import Dist, broadcast_buffers, check_consistency, distributed, sync_buffers, wrap_ddp
 from .distributed import pick_device as pick_device
 from .ema import make_ema, update_ema
+from .guide import Guide
 from .losses import conditioning_strength, d_loss, feature_matching, g_loss, lecam_penalty, orthogonal_penalty
 from .rundir import (METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_losses, run_commands, run_lock,
                      snapshot_path, truncate_metrics)
@@ -64,7 +65,7 @@ class _BatchSampler:
 
 def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
           out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-          command: str | None = None, dist_timeout: float = 600.0) -> Path:
+          command: str | None = None, dist_timeout: float = 600.0, guide: torch.nn.Module | None = None) -> Path:
     """Train a conditional GAN on ``data``, writing everything into ``out_dir``.
 
     With ``resume=True`` and a checkpoint in ``out_dir``, the saved model and training configs
@@ -72,15 +73,18 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
     the checkpoint's step, on any number of processes. Launched by torchrun (``RANK`` and
     ``WORLD_SIZE`` set), every process calls this with the same arguments and they train one
     model with DistributedDataParallel; ``config.batch_size`` is the global batch, and
-    ``dist_timeout`` (seconds) bounds every wait for the other processes. Returns the run folder.
+    ``dist_timeout`` (seconds) bounds every wait for the other processes. ``guide`` is a frozen
+    classifier of these classes (a linear head, images in [-1, 1]) whose term enters G's loss with
+    ``config.guide_weight`` (see ``ganaug/training/guide.py``); a resumed run needs the same one.
+    Returns the run folder.
     """
     with distributed(config.device, dist_timeout) as (d, device):
         with run_lock(out_dir) if d.is_main else contextlib.nullcontext():
-            return _train(d, device, data, model_config, config, Path(out_dir), resume, progress, command)
+            return _train(d, device, data, model_config, config, Path(out_dir), resume, progress, command, guide)
 
 
 def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GANConfig, config: TrainConfig,
-           out: Path, resume: bool, progress: bool, command: str | None) -> Path:
+           out: Path, resume: bool, progress: bool, command: str | None, guide: torch.nn.Module | None) -> Path:
     ckpt_path = out / CHECKPOINT_NAME
     if d.enabled:
         d.same("the training data", {**data.fingerprint(), "content": data.digest()},
@@ -133,6 +137,15 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
     amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
     if cfg.precision == "bf16":
         require_native_bf16(device, "--precision fp32")
+    if (cfg.guide_weight > 0) != (guide is not None):
+        raise GanaugError("a guide needs both a classifier and a weight: pass guide= (ganaug train --guide FOLDER) "
+                          "with guide_weight > 0 (--guide-weight), or neither."
+                          + (" This run was started with a guide; resume it with the same one." if ckpt else ""))
+    guider = Guide(guide, cfg.guide_loss, cfg.guide_weight, cfg.guide_band, data, model_config.value_range,
+                   device) if guide is not None else None
+    if ckpt is not None and ckpt.get("guide") != (guider.digest if guider else None):
+        raise GanaugError(f"run {str(out)!r} was guided by the classifier with weights digest {ckpt.get('guide')}, "
+                          f"not by {guider.digest if guider else 'none'}; resume with the same guide, or start a new run.")
 
     # -- models, optimisers, state ------------------------------------------------------------
     torch.manual_seed(cfg.seed)
@@ -180,7 +193,7 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
         (out / RUN_CONFIG).write_text(json.dumps({
             "ganaug_version": __version__, "commands": commands, "model": model_config.to_dict(),
             "train": cfg.to_dict(), "data": {"source": data.source, **data.fingerprint()},
-            "processes": d.world_size,
+            "processes": d.world_size, "guide": guider.digest if guider else None,
         }, indent=2))
 
     # -- distributed: one model on every rank; each rank computes its rows of every batch -------
@@ -224,7 +237,7 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
             "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
             "scaler_g": scaler_g.state_dict(), "scaler_d": scaler_d.state_dict(),
-            "lecam_ema": lecam_ema,
+            "lecam_ema": lecam_ema, "guide": guider.digest if guider else None,
             # one state for every rank: they all draw the same stream (see distributed.py)
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []},
@@ -282,6 +295,8 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
                         _, feat_real = D(aug(real, g_rows, B), y_real)
                     loss_g = loss_g + cfg.feature_matching * feature_matching(
                         feat_real.float(), feat_fake.float())
+                loss_guide = guider(fake, y_fake) if guider else torch.zeros((), device=device)
+                loss_g = loss_g + loss_guide
             if cfg.ortho_reg > 0:
                 loss_g = loss_g + cfg.ortho_reg * orthogonal_penalty(G)
             opt_g.zero_grad(set_to_none=True)
@@ -295,8 +310,9 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
             update_ema(G_ema, G, cfg.ema_beta, step)
 
             # (4) bookkeeping; a non-finite loss stops before any checkpoint is overwritten
-            ld, lg, d_real, d_fake = d.mean(torch.stack([loss_d.detach(), loss_g.detach().float(),
-                                                         logits[:b].mean(), logits[b:].mean()]))
+            ld, lg, d_real, d_fake, lguide = d.mean(torch.stack([
+                loss_d.detach(), loss_g.detach().float(), logits[:b].mean(), logits[b:].mean(),
+                loss_guide.detach().float()]))
             if not (math.isfinite(ld) and math.isfinite(lg)):
                 raise TrainingDiverged(
                     f"training diverged at step {step + 1}: D loss {ld}, G loss {lg}. The last "
@@ -309,7 +325,8 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
                 rate = (done - start) * B * cfg.n_dis / max(secs, 1e-9)
                 row = {"step": done, "loss_d": round(ld, 5), "loss_g": round(lg, 5),
                        "d_real": round(d_real, 4), "d_fake": round(d_fake, 4),
-                       "real_img_per_s": round(rate, 1), "elapsed_s": round(elapsed_before + secs, 1)}
+                       "real_img_per_s": round(rate, 1), "elapsed_s": round(elapsed_before + secs, 1),
+                       **({"loss_guide": round(lguide, 5)} if guider else {})}
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 pbar.set_postfix(loss_d=f"{ld:.3f}", loss_g=f"{lg:.3f}", img_s=f"{rate:.0f}")
