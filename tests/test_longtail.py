@@ -243,6 +243,13 @@ def test_batches_follow_the_share_and_the_schedule(pkg):
     plain_prior = log_prior(mix.real_counts)
     assert torch.allclose(mix.loss(logits, y, w, step=0), logit_adjusted_loss(logits, y, plain_prior), atol=1e-5)
     assert not torch.allclose(mix.loss(logits, y, w, step=4), logit_adjusted_loss(logits, y, plain_prior))
+    # ... unless the recipe keeps the real images' prior
+    real_prior = SyntheticMix(real_data(), str(pkg), SyntheticRecipe(filter="none", share=0.25, prior="real"))
+    real_prior.batch_sampler(steps=8, batch_size=16)
+    assert torch.allclose(real_prior.loss(logits, y, w, step=4), logit_adjusted_loss(logits, y, plain_prior),
+                          atol=1e-5)
+    with pytest.raises(GanaugError, match="prior must be one of"):
+        SyntheticRecipe(prior="uniform")
 
 
 def test_a_plain_pytorch_loop_over_the_mix(pkg):

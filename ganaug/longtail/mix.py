@@ -46,6 +46,7 @@ FILTERS = ("none", "reject", "confidence", "soft", "band")
 LOSSES = ("balanced-softmax", "ce")
 FINISH_LAYERS = ("all", "head")
 REJECTED = ("redraw", "real")
+PRIORS = ("drawn", "real")
 REMIX_KAPPA, REMIX_TAU = 3.0, 0.5  # Chou et al. 2020's defaults
 
 
@@ -72,8 +73,12 @@ class SyntheticRecipe(JsonConfig):
     - ``overgenerate``: generate this many times the bank's size and choose among the images the
       filter lets through by ``select``: ``random`` (any), ``loss`` or ``entropy`` (the hardest
       under the judge first, as feedback-guided synthesis does);
-    - ``loss``: ``balanced-softmax`` (logit-adjusted with the label prior of the batches actually
-      drawn, so the generated share shifts it) or plain ``ce``;
+    - ``loss``: ``balanced-softmax`` (logit-adjusted with a label prior) or plain ``ce``;
+    - ``prior``: the balanced softmax's label prior: ``drawn``, that of the batches actually drawn
+      (the generated share shifts it towards the rare classes), or ``real``, that of the real
+      images alone, whatever the batches hold: when generated images differ from real ones, a
+      prior that counts them credits a rare class with examples its real test images do not
+      resemble, and its real images lose the adjustment they need;
     - ``remix``: Remix (Chou et al. 2020) with mixing coefficients from Beta(remix, remix); a
       pair whose classes differ by ``REMIX_KAPPA`` x in real count takes the rarer class's label
       when its part is at least ``1 - REMIX_TAU``; 0 switches it off;
@@ -105,6 +110,7 @@ class SyntheticRecipe(JsonConfig):
     band_high: float = 0.95
     overgenerate: float = 1.0
     select: str = "random"
+    prior: str = "drawn"
 
     def __post_init__(self) -> None:
         problems = []
@@ -138,6 +144,8 @@ class SyntheticRecipe(JsonConfig):
             problems.append(f"overgenerate must be >= 1, got {self.overgenerate}")
         if self.select not in SELECTIONS:
             problems.append(f"select must be one of {SELECTIONS}, got {self.select!r}")
+        if self.prior not in PRIORS:
+            problems.append(f"prior must be one of {PRIORS}, got {self.prior!r}")
         if self.finish_layers == "head" and self.finish == 0:
             problems.append("finish_layers='head' needs a finish phase (finish > 0)")
         if problems:
@@ -359,11 +367,13 @@ class SyntheticMix(Dataset):
 
     def prior(self, phase: str, batch_size: int) -> torch.Tensor:
         """log label prior of the batches drawn in ``phase`` (real counts, plus the generated share
-        while mixing; uniform in the head-only phase, whose draws are class-balanced)."""
+        while mixing unless the recipe's prior is ``real``; uniform in the head-only phase, whose
+        draws are class-balanced)."""
         if phase == "head":
             return torch.full((self.num_classes,), -math.log(self.num_classes))
         real = self.real_counts.double() / self.real_counts.sum()
-        m = self.fill * self.synthetic_per_batch(batch_size) / batch_size if phase == "mix" else 0.0
+        mixing = phase == "mix" and self.recipe.prior == "drawn"
+        m = self.fill * self.synthetic_per_batch(batch_size) / batch_size if mixing else 0.0
         return ((1 - m) * real + m * self.draw_probs).log().float()  # every real count is >= 1: finite
 
     def _schedule(self, steps: int | None, batch_size: int | None = 1) -> tuple[int, int]:
