@@ -194,6 +194,9 @@ def test_band_filter_keeps_the_images_in_the_band(pkg):
     for c, name in enumerate(CLASSES):
         assert report[name]["inside"] + report[name]["in_band"] + report[name]["beyond"] == report[name]["generated_pool"]
         assert report[name]["generated"] == report[name]["in_band"] == int(((pos == IN_BAND) & (labels == c)).sum())
+    # any map-style dataset gets the same band (its images are read one by one)
+    pairs = [(real.images[i], int(real.labels[i])) for i in range(len(real))]
+    assert torch.equal(SyntheticMix(pairs, str(pkg), recipe, judge=judge, seed=3).synthetic_labels, mix.synthetic_labels)
     # images on every side of the band, or the test proves nothing
     assert all(sum(report[n][where] for n in CLASSES) > 0 for where in ("inside", "in_band", "beyond"))
 

@@ -221,13 +221,17 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
     per_seed = [{v: classical(v, s) for v in chosen} for s in range(cfg.seeds)]
     results: dict[str, dict] = {v: summarise([runs[v] for runs in per_seed]) for v in chosen}
 
-    # 3. the generator: trained on the training part only (checked, not assumed), after the baselines
-    # because the judge (the balanced-softmax baseline of seed 0) may guide it
+    def load_judge() -> SmallResNet:
+        """The judge: a balanced-softmax classifier of the real training part (the baseline's seed 0)."""
+        classical("balanced-softmax", 0, need_weights=True)
+        model = SmallResNet(lt_train.channels, k, cfg.width)
+        model.load_state_dict(load_file(str(runs_dir / "balanced-softmax-seed0.safetensors")))
+        return model.eval()
+
+    # 3. the generator: trained on the training part only (checked, not assumed); a guided one after
+    # the judge, an unguided one first (another process may train the judge meanwhile)
     gen = gen_eval = trained_on = choice = None
     if wants_gan:
-        classical("balanced-softmax", 0, need_weights=True)
-        judge = SmallResNet(lt_train.channels, k, cfg.width)
-        judge.load_state_dict(load_file(str(runs_dir / "balanced-softmax-seed0.safetensors")))
         if generator is None:
             mc = ganaug.make_config("sngan", k, lt_train.class_names, image_size=lt_train.image_size,
                                     channels=lt_train.channels)
@@ -236,7 +240,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
                                     precision=cfg.generator_precision, guide_weight=cfg.generator_guide,
                                     guide_loss=cfg.generator_guide_loss)
             run = ganaug.train(lt_train, mc, tc, out / "generator", resume=True, progress=progress,
-                               guide=judge.eval() if cfg.generator_guide > 0 else None)
+                               guide=load_judge() if cfg.generator_guide > 0 else None)
             generator = run
         gen = generator if isinstance(generator, ganaug.Generator) else ganaug.load_generator(generator)
         if gen.class_names != lt_train.class_names:
@@ -250,6 +254,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
                               "that saw more data would leak it into the comparison.")
     search = None
     if wants_gan:
+        judge = load_judge()
         if cfg.generator_snapshots and isinstance(generator, (str, Path)) and list_snapshots(generator):
             from ..eval.selection import choose_snapshot
 
