@@ -123,18 +123,10 @@ class SyntheticRecipe(JsonConfig):
                             f"{self.start} and {self.finish}")
         if self.cap <= 0:
             problems.append(f"cap must be > 0, got {self.cap}")
-        if self.filter not in FILTERS:
-            problems.append(f"filter must be one of {FILTERS}, got {self.filter!r}")
         if not 0 <= self.threshold <= 1:
             problems.append(f"threshold must lie in [0, 1], got {self.threshold}")
-        if self.loss not in LOSSES:
-            problems.append(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.remix < 0:
             problems.append(f"remix must be >= 0 (0: off), got {self.remix}")
-        if self.finish_layers not in FINISH_LAYERS:
-            problems.append(f"finish_layers must be one of {FINISH_LAYERS}, got {self.finish_layers!r}")
-        if self.rejected not in REJECTED:
-            problems.append(f"rejected must be one of {REJECTED}, got {self.rejected!r}")
         if self.fill_to < 0:
             problems.append(f"fill_to must be >= 0 (0: size the bank by cap), got {self.fill_to}")
         if not 0 <= self.band_low < self.band_high <= 1:
@@ -142,10 +134,10 @@ class SyntheticRecipe(JsonConfig):
                             f"and {self.band_high}")
         if self.overgenerate < 1:
             problems.append(f"overgenerate must be >= 1, got {self.overgenerate}")
-        if self.select not in SELECTIONS:
-            problems.append(f"select must be one of {SELECTIONS}, got {self.select!r}")
-        if self.prior not in PRIORS:
-            problems.append(f"prior must be one of {PRIORS}, got {self.prior!r}")
+        for name, choices in (("filter", FILTERS), ("loss", LOSSES), ("finish_layers", FINISH_LAYERS),
+                              ("rejected", REJECTED), ("select", SELECTIONS), ("prior", PRIORS)):
+            if getattr(self, name) not in choices:
+                problems.append(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         if self.finish_layers == "head" and self.finish == 0:
             problems.append("finish_layers='head' needs a finish phase (finish > 0)")
         if problems:
