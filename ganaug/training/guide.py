@@ -16,6 +16,7 @@ downstream benchmark's judge, a :class:`~ganaug.eval.ReferenceClassifier`'s mode
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ from ..artifacts import weights_digest
 from ..data.dataset import LabelledImages
 from ..errors import GanaugError
 from ..longtail.selection import ClassBands, head_input, penultimate
-from .config import GUIDE_LOSSES
+from .config import GUIDE_LOSSES, TrainConfig
 
 
 class Guide:
@@ -57,3 +58,20 @@ class Guide:
             return self.weight * F.cross_entropy(logits.float(), y)
         beyond = self.bands.distance(features.float(), y) - self.bands.outer.to(features.device).float()[y]
         return self.weight * F.relu(beyond).mean()
+
+
+def guide_for_run(guide: nn.Module | None, cfg: TrainConfig, data: LabelledImages, value_range: tuple[float, float],
+                  device: torch.device, ckpt: dict | None, out: Path) -> Guide | None:
+    """The run's :class:`Guide` (None without one), after checking that a classifier and a weight
+    come together and that a resumed run keeps the classifier it started with."""
+    if (cfg.guide_weight > 0) != (guide is not None):
+        raise GanaugError("a guide needs both a classifier and a weight: pass guide= (ganaug train --guide FOLDER) "
+                          "with guide_weight > 0 (--guide-weight), or neither."
+                          + (" This run was started with a guide; resume it with the same one." if ckpt else ""))
+    guider = Guide(guide, cfg.guide_loss, cfg.guide_weight, cfg.guide_band, data, value_range,
+                   device) if guide is not None else None
+    digest = guider.digest if guider else None
+    if ckpt is not None and ckpt.get("guide") != digest:
+        raise GanaugError(f"run {str(out)!r} was guided by the classifier with weights digest {ckpt.get('guide')}, "
+                          f"not by {digest or 'none'}; resume with the same guide, or start a new run.")
+    return guider

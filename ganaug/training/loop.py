@@ -36,7 +36,7 @@ from .diffaugment import diff_augment
 from .distributed import Dist, broadcast_buffers, check_consistency, distributed, sync_buffers, wrap_ddp
 from .distributed import pick_device as pick_device
 from .ema import make_ema, update_ema
-from .guide import Guide
+from .guide import guide_for_run
 from .losses import conditioning_strength, d_loss, feature_matching, g_loss, lecam_penalty, orthogonal_penalty
 from .rundir import (METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_losses, run_commands, run_lock,
                      snapshot_path, truncate_metrics)
@@ -137,15 +137,7 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
     amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
     if cfg.precision == "bf16":
         require_native_bf16(device, "--precision fp32")
-    if (cfg.guide_weight > 0) != (guide is not None):
-        raise GanaugError("a guide needs both a classifier and a weight: pass guide= (ganaug train --guide FOLDER) "
-                          "with guide_weight > 0 (--guide-weight), or neither."
-                          + (" This run was started with a guide; resume it with the same one." if ckpt else ""))
-    guider = Guide(guide, cfg.guide_loss, cfg.guide_weight, cfg.guide_band, data, model_config.value_range,
-                   device) if guide is not None else None
-    if ckpt is not None and ckpt.get("guide") != (guider.digest if guider else None):
-        raise GanaugError(f"run {str(out)!r} was guided by the classifier with weights digest {ckpt.get('guide')}, "
-                          f"not by {guider.digest if guider else 'none'}; resume with the same guide, or start a new run.")
+    guider = guide_for_run(guide, cfg, data, model_config.value_range, device, ckpt, out)
 
     # -- models, optimisers, state ------------------------------------------------------------
     torch.manual_seed(cfg.seed)
