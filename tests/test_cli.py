@@ -96,3 +96,28 @@ def test_demo_augments_a_long_tailed_slice(tmp_path, fmnist_dir):
     assert png.is_file() and png.stat().st_size > 10_000
     text = (tmp_path / "demo" / "demo.txt").read_text()
     assert "balance('not majority'): [60, 60, 60, 60, 60, 60, 60, 60, 60, 60]" in text
+
+
+def test_train_cli_takes_a_reference_classifier_as_guide(tmp_path, class_folders, capsys):
+    import json
+
+    import torch
+
+    from ganaug.eval.classifier import SmallCNN
+    from ganaug.eval.reference import ReferenceClassifier, ReferenceConfig
+
+    def reference(folder, classes):
+        torch.manual_seed(0)
+        cfg = ReferenceConfig(channels=3, image_size=32, class_names=classes, width=4, real_test_accuracy=0.5,
+                              trained_on={"source": "test"}, tested_on={"source": "test"})
+        return ReferenceClassifier(SmallCNN(3, 2, 4), cfg).save(folder)
+
+    args = ["train", str(class_folders), "--steps", "2", "--batch-size", "4", "--g-width", "8", "--d-width", "8",
+            "--no-progress", "--guide-weight", "0.5", "--guide-loss", "band"]
+    out = tmp_path / "guided"
+    assert main([*args, "--out", str(out), "--guide", str(reference(tmp_path / "ref", ["cat", "dog"]))]) == 0
+    saved = json.loads((out / "run_config.json").read_text())
+    assert saved["guide"] and saved["train"]["guide_weight"] == 0.5 and saved["train"]["guide_loss"] == "band"
+    # a guide of other classes is refused before any training
+    assert main([*args, "--out", str(tmp_path / "other"), "--guide", str(reference(tmp_path / "ref2", ["a", "b"]))]) == 2
+    assert "knows the classes ['a', 'b'], not the data's ['cat', 'dog']" in capsys.readouterr().err
