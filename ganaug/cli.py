@@ -447,6 +447,9 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-max", type=int, default=None, help="size of the largest class (default: all it has)")
     p.add_argument("--generator", default=None,
                    help="reuse a generator trained on this training part (checked) instead of training one")
+    p.add_argument("--leaky-generator", action="store_true",
+                   help="accept a --generator that saw more than the training part (a shipped full-data one): "
+                   "its row is reported as a leaky upper bound and never recommended")
     p.add_argument("--generator-steps", type=int, default=d.generator_steps, help="steps of the generator run")
     p.add_argument("--generator-precision", default=d.generator_precision, choices=("auto", "fp32", "bf16", "fp16"),
                    help="autocast of the generator run (bf16: about twice as fast on a CPU with AVX-512 BF16)")
@@ -514,7 +517,7 @@ def _cmd_bench(a: argparse.Namespace) -> None:
         classifier_steps=a.classifier_steps, batch_size=a.batch_size, generator_steps=a.generator_steps,
         generator_snapshots=a.generator_snapshots, generator_precision=a.generator_precision,
         generator_guide=a.generator_guide, generator_guide_loss=a.generator_guide_loss,
-        variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n)
+        leaky_generator=a.leaky_generator, variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n)
     reference = ReferenceClassifier.load(a.reference) if a.reference else None
     from .training.loop import pick_device
 

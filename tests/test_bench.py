@@ -115,6 +115,7 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     summary = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
     ev = summary["generator"]["eval"]  # the generator is judged against the real test split
     assert ev["n"] == 40 and len(ev["class_fidelity_per_class"]) == 10 and ev["fid"] >= 0
+    assert len(ev["cas_per_class"]) == 10 and sum(ev["cas_per_class"]) / 10 == pytest.approx(ev["cas"])
     assert (tmp_path / "report" / "generator-eval" / "eval.json").is_file()
     # the judge was trained on the full training split; memorisation is checked against the
     # long-tailed images the generator saw
@@ -282,6 +283,22 @@ def test_a_generator_that_saw_more_data_is_refused(fmnist_dir, tmp_path):
     cfg = DownstreamConfig(imbalance_ratio=10, seeds=1, n_max=24, classifier_steps=1, batch_size=8, eval_n=0)
     with pytest.raises(GanaugError, match="would leak it into the comparison"):
         run_downstream(train, test, cfg, tmp_path / "r", generator=str(leaky), progress=False)
+    # measured anyway, as an upper bound: labelled in the verdict and the report, never recommended
+    cfg = dataclasses.replace(cfg, leaky_generator=True, variants=("balanced-softmax", "ganaug-recipe"),
+                              recipes=(SyntheticRecipe().to_dict(),))
+    summary = run_downstream(train, test, cfg, tmp_path / "r", generator=str(leaky), progress=False)
+    g, v = summary["generator"], summary["verdict"]
+    assert g["leaky"] and g["trained_on"]["num_images"] == len(train)
+    assert v["sentence"].startswith("ganaug-recipe (leaky upper bound)") and "LEAKY UPPER BOUND" in v["sentence"]
+    assert v["recommendation"] == "balanced-softmax"
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "| ganaug-recipe (leaky upper bound) |" in report and "its row is a leaky upper bound" in report
+
+
+def test_a_leaky_generator_is_never_recommended_even_when_it_wins():
+    r = {"plain": _result(0.50, [0.50]), "ganaug-recipe": _result(0.70, [0.70])}
+    assert verdict(r)["recommendation"] == "ganaug-recipe"
+    assert verdict(r, leaky=True)["recommendation"] == "plain"
 
 
 def test_bad_recipes_are_refused_before_any_training(tmp_path):

@@ -276,7 +276,11 @@ def test_eval_cli_end_to_end(tmp_path, monkeypatch):
     assert 0 <= result["reference_classifier"]["real_test_accuracy"] <= 1
     assert [r["class"] for r in result["per_class"]] == ["a", "b"]
     assert [(r["n_train"], r["n_real"]) for r in result["per_class"]] == [(12, 6), (12, 6)]
-    assert "| real train images | real images compared |" in (run / "eval" / "report.md").read_text()
+    # CAS per real test class, from the same predictions as the overall figure
+    per_cas = [r["cas"] for r in result["per_class"]]
+    assert all(6 * c == round(6 * c) for c in per_cas)
+    assert sum(6 * c for c in per_cas) / 12 == pytest.approx(o["cas"])
+    assert "| real train images | real images compared | fidelity | CAS |" in (run / "eval" / "report.md").read_text()
     for f in ("report.md", "samples.png", "closest_pairs.png", "per_class.png"):
         assert (run / "eval" / f).is_file(), f
     assert list((tmp_path / "cache" / "reference").iterdir())  # the reference classifier was cached

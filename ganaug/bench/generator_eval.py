@@ -9,20 +9,22 @@ from ..data.dataset import LabelledImages
 
 def evaluate_generator(gen, lt_train: LabelledImages, test: LabelledImages, reference, train_full: LabelledImages,
                        n: int, out: Path, progress: bool) -> dict:
-    """The generator's figures (FID, KID, precision/recall, class fidelity, memorisation of the
-    long-tailed images it was trained on) in the reference classifier's feature space."""
+    """The generator's figures (FID, KID, precision/recall, class fidelity, CAS, memorisation of the
+    long-tailed images it was trained on) in the reference classifier's feature space. CAS per class
+    bounds what its images can teach a classifier about that class."""
     from ..eval import EvalProtocol, ReferenceFeatures, cached_reference_classifier, evaluate, save_result
 
     if reference is None:
         reference = cached_reference_classifier(train_full, test, progress=progress)
     n = max(n - n % lt_train.num_classes, 4 * lt_train.num_classes)
     result = evaluate(gen.net, gen.config, lt_train, test, reference, ReferenceFeatures(reference),
-                      EvalProtocol(n=n, cas=False), progress=progress)
+                      EvalProtocol(n=n, cas=True), progress=progress)
     save_result(result, lt_train, out)
     o = result["overall"]
     return {"fid": o["fid"], "kid": o["kid"], "precision": o["precision"], "recall": o["recall"],
-            "class_fidelity": o["class_fidelity"],
+            "class_fidelity": o["class_fidelity"], "cas": o["cas"],
             "class_fidelity_per_class": [r["class_fidelity"] for r in result["per_class"]],
+            "cas_per_class": [r["cas"] for r in result["per_class"]],
             "precision_per_class": [r.get("precision") for r in result["per_class"]],
             "recall_per_class": [r.get("recall") for r in result["per_class"]],
             "memorisation_flagged_classes": result["memorisation"]["flagged_classes"],

@@ -13,11 +13,13 @@ GANAUG = "ganaug-recipe"
 WITHOUT_GENERATED = "recipe-without-generated"
 
 
-def verdict(results: dict[str, dict]) -> dict:
+def verdict(results: dict[str, dict], leaky: bool = False) -> dict:
     """The best baseline by validation (every variant without generated images), ganaug's recipe
     against it on test (per-seed paired differences), and what to recommend: ganaug only if it won
     on validation (where every choice is made) and that win held on test (where nothing is chosen;
-    a validation win that test does not confirm is not worth a generator)."""
+    a validation win that test does not confirm is not worth a generator). With a ``leaky``
+    generator (one that saw more than the training part) the margin is an upper bound, never a
+    recommendation."""
     val = {v: r["val_balanced_accuracy_mean"] for v, r in results.items()}
     classical = {v: m for v, m in val.items() if v in CLASSICAL or v == WITHOUT_GENERATED}
     out: dict = {}
@@ -37,8 +39,11 @@ def verdict(results: dict[str, dict]) -> dict:
                    margin_std=round(float(d.std()), 2) if len(d) > 1 else 0.0,
                    paired_differences=[round(x, 2) for x in paired], margin_val_points=round(margin_val, 2))
         won_val, won_test = margin_val > 0, float(d.mean()) > 0
-        out["recommendation"] = GANAUG if won_val and won_test else bc
-        if won_val and won_test:
+        out["recommendation"] = GANAUG if won_val and won_test and not leaky else bc
+        if leaky:
+            advice = (f"LEAKY UPPER BOUND, not a result: the generator saw more than the training part, so "
+                      f"this is what a generator of its quality could add at most; use {bc}.")
+        elif won_val and won_test:
             advice = f"It also won on validation ({margin_val:+.2f} points): use ganaug's recipe."
         elif won_val:
             advice = (f"It won on validation ({margin_val:+.2f} points), but test does not confirm it: "
@@ -46,7 +51,7 @@ def verdict(results: dict[str, dict]) -> dict:
         else:
             advice = f"It did not win on validation ({margin_val:+.2f} points): use {bc}, not ganaug."
         out["sentence"] = (
-            f"{GANAUG} {'beat' if won_test else 'did not beat'} the best baseline by validation ({bc}) on "
+            f"{GANAUG}{' (leaky upper bound)' if leaky else ''} {'beat' if won_test else 'did not beat'} the best baseline by validation ({bc}) on "
             f"test: {float(d.mean()):+.2f} +- {out['margin_std']:.2f} points of balanced accuracy (paired over "
             f"{len(d)} seeds). " + advice)
     elif classical:
@@ -71,8 +76,10 @@ def write_report(summary: dict, out: Path) -> None:
              "", f"**{summary['verdict'].get('sentence', '')}**", "",
              "| variant | balanced accuracy (test) | rare-class accuracy (test) | balanced accuracy (validation) |",
              "|---|---|---|---|"]
+    leaky = summary["generator"].get("leaky")
     for v, r in res.items():
-        lines.append(f"| {v} | {100 * r['balanced_accuracy_mean']:.2f} +- {100 * r['balanced_accuracy_std']:.2f} | "
+        label = f"{v} (leaky upper bound)" if leaky and v == GANAUG else v
+        lines.append(f"| {label} | {100 * r['balanced_accuracy_mean']:.2f} +- {100 * r['balanced_accuracy_std']:.2f} | "
                      f"{100 * r['rare_accuracy_mean']:.2f} | {100 * r['val_balanced_accuracy_mean']:.2f} |")
     v = summary["verdict"]
     if "paired_differences" in v:
@@ -108,18 +115,26 @@ def write_report(summary: dict, out: Path) -> None:
     if g["source"]:
         lines += ["", f"Generator: `{g['source']}`; trained only on the training part: "
                   f"{g['trained_on_training_part']}."]
+        if g.get("leaky"):
+            seen = g.get("trained_on") or {}
+            lines[-1] += (f" **It saw {seen.get('num_images')} images (class counts {seen.get('class_counts')}), "
+                          f"more than the training part's {sum(d['train_counts'])}: its row is a leaky upper "
+                          "bound, not a result.**")
     e = g.get("eval")
     if e:
         lines += ["", f"Generator evaluation ({e['n']} generated images against the real test split, in the "
                   f"feature space of a reference classifier with real-test accuracy "
                   f"{e['reference_real_test_accuracy']:.3f}; details in `generator-eval/report.md`): "
                   f"FID {e['fid']:.3f}, KID {e['kid']:.4f}, precision {e['precision']:.3f}, recall "
-                  f"{e['recall']:.3f}, class fidelity {e['class_fidelity']:.3f}; memorisation flagged in: "
+                  f"{e['recall']:.3f}, class fidelity {e['class_fidelity']:.3f}"
+                  + (f", CAS {e['cas']:.3f} (a classifier of generated images only, on the real test split)"
+                     if e.get("cas") is not None else "") + "; memorisation flagged in: "
                   f"{', '.join(e['memorisation_flagged_classes']) or 'no class'}.", "",
                   "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
                   "| real training images | " + " | ".join(str(n) for n in d["train_counts"]) + " |",
                   "| class fidelity | " + " | ".join(f"{f:.2f}" for f in e["class_fidelity_per_class"]) + " |"]
-        for field, label in (("precision_per_class", "precision"), ("recall_per_class", "recall")):
+        for field, label in (("cas_per_class", "CAS"), ("precision_per_class", "precision"),
+                             ("recall_per_class", "recall")):
             if field in e:
                 lines.append(f"| {label} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in e[field]) + " |")
     machines = sorted({run.get("machine", "not recorded") for r in res.values() for run in r["runs"]})

@@ -28,7 +28,7 @@ from ..errors import GanaugError
 from ..models import GANConfig, generate_images
 from .. import precision as arithmetic
 from . import metrics as M
-from .classifier import FitConfig, accuracy, fit_classifier, predict
+from .classifier import FitConfig, fit_classifier, predict
 from .features import FeatureSpace, ReferenceFeatures
 from .reference import ReferenceClassifier
 
@@ -115,7 +115,10 @@ def evaluate(G: torch.nn.Module, config: GANConfig, train: LabelledImages, test:
             # the judge's recipe, in fp32 here: a judge trained in bf16 still evaluates on CPUs without it
             fit = dataclasses.replace(fit, precision="fp32")
         clf = fit_classifier(fake, labels, K, fit, progress=progress, desc="CAS classifier")
-        cas = accuracy(clf, test.images, test.labels)
+        hit = (predict(clf, test.images)[1].argmax(1) == test.labels).float()
+        cas = hit.mean().item()
+        for c, row in enumerate(classes):  # per real test class: which classes the generated images teach
+            row["cas"] = hit[test.labels == c].mean().item() if (test.labels == c).any() else None
         timings["cas_s"] = time.perf_counter() - t
     overall["cas"] = cas
 

@@ -43,14 +43,14 @@ def summary_table(result: dict) -> str:
 
 def per_class_table(result: dict) -> str:
     # the real counts beside the figures: a class with few training images is where a generator fails
-    lines = ["| class | real train images | real images compared | fidelity | intra-FID | precision | recall | "
+    lines = ["| class | real train images | real images compared | fidelity | CAS | intra-FID | precision | recall | "
              "memorisation ratio (median) | copy-close |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["per_class"]:
         m = r.get("memorisation") or {}
         flag = " (flagged)" if m.get("flagged") else ""
         lines.append(f"| {r['class']} | {r.get('n_train', '-')} | {r.get('n_real', '-')} | "
-                     f"{_fmt(r['class_fidelity'])} | "
+                     f"{_fmt(r['class_fidelity'])} | {_fmt(r.get('cas'))} | "
                      f"{_fmt(r['fid'], 2)} | "
                      f"{_fmt(r.get('precision'))} | {_fmt(r.get('recall'))} | "
                      f"{_fmt(m.get('median_ratio'), 2)} | {_fmt(m.get('copy_close_fraction'))}{flag} |")
