@@ -258,7 +258,8 @@ def test_the_judge_can_guide_the_generator_and_the_band_shows_in_the_report(fmni
 
     train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=30)
     test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=5)
-    band = SyntheticRecipe(filter="band", fill_to=1.0, share=0.5, overgenerate=2.0, select="entropy").to_dict()
+    band = SyntheticRecipe(filter="band", fill_to=1.0, share=0.5, overgenerate=2.0, select="entropy",
+                           refresh=1).to_dict()
     cfg = DownstreamConfig(imbalance_ratio=10, seeds=1, n_max=24, classifier_steps=2, batch_size=16,
                            generator_steps=2, generator_guide=1.0, generator_guide_loss="band", eval_n=0,
                            variants=("balanced-softmax", "ganaug-recipe"), recipes=(band,))
@@ -273,6 +274,7 @@ def test_the_judge_can_guide_the_generator_and_the_band_shows_in_the_report(fmni
     assert all(b["generated_pool"] == 2 * (top - b["real"]) for b in bank.values())
     report = (tmp_path / "report" / "report.md").read_text()
     assert "| in_band |" in report and "| generated_pool |" in report and "CPU-seconds" in report
+    assert "CPU-seconds per classifier run" in report  # the refresh against the classifier in training
 
 
 def test_a_generator_that_saw_more_data_is_refused(fmnist_dir, tmp_path):

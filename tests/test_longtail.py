@@ -224,10 +224,53 @@ def test_overgenerating_keeps_the_hardest_images_under_the_judge(pkg):
     assert mix.bank_cpu_seconds > 0
 
 
+def test_refresh_chooses_the_hardest_for_the_classifier_in_training(pkg):
+    from ganaug.longtail.selection import hardness
+
+    real, judge = real_data(), PixelJudge()
+    trainee = PixelJudge()  # another classifier: the one "in training"
+    with torch.no_grad():
+        trainee.head.weight.copy_(torch.randn(3, 32 * 32, generator=torch.Generator().manual_seed(1)) * 0.01)
+    recipe = SyntheticRecipe(filter="none", cap=2.0, overgenerate=3.0, select="loss", refresh=2)
+    mix = SyntheticMix(real, str(pkg), recipe, judge=judge)
+    images_all, labels_all, _ = mix.tensors()
+    initial, labels_before = images_all[mix.n_real:].clone(), mix.synthetic_labels.clone()
+    pool = SyntheticDataset(str(pkg), {1: 60, 2: 24}, seed=0)
+    images, labels = pool.images(), pool.labels
+    loss = hardness(torch.softmax(trainee(images.float() / 127.5 - 1), 1).detach(), labels, "loss")
+    expected = {c: images[labels == c][torch.argsort(loss[labels == c], descending=True)[:n].sort().values]
+                for c, n in ((1, 20), (2, 8))}
+
+    def bank_is_trainees_choice():
+        return all(torch.equal(images_all[mix.n_real:][mix.synthetic_labels == c], e) for c, e in expected.items())
+
+    assert not bank_is_trainees_choice()  # the judge chose otherwise, or the test proves nothing
+    mix.refresh(trainee)
+    # the same tensor the training loop holds now has the trainee's hardest, in the same slots
+    assert bank_is_trainees_choice() and torch.equal(mix.synthetic_labels, labels_before)
+    # on the recipe's schedule: step 0 puts the judge's choice back (a mix serves several runs), then
+    # the refreshes fall evenly inside the mixing phase (steps 3 and 6 of 10)
+    mix.batch_sampler(steps=10, batch_size=8)
+    mix.before_step(trainee, 0)
+    assert torch.equal(images_all[mix.n_real:], initial)
+    for step in range(1, 3):
+        mix.before_step(trainee, step)
+    assert torch.equal(images_all[mix.n_real:], initial)
+    mix.before_step(trainee, 3)
+    assert bank_is_trainees_choice()
+    assert mix._refresh_steps(10) == {3, 6} and mix.refreshes == 2 and mix.refresh_cpu_seconds > 0
+    # a refresh needs tensors it can rewrite
+    pairs = [(real.images[i], int(real.labels[i])) for i in range(len(real))]
+    with pytest.raises(GanaugError, match="needs the real data as a LabelledImages"):
+        SyntheticMix(pairs, str(pkg), recipe, judge=judge)
+
+
 def test_new_recipe_fields_are_checked():
     for bad, match in (({"band_low": 0.5, "band_high": 0.4}, "band quantiles"), ({"overgenerate": 0.5}, "overgenerate"),
                        ({"select": "hardest"}, "select must be one of"), ({"fill_to": -1.0}, "fill_to"),
-                       ({"filter": "aid"}, "filter must be one of")):
+                       ({"filter": "aid"}, "filter must be one of"), ({"refresh": -1}, "refresh must be"),
+                       ({"refresh": 2, "overgenerate": 2.0}, "refresh needs"),  # select random: nothing to choose by
+                       ({"refresh": 2, "overgenerate": 2.0, "select": "loss", "filter": "soft"}, "refresh needs")):
         with pytest.raises(GanaugError, match=match):
             SyntheticRecipe(**bad)
     assert SyntheticRecipe(filter="none", select="entropy").uses_judge and not SyntheticRecipe(filter="none").uses_judge

@@ -313,7 +313,11 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
                                   cand[i]["val_balanced_accuracy_mean"]} for i in range(len(recipes))],
                   "chosen": best, "seeds": cfg.search_seeds}
         search["bank"] = mix_of(recipes[best]).report()
-        search["bank_cpu_seconds"] = round(mix_of(recipes[best]).bank_cpu_seconds, 1)
+        chosen_mix = mix_of(recipes[best])
+        search["bank_cpu_seconds"] = round(chosen_mix.bank_cpu_seconds, 1)
+        if chosen_mix.refreshes:  # per classifier run; unknown when every run was kept from an earlier process
+            search["refresh_cpu_seconds_per_run"] = round(
+                chosen_mix.refresh_cpu_seconds / chosen_mix.refreshes * recipes[best].refresh, 1)
         # The chosen recipe without generated images tells what they add, and is a baseline itself
         # (Remix and last-layer retraining need no generator). Without either it is exactly the
         # balanced-softmax baseline (same draws, same loss), so it is not trained twice.

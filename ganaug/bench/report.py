@@ -101,6 +101,9 @@ def write_report(summary: dict, out: Path) -> None:
         bank = s["bank"]
         cost = f" Building it (generating, judging, choosing) took {s['bank_cpu_seconds']:.0f} CPU-seconds." \
             if s.get("bank_cpu_seconds") is not None else ""
+        if s.get("refresh_cpu_seconds_per_run") is not None:
+            cost += (f" Choosing the bank again against the classifier in training cost "
+                     f"{s['refresh_cpu_seconds_per_run']:.0f} CPU-seconds per classifier run.")
         lines += ["", "Bank of the chosen recipe, per class (real images, images generated, generated kept, the "
                   "filter's pass rate, share of the generated draws; for the band filter, generated images "
                   f"inside, in and beyond the band).{cost}", "",

@@ -73,6 +73,10 @@ class SyntheticRecipe(JsonConfig):
     - ``overgenerate``: generate this many times the bank's size and choose among the images the
       filter lets through by ``select``: ``random`` (any), ``loss`` or ``entropy`` (the hardest
       under the judge first, as feedback-guided synthesis does);
+    - ``refresh``: how many times, evenly spread over the mixing phase, the choice among the
+      over-generated images is made again, the hardest for the classifier being trained first
+      (FreshBank-style feedback; needs ``select`` ``loss`` or ``entropy`` and ``overgenerate`` > 1);
+      0: the judge's choice holds for the whole run;
     - ``loss``: ``balanced-softmax`` (logit-adjusted with a label prior) or plain ``ce``;
     - ``prior``: the balanced softmax's label prior: ``drawn``, that of the batches actually drawn
       (the generated share shifts it towards the rare classes), or ``real``, that of the real
@@ -111,6 +115,7 @@ class SyntheticRecipe(JsonConfig):
     overgenerate: float = 1.0
     select: str = "random"
     prior: str = "drawn"
+    refresh: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -138,6 +143,13 @@ class SyntheticRecipe(JsonConfig):
                               ("rejected", REJECTED), ("select", SELECTIONS), ("prior", PRIORS)):
             if getattr(self, name) not in choices:
                 problems.append(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        if self.refresh < 0:
+            problems.append(f"refresh must be >= 0 (0: no refresh), got {self.refresh}")
+        if self.refresh and (self.select == "random" or self.overgenerate <= 1 or self.filter in ("soft", "confidence")):
+            problems.append("refresh needs over-generated images (overgenerate > 1) chosen by hardness (select "
+                            "'loss' or 'entropy'), with a filter whose labels and weights do not depend on the image "
+                            f"(not 'soft' or 'confidence'); got overgenerate {self.overgenerate}, select "
+                            f"{self.select!r}, filter {self.filter!r}")
         if self.finish_layers == "head" and self.finish == 0:
             problems.append("finish_layers='head' needs a finish phase (finish > 0)")
         if problems:
@@ -213,6 +225,9 @@ class SyntheticMix(Dataset):
         self.n_real = len(targets)
         self._real = real
         self._fast = isinstance(getattr(real, "images", None), torch.Tensor) and real.images.dtype == torch.uint8
+        if recipe.refresh and not self._fast:
+            raise GanaugError("a recipe with refresh > 0 rewrites the bank during training, which needs the real data "
+                              "as a LabelledImages (uint8 tensors, ganaug.load_images) and the tensors() path.")
 
         # the bank: generate (over-generate when choosing), judge, filter, choose per class;
         # rarer classes are drawn more often
@@ -253,10 +268,13 @@ class SyntheticMix(Dataset):
         self.generated_counts = pool.class_counts
         self.synthetic_labels = pool.labels[keep]
         self.synthetic_weights = weights[keep] * recipe.weight
-        self._bank_images = images[keep]
-        if self._fast and len(self._bank_images):  # fit the bank to the real tensors' format once
-            _, c, h, w = real.images.shape
-            self._bank_images = resize_uint8(convert_channels(self._bank_images, c), h, w)
+        self._bank_images = self._fit(images[keep])
+        # what a refresh chooses from: every image the filter let through, in the real images' format
+        self._candidates = (self._fit(images[passed]), pool.labels[passed]) if recipe.refresh else None
+        self._initial_bank = self._bank_images.clone() if recipe.refresh else None
+        self._all_images: torch.Tensor | None = None  # real + bank, made by tensors(); the bank a view of it
+        self._refresh_at: dict[int, set[int]] = {}
+        self.refresh_cpu_seconds, self.refreshes = 0.0, 0  # the cost of the refreshes done so far
         self.bank_cpu_seconds = time.process_time() - started  # generating, judging and choosing
         emptied = [gen.class_names[c] for c in range(k) if planned[c] and not kept[c]]
         if emptied:
@@ -280,6 +298,46 @@ class SyntheticMix(Dataset):
                                                                        gen.class_names), targets)
 
     # -- the bank ------------------------------------------------------------------------------
+    def _fit(self, images: torch.Tensor) -> torch.Tensor:
+        """Generated images in the real tensors' format (size, channels), fitted once."""
+        if not self._fast or not len(images):
+            return images
+        _, c, h, w = self._real.images.shape
+        return resize_uint8(convert_channels(images, c), h, w)
+
+    def refresh(self, model: torch.nn.Module) -> None:
+        """Choose the bank again among the over-generated images the filter let through: in each
+        class as many as before, the hardest for ``model`` (a classifier taking images in [-1, 1],
+        usually the one being trained) by the recipe's ``select``. ``before_step`` calls it on the
+        recipe's schedule; the bank is rewritten in place, so the tensors from ``tensors()`` follow."""
+        if self._candidates is None:
+            raise GanaugError("this mix was built without refresh; set SyntheticRecipe.refresh > 0.")
+        from ..eval.classifier import logits_of
+
+        started = time.process_time()
+        images, labels = self._candidates
+        probs = logits_of(model, images).softmax(1)
+        wanted = self.synthetic_counts.tolist()
+        keep = select_per_class(labels, torch.ones(len(labels), dtype=torch.bool), wanted, self.recipe.select, probs)
+        self._write_bank(images, labels, keep)
+        self.refresh_cpu_seconds += time.process_time() - started
+        self.refreshes += 1
+
+    def _write_bank(self, images: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor) -> None:
+        # class by class into the same slots, so the labels, weights and draws stay as they are
+        for c in range(self.num_classes):
+            slots = torch.nonzero(self.synthetic_labels == c).flatten()
+            if len(slots):
+                self._bank_images[slots] = images[torch.nonzero(keep & (labels == c)).flatten()]
+
+    def _refresh_steps(self, steps: int) -> set[int]:
+        """The steps at which ``before_step`` refreshes: ``refresh`` points evenly inside the mixing phase."""
+        if steps not in self._refresh_at:
+            mixing = [s for s in range(steps) if self.recipe.phase(s, steps) == "mix"]
+            n = self.recipe.refresh
+            self._refresh_at[steps] = {mixing[len(mixing) * i // (n + 1)] for i in range(1, n + 1)} if mixing else set()
+        return self._refresh_at[steps]
+
     @staticmethod
     def _judge(images: torch.Tensor, labels: torch.Tensor, k: int, judge: Any, features: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -337,11 +395,14 @@ class SyntheticMix(Dataset):
         if not self._fast:
             raise GanaugError("tensors() needs the real data as a LabelledImages (uint8 tensors); "
                               "iterate the dataset instead.")
+        if self._all_images is None:  # made once; the bank becomes a view, so a refresh shows through
+            self._all_images = torch.cat([self._real.images, self._bank_images])
+            self._bank_images = self._all_images[self.n_real:]
         labels = torch.cat([self._real.labels, self.synthetic_labels])
         if self.soft:
             labels = torch.nn.functional.one_hot(labels, self.num_classes).float()
             labels[self.n_real:] = self.synthetic_targets
-        return (torch.cat([self._real.images, self._bank_images]), labels,
+        return (self._all_images, labels,
                 torch.cat([torch.ones(self.n_real), self.synthetic_weights]))
 
     # -- batches and loss ----------------------------------------------------------------------
@@ -391,8 +452,14 @@ class SyntheticMix(Dataset):
     def before_step(self, model: torch.nn.Module, step: int, steps: int | None = None) -> None:
         """Call at the top of every step (after any ``model.train()``): in a head-only finish phase
         it freezes everything but the model's last ``nn.Linear`` and puts the body in eval mode, so
-        batch-norm statistics stay those learned with all the data. Otherwise it does nothing."""
+        batch-norm statistics stay those learned with all the data. With ``refresh``, step 0 puts
+        back the judge's choice (a mix serves several runs) and the refresh steps choose again
+        against ``model``. Otherwise it does nothing."""
         steps, _ = self._schedule(steps)
+        if self.recipe.refresh and step == 0:
+            self._bank_images.copy_(self._initial_bank)
+        if self.recipe.refresh and step in self._refresh_steps(steps):
+            self.refresh(model)
         if self.recipe.phase(step, steps) != "head":
             return
         heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
