@@ -31,8 +31,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    "--steps may extend it)")
     g = p.add_argument_group("data")
     g.add_argument("--split", default="train", help="split folder/prefix to read, where the data has splits")
-    g.add_argument("--image-size", type=int, default=32, choices=SUPPORTED_IMAGE_SIZES,
-                   help="images are resized (shorter side) and centre-cropped to this")
+    g.add_argument("--image-size", type=int, default=None, choices=SUPPORTED_IMAGE_SIZES,
+                   help="images are resized (shorter side) and centre-cropped to this (default 32, or the "
+                   "--init source's)")
     g.add_argument("--channels", type=int, choices=(1, 3), default=None,
                    help="1 = grey, 3 = RGB; default: grey if every image is grey")
     g.add_argument("--skip-unreadable", action="store_true",
@@ -40,8 +41,17 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-per-class", type=int, default=None,
                    help="use at most this many images per class (quick experiments)")
     _split_args(g)
+    f = p.add_argument_group("fine-tuning")
+    f.add_argument("--init", default=None, metavar="SOURCE",
+                   help="start from a trained generator (a package folder, hf-hub:org/name[@rev] or a run folder): "
+                   "its architecture, its G, and its D when it carries one; classes matched by name")
+    f.add_argument("--init-class", action="append", default=[], metavar="NEW=SOURCE_CLASS",
+                   help="a class the source never drew starts from this source class (default: the mean of the "
+                   "source's classes); repeatable")
+    f.add_argument("--freeze-d", type=int, default=d.freeze_d,
+                   help="FreezeD: keep the discriminator's first N blocks fixed")
     m = p.add_argument_group("model")
-    m.add_argument("--arch", default="sngan", choices=list_architectures(), help="architecture")
+    m.add_argument("--arch", default=None, choices=list_architectures(), help="architecture (default sngan)")
     m.add_argument("--g-width", type=int, default=None, help="generator base width (arch default if unset)")
     m.add_argument("--d-width", type=int, default=None, help="discriminator base width (arch default if unset)")
     m.add_argument("--z-dim", type=int, default=None, help="latent size (default 128)")
@@ -113,18 +123,28 @@ def _cmd_train(a: argparse.Namespace) -> None:
     from .training.distributed import from_env, torchrun_prefix
     from .training.rundir import RUN_CONFIG
 
+    if a.init and a.resume:
+        raise GanaugError("--init starts a new run from a trained generator and --resume continues a run from its "
+                          "checkpoint: give --init with a new --out folder, or --resume without --init to continue "
+                          "a run that was started with it.")
     run_cfg = Path(a.out) / RUN_CONFIG
     if a.resume and run_cfg.is_file():
         # A resumed run must see its data exactly as before: take size and channels from it.
         saved = json.loads(run_cfg.read_text())["model"]
         a.image_size, a.channels = saved["image_size"], saved["channels"]
-    data = load_split(a.data, split=a.split, test_fraction=a.test_fraction, image_size=a.image_size,
+    source = _init_source(a) if a.init else None
+    data = load_split(a.data, split=a.split, test_fraction=a.test_fraction, image_size=a.image_size or 32,
                       channels=a.channels, skip_unreadable=a.skip_unreadable, max_per_class=a.max_per_class,
                       class_from=a.class_from)
-    model_config = make_config(a.arch, data.num_classes, data.class_names,
-                               image_size=a.image_size, channels=data.channels,
-                               g_width=a.g_width, d_width=a.d_width, z_dim=a.z_dim,
-                               attn_resolution=a.attn_resolution, g_upsample=a.g_upsample)
+    if source is not None:
+        from .training.init import config_for_data
+
+        model_config = config_for_data(source, data.class_names, data.channels)
+    else:
+        model_config = make_config(a.arch or "sngan", data.num_classes, data.class_names,
+                                   image_size=a.image_size or 32, channels=data.channels,
+                                   g_width=a.g_width, d_width=a.d_width, z_dim=a.z_dim,
+                                   attn_resolution=a.attn_resolution, g_upsample=a.g_upsample)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     train_config = TrainConfig(**{k: v for k, v in vars(a).items() if k in fields})
     launch = from_env()
@@ -140,10 +160,36 @@ def _cmd_train(a: argparse.Namespace) -> None:
             raise GanaugError(f"the guide {a.guide!r} knows the classes {ref.config.class_names}, not the data's "
                               f"{data.class_names}; guide with a classifier trained on these classes.")
         guide = ref.model
+    init_classes = {}
+    for pair in a.init_class:
+        new, sep, old = pair.partition("=")
+        if not sep or not new or not old:
+            raise GanaugError(f"--init-class {pair!r} is not NEW=SOURCE_CLASS (a class of the data, a class of the source).")
+        init_classes[new] = old
     out = train(data, model_config, train_config, a.out, resume=a.resume, progress=not a.no_progress,
                 command=shlex.join([*torchrun_prefix(launch), "ganaug", *a.argv]), dist_timeout=a.dist_timeout,
-                guide=guide)
+                guide=guide, init=a.init, init_classes=init_classes)
     say(f"done: {out}")
+
+
+def _init_source(a: argparse.Namespace):
+    """The --init source's model config, after checking that the model options do not contradict it;
+    the image size defaults to the source's."""
+    from .training.init import load_source
+
+    src = load_source(a.init)[0].config
+    given = {k: getattr(a, k) for k in ("arch", "g_width", "d_width", "z_dim", "attn_resolution", "g_upsample")
+             if getattr(a, k) is not None}
+    clash = {k: v for k, v in given.items() if getattr(src, k) != v}
+    if clash:
+        raise GanaugError(f"--init takes the model from the source ({src.arch}, g_width {src.g_width}, d_width "
+                          f"{src.d_width}, z_dim {src.z_dim}); {clash} contradict it: leave those options out.")
+    if a.image_size is not None and a.image_size != src.image_size:
+        raise GanaugError(f"the --init source makes {src.image_size}px images, not {a.image_size}px; a GAN's layers "
+                          f"are tied to its resolution: use --image-size {src.image_size} (images are resized when "
+                          "loaded), or train from scratch.")
+    a.image_size = src.image_size
+    return src
 
 
 def _sample_parser(sub: argparse._SubParsersAction) -> None:
@@ -391,13 +437,16 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--license", default="other", help="license for the card's front matter")
     p.add_argument("--dataset", action="append", default=None, help="Hub dataset id for the card (repeatable)")
     p.add_argument("--repo", default="ORG/NAME", help="repo id to show in the card's usage snippet")
+    p.add_argument("--with-discriminator", action="store_true",
+                   help="add the run's last discriminator, so that `ganaug train --init` fine-tunes G and D "
+                   "together (sampling never reads it)")
 
 
 def _cmd_export(a: argparse.Namespace) -> None:
     from .hub import export_run
 
     out = export_run(a.run, a.out, dtype=a.dtype, eval_dir=a.eval, license=a.license,
-                     datasets=a.dataset, repo_hint=a.repo)
+                     datasets=a.dataset, repo_hint=a.repo, discriminator=a.with_discriminator)
     size = (out / "model.safetensors").stat().st_size / 2**20
     print(f"wrote {out} (model.safetensors {size:.1f} MiB)")
 

@@ -18,7 +18,7 @@ def card_text(data: ModelCardData, body: str) -> str:
 def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", local_hint: str | None = None,
                eval_result: dict | None = None,
                license: str = "other", datasets: list[str] | None = None,
-               grid_name: str | None = "samples.png") -> str:
+               grid_name: str | None = "samples.png", discriminator: bool = False) -> str:
     c, train = gen.config, gen.metadata.get("training", {})
     front = ModelCardData(library_name="ganaug", license=license, datasets=datasets or None,
                           tags=["ganaug", "gan", "class-conditional", "data-augmentation", c.arch])
@@ -28,7 +28,10 @@ def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", local_hint: str |
         f"# ganaug {c.arch} generator, {c.channels}x{c.image_size}x{c.image_size}, {c.num_classes} classes", "",
         "A class-conditional GAN generator packaged by ganaug: "
         "`model.safetensors` holds the EMA generator weights, `config.json` the architecture, "
-        "the class names and how it was trained.", "",
+        "the class names and how it was trained."
+        + (" It also holds the run's last discriminator (tensors under `discriminator.`), so that "
+           "`ganaug train DATA --init SOURCE` fine-tunes G and D together; sampling never reads it."
+           if discriminator else ""), "",
         "## Use", "", "```python", "import ganaug",
         (f'G = ganaug.load_generator("{local_hint}")  # or "hf-hub:{repo_hint}" once pushed'
          if local_hint else f'G = ganaug.load_generator("hf-hub:{repo_hint}")  # or the package folder'),

@@ -165,11 +165,13 @@ class Generator(ConfigDescribed, nn.Module):
         return self._runner(z, labels)
 
     # -- files -------------------------------------------------------------------------------
-    def save_pretrained(self, folder, *, dtype: str = "float32", card: str | None = None):
-        """Write ``model.safetensors`` + ``config.json`` (+ ``README.md`` if ``card``)."""
+    def save_pretrained(self, folder, *, dtype: str = "float32", card: str | None = None,
+                        discriminator: dict[str, torch.Tensor] | None = None):
+        """Write ``model.safetensors`` + ``config.json`` (+ ``README.md`` if ``card``; + the run's
+        discriminator state dict for fine-tuning if ``discriminator``)."""
         from .package import save_package
 
-        return save_package(self, folder, dtype=dtype, card=card)
+        return save_package(self, folder, dtype=dtype, card=card, discriminator=discriminator)
 
     @classmethod
     def from_pretrained(cls, source, *, revision: str | None = None, device=None) -> "Generator":

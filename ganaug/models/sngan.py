@@ -21,6 +21,8 @@ from .registry import get_spec, register_architecture
     description="ResNet generator with conditional BN; SN projection discriminator",
 )
 class SNGANGenerator(nn.Module):
+    one_hot_condition = True  # conditional BN reads a one-hot class vector (fine-tuning remaps its columns)
+
     def __init__(self, config: GANConfig):
         super().__init__()
         self.config = config

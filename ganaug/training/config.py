@@ -53,6 +53,8 @@ class TrainConfig(JsonConfig):
     guide_weight: float = 0.0
     guide_loss: str = "ce"
     guide_band: float = 0.95
+    # FreezeD (Mo et al. 2020): D's first freeze_d blocks stay fixed, for fine-tuning (ganaug train --init)
+    freeze_d: int = 0
     diffaugment: str = "auto"  # "auto", "off", or ops joined by commas: "color,translation,cutout"
     class_balanced: bool | None = None  # None: on when classes are imbalanced
     # BatchNorm statistics over groups of this many images (0: the whole batch of each process);
@@ -68,7 +70,7 @@ class TrainConfig(JsonConfig):
     device: str = "auto"
 
     def validate(self) -> "TrainConfig":
-        for name in ("snapshot_every", "bn_group"):
+        for name in ("snapshot_every", "bn_group", "freeze_d"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise GanaugError(f"{name} must be an integer >= 0, got {v!r}.")

@@ -37,6 +37,7 @@ from .distributed import Dist, broadcast_buffers, check_consistency, distributed
 from .distributed import pick_device as pick_device
 from .ema import make_ema, update_ema
 from .guide import guide_for_run
+from .init import freeze_discriminator, init_models
 from .losses import conditioning_strength, d_loss, feature_matching, g_loss, lecam_penalty, orthogonal_penalty
 from .rundir import (METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_losses, run_commands, run_lock,
                      snapshot_path, truncate_metrics)
@@ -65,7 +66,8 @@ class _BatchSampler:
 
 def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
           out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-          command: str | None = None, dist_timeout: float = 600.0, guide: torch.nn.Module | None = None) -> Path:
+          command: str | None = None, dist_timeout: float = 600.0, guide: torch.nn.Module | None = None,
+          init: str | Path | None = None, init_classes: dict[str, str] | None = None) -> Path:
     """Train a conditional GAN on ``data``, writing everything into ``out_dir``.
 
     With ``resume=True`` and a checkpoint in ``out_dir``, the saved model and training configs
@@ -76,15 +78,23 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
     ``dist_timeout`` (seconds) bounds every wait for the other processes. ``guide`` is a frozen
     classifier of these classes (a linear head, images in [-1, 1]) whose term enters G's loss with
     ``config.guide_weight`` (see ``ganaug/training/guide.py``); a resumed run needs the same one.
-    Returns the run folder.
+    ``init`` (a generator package, ``hf-hub:org/name@rev`` or a run folder) starts a new run from its
+    weights, classes matched by name (``init_classes`` maps a new class to a source class; see
+    ``ganaug/training/init.py``). Returns the run folder.
     """
+    if init is not None and resume:
+        raise GanaugError("init starts a new run from a trained generator and resume continues a run from its "
+                          "checkpoint: give --init for a new --out folder, or --resume (without --init) to "
+                          "continue a run that was started with it.")
     with distributed(config.device, dist_timeout) as (d, device):
         with run_lock(out_dir) if d.is_main else contextlib.nullcontext():
-            return _train(d, device, data, model_config, config, Path(out_dir), resume, progress, command, guide)
+            return _train(d, device, data, model_config, config, Path(out_dir), resume, progress, command, guide,
+                          init, init_classes)
 
 
 def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GANConfig, config: TrainConfig,
-           out: Path, resume: bool, progress: bool, command: str | None, guide: torch.nn.Module | None) -> Path:
+           out: Path, resume: bool, progress: bool, command: str | None, guide: torch.nn.Module | None,
+           init: str | Path | None, init_classes: dict[str, str] | None) -> Path:
     ckpt_path = out / CHECKPOINT_NAME
     if d.enabled:
         d.same("the training data", {**data.fingerprint(), "content": data.digest()},
@@ -144,8 +154,13 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
     G = build_generator(model_config).to(device)
     D = build_discriminator(model_config).to(device)
     G_ema = make_ema(G)
+    init_record = ckpt.get("init") if ckpt is not None else None
+    if init is not None:
+        init_record = init_models(init, model_config, G, G_ema, D, init_classes,
+                                  log=print if progress and d.is_main else (lambda m: None))
+    d_params = freeze_discriminator(D, cfg.freeze_d)  # FreezeD: D's lower blocks stay as they started
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(d_params, lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     scaler_g = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     scaler_d = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     for m in G.modules():
@@ -185,7 +200,7 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
         (out / RUN_CONFIG).write_text(json.dumps({
             "ganaug_version": __version__, "commands": commands, "model": model_config.to_dict(),
             "train": cfg.to_dict(), "data": {"source": data.source, **data.fingerprint()},
-            "processes": d.world_size, "guide": guider.digest if guider else None,
+            "processes": d.world_size, "guide": guider.digest if guider else None, "init": init_record,
         }, indent=2))
 
     # -- distributed: one model on every rank; each rank computes its rows of every batch -------
@@ -229,7 +244,7 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
             "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
             "scaler_g": scaler_g.state_dict(), "scaler_d": scaler_d.state_dict(),
-            "lecam_ema": lecam_ema, "guide": guider.digest if guider else None,
+            "lecam_ema": lecam_ema, "guide": guider.digest if guider else None, "init": init_record,
             # one state for every rank: they all draw the same stream (see distributed.py)
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []},
@@ -295,7 +310,8 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
             scaler_g.scale(loss_g).backward()
             scaler_g.step(opt_g)
             scaler_g.update()
-            D.requires_grad_(True)
+            for p in d_params:  # not D.requires_grad_(True): frozen blocks stay frozen
+                p.requires_grad_(True)
 
             # (3) EMA generator (after the ranks' buffers agree again)
             sync_buffers(d, G, D)

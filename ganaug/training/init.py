@@ -1,0 +1,218 @@
+"""Starting a run from a trained generator: ``train(init=SOURCE)``, ``ganaug train DATA --init SOURCE``.
+
+StyleGAN2-ADA (Karras et al. 2020) resumes a pretrained network on a small dataset: transfer
+lowers FID and converges far sooner than a run from scratch. FreezeD (Mo et al. 2020) keeps the
+discriminator's lower blocks fixed while fine-tuning (``TrainConfig.freeze_d``).
+
+SOURCE is a generator package (a folder or ``hf-hub:org/name@rev``) or a training run folder. Its
+generator (the EMA weights) starts both G and G's EMA; its discriminator starts D when it carries
+one (a package exported with ``--with-discriminator``, or a run folder), else D starts from
+scratch and the record says so. The architecture and image size must be the source's; the data's
+classes and channels may differ:
+
+- classes are matched by name; a class the source never drew gets the mean of the source's
+  class parameters (its one-hot gain/bias columns, its embedding rows), or those of a source class
+  named in ``init_classes`` ({"new class": "source class"});
+- grey <-> RGB is adapted at the image's two ends: G's last convolution (grey repeated into three
+  channels, or RGB averaged) and D's first block (the weights a grey image sees split over three
+  channels, or summed).
+
+The returned record (source, weights digest, class mapping, what D started from) goes into
+run_config.json and the checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..artifacts import WEIGHTS_NAME, is_hub_source, resolve, weights_digest
+from ..errors import GanaugError
+from ..models import GANConfig, build_discriminator
+from ..models.layers import ConditionalBatchNorm2d
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+# the layers that touch the image: where grey <-> RGB is adapted (G's output, D's input)
+_G_IMAGE_SIDE, _D_IMAGE_SIDE = "body.out_conv.", "blocks.0."
+_FREE_FIELDS = ("num_classes", "class_names", "channels")  # what a fine-tune may change
+
+
+def load_source(source: str | Path, revision: str | None = None):
+    """(the source's :class:`~ganaug.Generator`, its discriminator or None)."""
+    from ..hub import load_generator
+    from ..hub.package import load_package_discriminator
+
+    try:
+        gen = load_generator(source, revision=revision)
+    except GanaugError as e:
+        raise GanaugError(f"--init {str(source)!r} is not a generator to start from: {e}") from None
+    path = None if is_hub_source(source) else Path(source).expanduser()
+    if path is not None and (path / CHECKPOINT_NAME).is_file() and not (path / WEIGHTS_NAME).is_file():
+        D = build_discriminator(gen.config)
+        D.load_state_dict(load_checkpoint(path / CHECKPOINT_NAME)["D"], strict=True)
+        return gen, D
+    return gen, load_package_discriminator(resolve(source, revision))
+
+
+def config_for_data(source: GANConfig, class_names: list[str], channels: int) -> GANConfig:
+    """The source's model config with the data's classes and channels: what ``ganaug train --init`` trains."""
+    import dataclasses
+
+    return dataclasses.replace(source, num_classes=len(class_names), class_names=list(class_names),
+                               channels=channels).validate()
+
+
+def check_compatible(source: GANConfig, target: GANConfig, where: str) -> None:
+    if source.image_size != target.image_size:
+        raise GanaugError(f"{where} makes {source.image_size}px images and this run {target.image_size}px; a GAN's "
+                          f"layers are tied to its resolution: train at --image-size {source.image_size} (images are "
+                          "resized when loaded), or train from scratch.")
+    src, tgt = source.to_dict(), target.to_dict()
+    diff = [f"{k} {src.get(k)!r} -> {tgt.get(k)!r}" for k in sorted(set(src) | set(tgt))
+            if k not in _FREE_FIELDS and src.get(k) != tgt.get(k)]
+    if diff:
+        raise GanaugError(f"{where} is not the architecture this run builds ({'; '.join(diff)}); a fine-tune keeps "
+                          "the source's architecture (leave out --arch, --g-width, --d-width, --z-dim, "
+                          "--attn-resolution and --g-upsample with --init).")
+
+
+def init_models(source: str | Path, model_config: GANConfig, G: nn.Module, G_ema: nn.Module, D: nn.Module,
+                init_classes: dict[str, str] | None = None, log=print) -> dict:
+    """Load SOURCE's weights into the freshly built ``G``, ``G_ema`` and ``D`` of ``model_config``
+    (see the module docstring); returns the record of what was done."""
+    gen, src_d = load_source(source)
+    src_cfg, where = gen.config, f"the source {str(source)!r}"
+    check_compatible(src_cfg, model_config, where)
+    src_names, names = list(src_cfg.class_names), list(model_config.class_names)
+    init_classes = dict(init_classes or {})
+    bad = {new: old for new, old in init_classes.items() if new not in names or new in src_names or old not in src_names}
+    if bad:
+        raise GanaugError(f"--init-class {bad}: each must name a class of the data that the source does not know "
+                          f"and a class of the source ({src_names}).")
+    # per target class: the source class it copies (an index), or -1 for the mean of the source's classes
+    index = torch.tensor([src_names.index(n) if n in src_names else
+                          (src_names.index(init_classes[n]) if n in init_classes else -1) for n in names])
+    new = {n: init_classes.get(n, "mean") for n in names if n not in src_names}
+
+    k = model_config.num_classes
+    g_state = _adapt(gen.net.state_dict(), G, _class_axes(G, k, _one_hot(G)), index,
+                     src_cfg.channels, model_config.channels, _G_IMAGE_SIDE, image_input=False, where=where)
+    G.load_state_dict(g_state)
+    G_ema.load_state_dict(g_state)
+    d_from = "from scratch (the source carries no discriminator)"
+    if src_d is not None:
+        D.load_state_dict(_adapt(src_d.state_dict(), D, _class_axes(D, k, False), index,
+                                 src_cfg.channels, model_config.channels, _D_IMAGE_SIDE, image_input=True,
+                                 where=where))
+        d_from = "the source's"
+    _settle_spectral_norm(D, model_config)
+    matched = [n for n in names if n in src_names]
+    log(f"initialised from {source}: G from its generator, D {d_from}; classes matched by name: "
+        f"{matched or 'none'}" + (f"; new classes (from): {new}" if new else "")
+        + (f"; channels {src_cfg.channels} -> {model_config.channels}" if src_cfg.channels != model_config.channels
+           else ""))
+    if not matched:
+        log("no class of the data matches a class of the source: every class starts from the source's mean")
+    return {"source": str(source), "weights_sha256": weights_digest(gen.net), "source_classes": src_names,
+            "classes": {n: (src_names[int(i)] if n in src_names else None) for n, i in zip(names, index)},
+            "new_classes": new, "discriminator": "source" if src_d is not None else "scratch",
+            "channels": [src_cfg.channels, model_config.channels]}
+
+
+def freeze_discriminator(D: nn.Module, blocks: int) -> list[nn.Parameter]:
+    """FreezeD: fix D's first ``blocks`` blocks; returns the parameters that still train."""
+    if blocks > len(D.blocks) - 1:
+        raise GanaugError(f"freeze_d {blocks} would freeze every block of D ({len(D.blocks)}); FreezeD fixes the "
+                          f"lower blocks only: use at most {len(D.blocks) - 1}.")
+    for block in list(D.blocks)[:blocks]:
+        block.requires_grad_(False)
+    return [p for p in D.parameters() if p.requires_grad]
+
+
+# -- the weights ---------------------------------------------------------------------------------
+
+def _one_hot(G: nn.Module) -> bool:
+    """Whether G's conditional BN reads a one-hot class vector (its gain/bias tables have a class axis)."""
+    return bool(getattr(G, "one_hot_condition", False))
+
+
+def _class_axes(model: nn.Module, k: int, one_hot: bool) -> dict[str, int]:
+    """State-dict keys with a class axis, and which axis: class embeddings (axis 0) and, for a
+    one-hot condition, the conditional BN's gain/bias tables (axis 1). A spectral-norm vector is
+    listed when it runs along the class axis."""
+    axes: dict[str, int] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Embedding) and m.num_embeddings == k:
+            layers = [(name, m, 0)]
+        elif one_hot and isinstance(m, ConditionalBatchNorm2d):
+            layers = [(f"{name}.gain", m.gain, 1), (f"{name}.bias", m.bias, 1)]
+        else:
+            continue
+        for prefix, layer, axis in layers:
+            for key in layer.state_dict():
+                if key.endswith(("weight", "original")):
+                    axes[f"{prefix}.{key}"] = axis
+                elif (key.endswith("_u") and axis == 0) or (key.endswith("_v") and axis == 1):
+                    axes[f"{prefix}.{key}"] = 0  # u runs along the weight's rows, v along its columns
+    return axes
+
+
+def _adapt(state: dict[str, torch.Tensor], model: nn.Module, class_axes: dict[str, int], index: torch.Tensor,
+           c_src: int, c_tgt: int, image_side: str, image_input: bool, where: str) -> dict[str, torch.Tensor]:
+    """The source's ``state`` reshaped for ``model``: class axes gathered by ``index`` (-1: the mean
+    over the source's classes), grey <-> RGB adapted on the image side; anything else must match."""
+    target = model.state_dict()
+    out = {}
+    for key, t in target.items():
+        if key not in state:
+            raise GanaugError(f"{where} has no tensor {key!r}; it was made by a ganaug whose layers differ. "
+                              "Export it again with this version, or train from scratch.")
+        s = state[key].to(t.dtype)
+        if key in class_axes:
+            s = _gather(s, class_axes[key], index)
+        if s.shape != t.shape and key.startswith(image_side) and c_src != c_tgt:
+            # a spectral-norm vector over (channels x kernel) has no clean channel axis: the run's own
+            # starts, and power iterations settle it (_settle_spectral_norm)
+            s = t.clone() if key.endswith(("_u", "_v")) else _channels(s, t.shape, c_src, c_tgt, image_input)
+        if s.shape != t.shape:
+            raise GanaugError(f"tensor {key!r} of {where} has shape {tuple(s.shape)} where this run needs "
+                              f"{tuple(t.shape)}; the source does not fit this model.")
+        if key.endswith(("_u", "_v")):  # spectral-norm vectors are unit vectors
+            s = torch.nn.functional.normalize(s, dim=0, eps=1e-12)
+        out[key] = s
+    return out
+
+
+def _gather(s: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tensor:
+    mean = s.mean(axis, keepdim=True)
+    rows = [mean if i < 0 else s.narrow(axis, int(i), 1) for i in index]
+    return torch.cat(rows, axis)
+
+
+def _channels(s: torch.Tensor, shape: torch.Size, c_src: int, c_tgt: int, image_input: bool) -> torch.Tensor:
+    """Grey <-> RGB on the one axis where ``s`` and ``shape`` differ by the channel counts."""
+    axes = [a for a in range(s.dim()) if s.shape[a] != shape[a]]
+    if len(axes) != 1 or (s.shape[axes[0]], shape[axes[0]]) != (c_src, c_tgt):
+        return s  # not a channel axis: the shape check reports it
+    a = axes[0]
+    # D reads the image on axis 1 of a dense convolution: a grey image copied into three channels
+    # must give the same response, so the weights split three ways (or, RGB -> grey, add up)
+    split = image_input and a == 1
+    if c_tgt > c_src:
+        return s.repeat_interleave(c_tgt, a) / (c_tgt if split else 1)
+    return s.sum(a, keepdim=True) if split else s.mean(a, keepdim=True)
+
+
+@torch.no_grad()
+def _settle_spectral_norm(D: nn.Module, config: GANConfig, iterations: int = 30) -> None:
+    """Power iterations on D's spectral-norm vectors, so that those gathered or reshaped above are
+    again the singular vectors of their (adapted) weights before the first step."""
+    was = D.training
+    D.train()
+    x = torch.zeros(2, config.channels, config.image_size, config.image_size, device=next(D.parameters()).device)
+    y = torch.zeros(2, dtype=torch.int64, device=x.device)
+    for _ in range(iterations):
+        D(x, y)
+    D.train(was)
