@@ -499,6 +499,12 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--leaky-generator", action="store_true",
                    help="accept a --generator that saw more than the training part (a shipped full-data one): "
                    "its row is reported as a leaky upper bound and never recommended")
+    p.add_argument("--generator-init", default=None, metavar="SOURCE",
+                   help="fine-tune the generator from SOURCE (a package, hf-hub:org/name[@rev] or a run folder) on "
+                   "the training part instead of training it from scratch; a source that saw the test split is "
+                   "refused, one that saw the training split needs --leaky-generator")
+    p.add_argument("--generator-freeze-d", type=int, default=d.generator_freeze_d,
+                   help="with --generator-init: FreezeD, the source discriminator's first N blocks stay fixed")
     p.add_argument("--generator-steps", type=int, default=d.generator_steps, help="steps of the generator run")
     p.add_argument("--generator-precision", default=d.generator_precision, choices=("auto", "fp32", "bf16", "fp16"),
                    help="autocast of the generator run (bf16: about twice as fast on a CPU with AVX-512 BF16)")
@@ -566,7 +572,8 @@ def _cmd_bench(a: argparse.Namespace) -> None:
         classifier_steps=a.classifier_steps, batch_size=a.batch_size, generator_steps=a.generator_steps,
         generator_snapshots=a.generator_snapshots, generator_precision=a.generator_precision,
         generator_guide=a.generator_guide, generator_guide_loss=a.generator_guide_loss,
-        leaky_generator=a.leaky_generator, variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n)
+        leaky_generator=a.leaky_generator, generator_init=a.generator_init,
+        generator_freeze_d=a.generator_freeze_d, variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n)
     reference = ReferenceClassifier.load(a.reference) if a.reference else None
     from .training.loop import pick_device
 

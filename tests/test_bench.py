@@ -297,6 +297,38 @@ def test_a_generator_that_saw_more_data_is_refused(fmnist_dir, tmp_path):
     assert "| ganaug-recipe (leaky upper bound) |" in report and "its row is a leaky upper bound" in report
 
 
+def test_the_generator_can_be_fine_tuned_from_a_source_that_never_saw_the_test_split(fmnist_dir, tmp_path):
+    from tests.conftest import make_package
+
+    train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=30)
+    test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=2)
+    # a source of other data that knows six of the ten classes
+    pkg = make_package(tmp_path, classes=train.class_names[:6], steps=1, discriminator=True)
+    cfg = DownstreamConfig(imbalance_ratio=10, seeds=1, n_max=24, classifier_steps=1, batch_size=8, eval_n=0,
+                           generator_steps=2, generator_init=str(pkg), generator_freeze_d=1,
+                           variants=("balanced-softmax", "ganaug-recipe"), recipes=(SyntheticRecipe().to_dict(),))
+    summary = run_downstream(train, test, cfg, tmp_path / "r", progress=False)
+    ft = summary["generator"]["fine_tuned_from"]
+    assert ft["init"] == str(pkg) and not ft["overlaps_test"] and not ft["overlaps_training"]
+    assert summary["generator"]["trained_on_training_part"] and not summary["generator"]["leaky"]
+    rc = json.loads((tmp_path / "r" / "generator" / "run_config.json").read_text())
+    assert rc["init"]["source"] == str(pkg) and rc["init"]["classes"]["Bag"] is None and rc["train"]["freeze_d"] == 1
+    assert "Fine-tuned from" in (tmp_path / "r" / "report.md").read_text()
+    run_downstream(train, test, cfg, tmp_path / "r", progress=False)  # run again: continued, not restarted
+    with pytest.raises(GanaugError, match="started from"):  # the same folder, another source
+        run_downstream(train, test, dataclasses.replace(cfg, generator_init=str(tmp_path / "pkg-run")),
+                       tmp_path / "r", progress=False)
+    # a source that saw the test split is refused; one that saw the training split is a leaky upper bound
+    config = json.loads((pkg / "config.json").read_text())
+    for seen, message in ((test.source, "holds this benchmark's test images"), (train.source, "would leak")):
+        config["training"]["data"]["source"] = seen
+        (pkg / "config.json").write_text(json.dumps(config))
+        with pytest.raises(GanaugError, match=message):
+            run_downstream(train, test, cfg, tmp_path / "other", progress=False)
+    with pytest.raises(GanaugError, match="give one of them"):
+        run_downstream(train, test, cfg, tmp_path / "other", generator=str(pkg), progress=False)
+
+
 def test_a_leaky_generator_is_never_recommended_even_when_it_wins():
     r = {"plain": _result(0.50, [0.50]), "ganaug-recipe": _result(0.70, [0.70])}
     assert verdict(r)["recommendation"] == "ganaug-recipe"

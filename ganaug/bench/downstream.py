@@ -27,6 +27,7 @@ from ..errors import GanaugError
 from ..artifacts import weights_digest
 from ..longtail import SyntheticMix, SyntheticRecipe, adjust_logits, balanced_accuracy, choose_tau, log_prior
 from .claim import Busy, claim
+from .generator_source import train_generator
 from .report import WITHOUT_GENERATED, verdict, write_report
 from .resnet import SmallResNet
 from ..data.splits import carve_test, carve_validation
@@ -81,6 +82,10 @@ class DownstreamConfig:
     # (TrainConfig.guide_weight; 0: none) and term ("ce" or "band", ganaug/training/guide.py)
     generator_guide: float = 0.0
     generator_guide_loss: str = "ce"
+    # fine-tune the generator from this package / hf-hub source / run folder instead of training from
+    # scratch (ganaug/training/init.py), its discriminator's first generator_freeze_d blocks fixed
+    generator_init: str | None = None
+    generator_freeze_d: int = 0
     # keep this many evenly spaced snapshots of the generator and use the one that scores best on
     # validation (per-class fidelity and recall in the judge's features); 0: the last step
     generator_snapshots: int = 0
@@ -133,6 +138,9 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
     if not cfg.recipes and "ganaug-recipe" in cfg.variants:
         raise GanaugError("ganaug-recipe needs at least one recipe candidate.")
     recipes = [SyntheticRecipe.from_dict(r) for r in cfg.recipes]  # bad recipes fail before any training
+    if generator is not None and cfg.generator_init:
+        raise GanaugError("--generator uses a generator as it is and --generator-init fine-tunes one on the training "
+                          "part; give one of them.")
     out.mkdir(parents=True, exist_ok=True)
     log = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
 
@@ -237,18 +245,12 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
 
     # 3. the generator: trained on the training part only (checked, not assumed); a guided one after
     # the judge, an unguided one first (another process may train the judge meanwhile)
-    gen = gen_eval = trained_on = choice = None
+    gen = gen_eval = trained_on = choice = init_source = None
+    leaky = False
     if wants_gan:
         if generator is None:
-            mc = ganaug.make_config("sngan", k, lt_train.class_names, image_size=lt_train.image_size,
-                                    channels=lt_train.channels)
-            every = cfg.generator_steps // cfg.generator_snapshots if cfg.generator_snapshots else 0
-            tc = ganaug.TrainConfig(steps=cfg.generator_steps, snapshot_every=every, device=str(device),
-                                    precision=cfg.generator_precision, guide_weight=cfg.generator_guide,
-                                    guide_loss=cfg.generator_guide_loss)
-            run = ganaug.train(lt_train, mc, tc, out / "generator", resume=True, progress=progress,
-                               guide=load_judge() if cfg.generator_guide > 0 else None)
-            generator = run
+            generator, init_source = train_generator(lt_train, cfg, out / "generator", device, progress, train_full,
+                                                     test, load_judge if cfg.generator_guide > 0 else None)
         gen = generator if isinstance(generator, ganaug.Generator) else ganaug.load_generator(generator)
         if gen.class_names != lt_train.class_names:
             raise GanaugError(f"the generator's classes {gen.class_names} are not the data's "
@@ -261,6 +263,12 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
                               "that saw more data would leak it into the comparison. Train one on this part "
                               "(leave out --generator), or pass --leaky-generator to measure it as an upper "
                               "bound that is labelled so and never recommended.")
+        if init_source and init_source["overlaps_training"] and not cfg.leaky_generator:
+            raise GanaugError(f"the --generator-init source saw {init_source['source']!r} ({init_source['num_images']} "
+                              f"images), the split this training part was cut from: the rare classes' left-out images "
+                              "would leak into the comparison. Fine-tune from a generator trained on other data, or "
+                              "pass --leaky-generator to measure it as an upper bound.")
+        leaky = trained_on is False or bool(init_source and init_source["overlaps_training"])
     search = None
     if wants_gan:
         judge = load_judge()
@@ -333,10 +341,11 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
                  "val_counts": val.class_counts(), "test_counts": test.class_counts(), "rare_classes": rare,
                  "class_names": lt_train.class_names},
         "generator": {"source": gen.source if gen else None, "trained_on_training_part": trained_on,
-                      "leaky": trained_on is False, "trained_on": (gen.metadata.get("training") or {}).get("data")
-                      if gen else None,
+                      "leaky": leaky, "trained_on": (gen.metadata.get("training") or {}).get("data")
+                      if gen else None, "fine_tuned_from": init_source and {"init": str(cfg.generator_init),
+                                                                            **init_source},
                       "snapshot_choice": choice, "eval": gen_eval},
-        "recipe_search": search, "results": results, "verdict": verdict(results, leaky=trained_on is False),
+        "recipe_search": search, "results": results, "verdict": verdict(results, leaky=leaky),
     }
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     write_report(summary, out)

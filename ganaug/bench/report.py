@@ -118,6 +118,11 @@ def write_report(summary: dict, out: Path) -> None:
     if g["source"]:
         lines += ["", f"Generator: `{g['source']}`; trained only on the training part: "
                   f"{g['trained_on_training_part']}."]
+        ft = g.get("fine_tuned_from")
+        if ft:
+            lines[-1] += (f" Fine-tuned from `{ft['init']}`, which saw `{ft['source']}` ({ft['num_images']} images, "
+                          f"class counts {ft['class_counts']}); it overlaps the split the training part was cut "
+                          f"from: {'yes' if ft['overlaps_training'] else 'no'}.")
         if g.get("leaky"):
             seen = g.get("trained_on") or {}
             lines[-1] += (f" **It saw {seen.get('num_images')} images (class counts {seen.get('class_counts')}), "

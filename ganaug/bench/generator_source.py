@@ -1,0 +1,79 @@
+"""The benchmark's generator: trained on the training part, from scratch or fine-tuned from a
+source (``bench-downstream --generator-init SOURCE``), and what that source saw.
+
+A fine-tuned generator carries its source's data into the comparison. A source that saw the test
+split is refused (its knowledge of the test images would flatter the recipe); one that saw the
+split the long-tailed training part was cut from (the rare classes' left-out images among them)
+makes the recipe's row a leaky upper bound, which needs ``--leaky-generator``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..data.dataset import LabelledImages
+from ..errors import GanaugError
+
+
+def _identity(source: str | None) -> tuple[str, str] | None:
+    """(real path, split) of a data source string, without the part/long-tail suffixes ganaug adds."""
+    if not source:
+        return None
+    base = source.split(" (")[0].split(" long-tailed")[0]
+    path, sep, split = base.rpartition(":") if ":" in base and not os.path.exists(base) else (base, "", "")
+    return os.path.realpath(path), split
+
+
+def source_data(seen: dict, train_full: LabelledImages, test: LabelledImages) -> dict:
+    """What the source generator saw and whether it overlaps the test split or the training split."""
+    src, tst = _identity(seen.get("source")), _identity(test.source)
+    carved = "stratified test part" in (test.source or "")
+    same_counts = seen.get("class_counts") == train_full.class_counts() and seen.get("num_images") == len(train_full)
+    return {"source": seen.get("source"), "num_images": seen.get("num_images"), "class_counts": seen.get("class_counts"),
+            "class_names": seen.get("class_names"),
+            # a test part carved from a folder overlaps anything trained on that whole folder
+            "overlaps_test": src is not None and (src == tst if not carved else src[0] == tst[0] and not src[1]),
+            "overlaps_training": same_counts or (src is not None and src == _identity(train_full.source))}
+
+
+def train_generator(lt_train: LabelledImages, cfg, out: Path, device: torch.device, progress: bool,
+                    train_full: LabelledImages, test: LabelledImages,
+                    guide: Callable[[], torch.nn.Module] | None) -> tuple[Path, dict | None]:
+    """The benchmark's generator run in ``out`` (continued if it is there) and, when fine-tuned, what
+    its source saw (:func:`source_data`)."""
+    import ganaug
+    from ..training.checkpoint import CHECKPOINT_NAME
+    from ..training.init import config_for_data, load_source
+    from ..training.rundir import RUN_CONFIG
+
+    every = cfg.generator_steps // cfg.generator_snapshots if cfg.generator_snapshots else 0
+    tc = ganaug.TrainConfig(steps=cfg.generator_steps, snapshot_every=every, device=str(device),
+                            precision=cfg.generator_precision, guide_weight=cfg.generator_guide,
+                            guide_loss=cfg.generator_guide_loss, freeze_d=cfg.generator_freeze_d)
+    info = None
+    if cfg.generator_init:
+        src, _ = load_source(cfg.generator_init)
+        info = source_data((src.metadata.get("training") or {}).get("data") or {}, train_full, test)
+        if info["overlaps_test"]:
+            raise GanaugError(f"the --generator-init source {cfg.generator_init!r} was trained on {info['source']!r}, "
+                              f"which holds this benchmark's test images ({test.source}); fine-tune from a generator "
+                              "that never saw them.")
+        mc = config_for_data(src.config, lt_train.class_names, lt_train.channels)
+    else:
+        mc = ganaug.make_config("sngan", lt_train.num_classes, lt_train.class_names, image_size=lt_train.image_size,
+                                channels=lt_train.channels)
+    started = (out / CHECKPOINT_NAME).is_file()
+    if started and cfg.generator_init:  # a killed benchmark continues its fine-tune, from the same source only
+        import json
+
+        recorded = (json.loads((out / RUN_CONFIG).read_text()).get("init") or {}).get("source")
+        if recorded != str(cfg.generator_init):
+            raise GanaugError(f"{str(out)!r} holds a generator run started from {recorded or 'scratch'}, not from "
+                              f"{cfg.generator_init!r}; use another --out folder.")
+    run = ganaug.train(lt_train, mc, tc, out, resume=started, progress=progress, guide=guide() if guide else None,
+                       init=None if started else cfg.generator_init)
+    return run, info
