@@ -503,6 +503,15 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="fine-tune the generator from SOURCE (a package, hf-hub:org/name[@rev] or a run folder) on "
                    "the training part instead of training it from scratch; a source that saw the test split is "
                    "refused, one that saw the training split needs --leaky-generator")
+    p.add_argument("--protocol", default=d.protocol, choices=("none", "same-classes", "new-classes"),
+                   help="transfer protocol: cut the training split into a public part (same-classes: half of each "
+                   "class; new-classes: the --public-classes) and a disjoint private part, which alone is made "
+                   "long-tailed; then --generator public (same classes) or --generator-init public uses a "
+                   "generator trained on the public part")
+    p.add_argument("--public-classes", nargs="+", default=list(d.public_classes),
+                   help="the public part's classes under --protocol new-classes")
+    p.add_argument("--public-generator-steps", type=int, default=None,
+                   help="steps of the public generator (default: --generator-steps)")
     p.add_argument("--generator-freeze-d", type=int, default=d.generator_freeze_d,
                    help="with --generator-init: FreezeD, the source discriminator's first N blocks stay fixed")
     p.add_argument("--generator-steps", type=int, default=d.generator_steps, help="steps of the generator run")
@@ -573,7 +582,8 @@ def _cmd_bench(a: argparse.Namespace) -> None:
         generator_snapshots=a.generator_snapshots, generator_precision=a.generator_precision,
         generator_guide=a.generator_guide, generator_guide_loss=a.generator_guide_loss,
         leaky_generator=a.leaky_generator, generator_init=a.generator_init,
-        generator_freeze_d=a.generator_freeze_d, variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n)
+        generator_freeze_d=a.generator_freeze_d, protocol=a.protocol, public_classes=tuple(a.public_classes),
+        public_generator_steps=a.public_generator_steps, variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n)
     reference = ReferenceClassifier.load(a.reference) if a.reference else None
     from .training.loop import pick_device
 

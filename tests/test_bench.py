@@ -329,6 +329,53 @@ def test_the_generator_can_be_fine_tuned_from_a_source_that_never_saw_the_test_s
         run_downstream(train, test, cfg, tmp_path / "other", generator=str(pkg), progress=False)
 
 
+def test_transfer_protocols_cut_a_public_part_off_before_the_long_tail(fmnist_dir):
+    from ganaug.bench.protocols import part_of, public_private
+
+    train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=30)
+    public, private = public_private(train, "same-classes")
+    assert public.class_counts() == [15] * 10 and private.class_counts() == [15] * 10
+    both = torch.cat([public.images, private.images]).flatten(1)
+    assert len(torch.unique(both, dim=0)) == len(torch.unique(train.images.flatten(1), dim=0))  # disjoint, all of it
+    assert (part_of(public.source), part_of(private.source), part_of(train.source)) == ("public", "private", None)
+    tops = ("T-shirt/top", "Pullover", "Dress", "Coat")
+    public, private = public_private(train, "new-classes", tops)
+    assert public.class_names == list(tops) and public.class_counts() == [30] * 4
+    assert private.class_names == [c for c in train.class_names if c not in tops] and len(private) == 180
+    shirts = private.images[private.labels == private.class_names.index("Shirt")]
+    assert torch.equal(shirts, train.images[train.labels == train.class_names.index("Shirt")])  # relabelled right
+    for bad in ((), ("Zebra",), tuple(train.class_names[:9])):
+        with pytest.raises(GanaugError, match="--public-classes"):
+            public_private(train, "new-classes", bad)
+
+
+def test_the_public_generator_of_a_protocol_is_used_as_it_is_or_fine_tuned(fmnist_dir, tmp_path):
+    train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=60)
+    test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=2)
+    base = DownstreamConfig(imbalance_ratio=10, seeds=1, n_max=24, classifier_steps=1, batch_size=8, eval_n=0,
+                            generator_steps=1, protocol="same-classes", public_generator_steps=2,
+                            variants=("balanced-softmax", "ganaug-recipe"), recipes=(SyntheticRecipe().to_dict(),))
+    as_is = run_downstream(train, test, base, tmp_path / "r", generator="public", progress=False)
+    g = as_is["generator"]
+    assert g["trained_on_training_part"] == "public part" and not g["leaky"]
+    assert as_is["data"]["public_counts"] == [30] * 10 and "protocol" in (tmp_path / "r" / "report.md").read_text()
+    tuned = run_downstream(train, test, dataclasses.replace(base, generator_init="public"), tmp_path / "r",
+                           progress=False)
+    ft = tuned["generator"]["fine_tuned_from"]
+    assert ft["public_part"] and not ft["overlaps_training"] and not tuned["generator"]["leaky"]
+    assert ft["init"] == str(tmp_path / "r" / "public-generator")  # the same public generator, trained once
+    # new classes: the private classes are all new to the public generator
+    new = dataclasses.replace(base, protocol="new-classes", generator_init="public",
+                              public_classes=("T-shirt/top", "Pullover", "Dress", "Coat"))
+    summary = run_downstream(train, test, new, tmp_path / "n", progress=False)
+    assert summary["data"]["class_names"] == ["Trouser", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    rc = json.loads((tmp_path / "n" / "generator" / "run_config.json").read_text())
+    assert set(rc["init"]["new_classes"]) == set(summary["data"]["class_names"])
+    with pytest.raises(GanaugError, match="pass --protocol"):
+        run_downstream(train, test, dataclasses.replace(base, protocol="none"), tmp_path / "x", generator="public",
+                       progress=False)
+
+
 def test_a_leaky_generator_is_never_recommended_even_when_it_wins():
     r = {"plain": _result(0.50, [0.50]), "ganaug-recipe": _result(0.70, [0.70])}
     assert verdict(r)["recommendation"] == "ganaug-recipe"

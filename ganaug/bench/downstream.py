@@ -27,7 +27,8 @@ from ..errors import GanaugError
 from ..artifacts import weights_digest
 from ..longtail import SyntheticMix, SyntheticRecipe, adjust_logits, balanced_accuracy, choose_tau, log_prior
 from .claim import Busy, claim
-from .generator_source import train_generator
+from .generator_source import same_data, train_generator, train_public_generator
+from .protocols import PROTOCOLS, public_private
 from .report import WITHOUT_GENERATED, verdict, write_report
 from .resnet import SmallResNet
 from ..data.splits import carve_test, carve_validation
@@ -86,6 +87,12 @@ class DownstreamConfig:
     # scratch (ganaug/training/init.py), its discriminator's first generator_freeze_d blocks fixed
     generator_init: str | None = None
     generator_freeze_d: int = 0
+    # a transfer protocol (ganaug/bench/protocols.py): the training split cut into a public part and a
+    # disjoint private one, which alone is made long-tailed; "--generator public" / "--generator-init
+    # public" use a generator trained on the public part (public_generator_steps, default generator_steps)
+    protocol: str = "none"
+    public_classes: tuple[str, ...] = ()
+    public_generator_steps: int | None = None
     # keep this many evenly spaced snapshots of the generator and use the one that scores best on
     # validation (per-class fidelity and recall in the judge's features); 0: the last step
     generator_snapshots: int = 0
@@ -103,12 +110,23 @@ def prepare_splits(train_full: LabelledImages, test: LabelledImages | None, cfg:
     """(training part, validation part, test). Data without a test split first loses a stratified
     test part (``test_fraction``, the same for every run). The rest is made long-tailed when
     ``imbalance_ratio`` is set, else taken as it is; the validation part is carved from that."""
+    return prepare_parts(train_full, test, cfg)[1:]
+
+
+def prepare_parts(train_full: LabelledImages, test: LabelledImages | None, cfg: DownstreamConfig
+                  ) -> tuple[LabelledImages | None, LabelledImages, LabelledImages, LabelledImages]:
+    """(public part or None, training part, validation part, test): :func:`prepare_splits`, and under
+    a transfer protocol the public part, split off before the rest is made long-tailed."""
     if test is None:
         small = [f"{train_full.class_names[c]} ({n})" for c, n in enumerate(train_full.class_counts()) if n < 3]
         if small:
             raise GanaugError(f"classes {', '.join(small)} have fewer than 3 images, too few to carve a training, "
                               "a validation and a test part; add images or drop those classes.")
         train_full, test = carve_test(train_full, cfg.test_fraction)
+    public = None
+    if cfg.protocol != "none":
+        public, train_full = public_private(train_full, cfg.protocol, cfg.public_classes)
+        test = _classes_of(test, train_full.class_names)
     lt = train_full if cfg.imbalance_ratio is None else long_tailed_split(train_full, cfg.imbalance_ratio, cfg.n_max)
     lt_train, val = carve_validation(lt, cfg.val_fraction)
     short = [lt.class_names[c] for c, n in enumerate(val.class_counts()) if n == 0]
@@ -116,7 +134,18 @@ def prepare_splits(train_full: LabelledImages, test: LabelledImages | None, cfg:
         raise GanaugError(f"classes {short} have no validation image (too few images for val_fraction "
                           f"{cfg.val_fraction:g}); every choice is made on validation, so each class needs "
                           "at least two images.")
-    return lt_train, val, test
+    return public, lt_train, val, test
+
+
+def _classes_of(data: LabelledImages, names: list[str]) -> LabelledImages:
+    """``data`` restricted to classes ``names`` (the private classes of a new-classes protocol)."""
+    if list(names) == data.class_names:
+        return data
+    from .protocols import _classes
+
+    part = _classes(data, list(names))
+    part.source = f"{data.source} (classes {', '.join(names)})"
+    return part
 
 
 def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg: DownstreamConfig,
@@ -138,6 +167,11 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
     if not cfg.recipes and "ganaug-recipe" in cfg.variants:
         raise GanaugError("ganaug-recipe needs at least one recipe candidate.")
     recipes = [SyntheticRecipe.from_dict(r) for r in cfg.recipes]  # bad recipes fail before any training
+    if cfg.protocol not in PROTOCOLS:
+        raise GanaugError(f"protocol must be one of {PROTOCOLS}, got {cfg.protocol!r}.")
+    if "public" in (generator, cfg.generator_init) and cfg.protocol == "none":
+        raise GanaugError("'public' names the generator of a transfer protocol's public part: pass --protocol "
+                          "same-classes or new-classes too.")
     if generator is not None and cfg.generator_init:
         raise GanaugError("--generator uses a generator as it is and --generator-init fine-tunes one on the training "
                           "part; give one of them.")
@@ -146,7 +180,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
 
     # 1. splits
     wants_gan = "ganaug-recipe" in cfg.variants
-    lt_train, val, test = prepare_splits(train_full, test, cfg)
+    public, lt_train, val, test = prepare_parts(train_full, test, cfg)
     k, counts = lt_train.num_classes, lt_train.class_counts()
     steps = classifier_steps(cfg, len(lt_train))
     log(f"training part: {counts}; validation: {val.class_counts()}; test: {test.class_counts()}; "
@@ -245,18 +279,25 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
 
     # 3. the generator: trained on the training part only (checked, not assumed); a guided one after
     # the judge, an unguided one first (another process may train the judge meanwhile)
-    gen = gen_eval = trained_on = choice = init_source = None
+    gen = gen_eval = trained_on = choice = init_source = init = None
     leaky = False
     if wants_gan:
+        if "public" in (generator, cfg.generator_init):  # trained once on the public part, kept
+            public_run = train_public_generator(public, cfg, out / "public-generator", device, progress)
+            generator = public_run if generator == "public" else generator
+        init = str(out / "public-generator") if cfg.generator_init == "public" else cfg.generator_init
         if generator is None:
             generator, init_source = train_generator(lt_train, cfg, out / "generator", device, progress, train_full,
-                                                     test, load_judge if cfg.generator_guide > 0 else None)
+                                                     test, load_judge if cfg.generator_guide > 0 else None, init,
+                                                     public)
         gen = generator if isinstance(generator, ganaug.Generator) else ganaug.load_generator(generator)
         if gen.class_names != lt_train.class_names:
             raise GanaugError(f"the generator's classes {gen.class_names} are not the data's "
                               f"{lt_train.class_names}; train one on this data (leave out --generator).")
         seen = (gen.metadata.get("training") or {}).get("data") or {}
         trained_on = all(seen.get(f) == v for f, v in lt_train.fingerprint().items()) if seen else None
+        if trained_on is False and public is not None and same_data(seen, public):
+            trained_on = "public part"  # the protocol's public generator as it is: disjoint from the private part
         if trained_on is False and not cfg.leaky_generator:
             raise GanaugError(f"the generator was trained on {seen.get('num_images')} images with class counts "
                               f"{seen.get('class_counts')}, not on this training part ({counts}); a generator "
@@ -281,7 +322,9 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
         if cfg.eval_n:
             from .generator_eval import evaluate_generator
 
-            gen_eval = evaluate_generator(gen, lt_train, test, reference, train_full, cfg.eval_n,
+            # the judge of the generator reads the classes the benchmark trains (a protocol may drop some)
+            gen_eval = evaluate_generator(gen, lt_train, test, reference,
+                                          _classes_of(train_full, lt_train.class_names), cfg.eval_n,
                                           out / "generator-eval", progress)
         # the generator by its weights, not its path: a retrained generator in the same folder is another one
         gen_key = [weights_digest(gen.net), (gen.metadata.get("training") or {}).get("steps")]
@@ -338,11 +381,13 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
     summary = {
         "ganaug_version": __version__, "config": dataclasses.asdict(cfg), "classifier_steps": steps,
         "data": {"train_full": train_full.source, "test": test.source, "train_counts": counts,
+                 "protocol": cfg.protocol, "public_counts": public.class_counts() if public else None,
+                 "public_classes": public.class_names if public else None,
                  "val_counts": val.class_counts(), "test_counts": test.class_counts(), "rare_classes": rare,
                  "class_names": lt_train.class_names},
         "generator": {"source": gen.source if gen else None, "trained_on_training_part": trained_on,
                       "leaky": leaky, "trained_on": (gen.metadata.get("training") or {}).get("data")
-                      if gen else None, "fine_tuned_from": init_source and {"init": str(cfg.generator_init),
+                      if gen else None, "fine_tuned_from": init_source and {"init": init,
                                                                             **init_source},
                       "snapshot_choice": choice, "eval": gen_eval},
         "recipe_search": search, "results": results, "verdict": verdict(results, leaky=leaky),

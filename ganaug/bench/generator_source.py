@@ -4,7 +4,9 @@ source (``bench-downstream --generator-init SOURCE``), and what that source saw.
 A fine-tuned generator carries its source's data into the comparison. A source that saw the test
 split is refused (its knowledge of the test images would flatter the recipe); one that saw the
 split the long-tailed training part was cut from (the rare classes' left-out images among them)
-makes the recipe's row a leaky upper bound, which needs ``--leaky-generator``.
+makes the recipe's row a leaky upper bound, which needs ``--leaky-generator``; under a transfer
+protocol (``ganaug/bench/protocols.py``) a source of the public part is disjoint from the training
+part by construction.
 """
 
 from __future__ import annotations
@@ -28,23 +30,46 @@ def _identity(source: str | None) -> tuple[str, str] | None:
     return os.path.realpath(path), split
 
 
-def source_data(seen: dict, train_full: LabelledImages, test: LabelledImages) -> dict:
-    """What the source generator saw and whether it overlaps the test split or the training split."""
+def same_data(seen: dict, data: LabelledImages) -> bool:
+    """Whether a generator's recorded training data (its fingerprint) is ``data``."""
+    return bool(seen) and all(seen.get(f) == v for f, v in data.fingerprint().items())
+
+
+def source_data(seen: dict, train_full: LabelledImages, test: LabelledImages,
+                public: LabelledImages | None = None) -> dict:
+    """What the source generator saw and whether it overlaps the test split or the training split
+    (a source of the protocol's ``public`` part does not)."""
     src, tst = _identity(seen.get("source")), _identity(test.source)
     carved = "stratified test part" in (test.source or "")
+    is_public = public is not None and same_data(seen, public)
     same_counts = seen.get("class_counts") == train_full.class_counts() and seen.get("num_images") == len(train_full)
     return {"source": seen.get("source"), "num_images": seen.get("num_images"), "class_counts": seen.get("class_counts"),
             "class_names": seen.get("class_names"),
             # a test part carved from a folder overlaps anything trained on that whole folder
             "overlaps_test": src is not None and (src == tst if not carved else src[0] == tst[0] and not src[1]),
-            "overlaps_training": same_counts or (src is not None and src == _identity(train_full.source))}
+            "overlaps_training": not is_public and (same_counts or (src is not None and src == _identity(
+                train_full.source))),
+            "public_part": is_public}
+
+
+def train_public_generator(public: LabelledImages, cfg, out: Path, device: torch.device, progress: bool) -> Path:
+    """The protocol's public generator: an SNGAN trained on the public part from scratch (the "Hub"
+    generator of the protocol), ``cfg.public_generator_steps`` steps; continued if it is there."""
+    import ganaug
+
+    mc = ganaug.make_config("sngan", public.num_classes, public.class_names, image_size=public.image_size,
+                            channels=public.channels)
+    tc = ganaug.TrainConfig(steps=cfg.public_generator_steps or cfg.generator_steps, device=str(device),
+                            precision=cfg.generator_precision)
+    return ganaug.train(public, mc, tc, out, resume=True, progress=progress)
 
 
 def train_generator(lt_train: LabelledImages, cfg, out: Path, device: torch.device, progress: bool,
                     train_full: LabelledImages, test: LabelledImages,
-                    guide: Callable[[], torch.nn.Module] | None) -> tuple[Path, dict | None]:
-    """The benchmark's generator run in ``out`` (continued if it is there) and, when fine-tuned, what
-    its source saw (:func:`source_data`)."""
+                    guide: Callable[[], torch.nn.Module] | None, init: str | None = None,
+                    public: LabelledImages | None = None) -> tuple[Path, dict | None]:
+    """The benchmark's generator run in ``out`` (continued if it is there), fine-tuned from ``init``
+    when given, and then what its source saw (:func:`source_data`)."""
     import ganaug
     from ..training.checkpoint import CHECKPOINT_NAME
     from ..training.init import config_for_data, load_source
@@ -55,11 +80,11 @@ def train_generator(lt_train: LabelledImages, cfg, out: Path, device: torch.devi
                             precision=cfg.generator_precision, guide_weight=cfg.generator_guide,
                             guide_loss=cfg.generator_guide_loss, freeze_d=cfg.generator_freeze_d)
     info = None
-    if cfg.generator_init:
-        src, _ = load_source(cfg.generator_init)
-        info = source_data((src.metadata.get("training") or {}).get("data") or {}, train_full, test)
+    if init:
+        src, _ = load_source(init)
+        info = source_data((src.metadata.get("training") or {}).get("data") or {}, train_full, test, public)
         if info["overlaps_test"]:
-            raise GanaugError(f"the --generator-init source {cfg.generator_init!r} was trained on {info['source']!r}, "
+            raise GanaugError(f"the --generator-init source {init!r} was trained on {info['source']!r}, "
                               f"which holds this benchmark's test images ({test.source}); fine-tune from a generator "
                               "that never saw them.")
         mc = config_for_data(src.config, lt_train.class_names, lt_train.channels)
@@ -67,13 +92,13 @@ def train_generator(lt_train: LabelledImages, cfg, out: Path, device: torch.devi
         mc = ganaug.make_config("sngan", lt_train.num_classes, lt_train.class_names, image_size=lt_train.image_size,
                                 channels=lt_train.channels)
     started = (out / CHECKPOINT_NAME).is_file()
-    if started and cfg.generator_init:  # a killed benchmark continues its fine-tune, from the same source only
+    if started and init:  # a killed benchmark continues its fine-tune, from the same source only
         import json
 
         recorded = (json.loads((out / RUN_CONFIG).read_text()).get("init") or {}).get("source")
-        if recorded != str(cfg.generator_init):
+        if recorded != str(init):
             raise GanaugError(f"{str(out)!r} holds a generator run started from {recorded or 'scratch'}, not from "
-                              f"{cfg.generator_init!r}; use another --out folder.")
+                              f"{init!r}; use another --out folder.")
     run = ganaug.train(lt_train, mc, tc, out, resume=started, progress=progress, guide=guide() if guide else None,
-                       init=None if started else cfg.generator_init)
+                       init=None if started else init)
     return run, info

@@ -68,6 +68,9 @@ def write_report(summary: dict, out: Path) -> None:
     res, names, cfg, d = summary["results"], summary["data"]["class_names"], summary["config"], summary["data"]
     split = (f"long-tailed split of the training data, imbalance ratio {cfg['imbalance_ratio']:g}"
              if cfg["imbalance_ratio"] is not None else "the data as it is")
+    if d.get("protocol", "none") != "none":
+        split = (f"the private part of the {d['protocol']} protocol, {split}; the public part "
+                 f"({', '.join(d['public_classes'])}: {d['public_counts']}) only trains the public generator")
     lines = ["# ganaug downstream benchmark", "",
              f"Training part ({split}): {d['train_counts']}; validation: {d['val_counts']}; test "
              f"({d['test']}): {d['test_counts']}. {cfg['seeds']} seeds per variant; the same ResNet, "
