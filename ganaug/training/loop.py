@@ -37,7 +37,7 @@ from .distributed import Dist, broadcast_buffers, check_consistency, distributed
 from .distributed import pick_device as pick_device
 from .ema import make_ema, update_ema
 from .guide import guide_for_run
-from .init import freeze_discriminator, init_models
+from .init import config_for_data, freeze_discriminator, init_models, load_source
 from .losses import conditioning_strength, d_loss, feature_matching, g_loss, lecam_penalty, orthogonal_penalty
 from .rundir import (METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_losses, run_commands, run_lock,
                      snapshot_path, truncate_metrics)
@@ -64,7 +64,7 @@ class _BatchSampler:
         return self.order[self.starts[cls] + pos]
 
 
-def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
+def train(data: LabelledImages, model_config: GANConfig | None, config: TrainConfig,
           out_dir: str | Path, *, resume: bool = False, progress: bool = True,
           command: str | None = None, dist_timeout: float = 600.0, guide: torch.nn.Module | None = None,
           init: str | Path | None = None, init_classes: dict[str, str] | None = None) -> Path:
@@ -80,12 +80,17 @@ def train(data: LabelledImages, model_config: GANConfig, config: TrainConfig,
     ``config.guide_weight`` (see ``ganaug/training/guide.py``); a resumed run needs the same one.
     ``init`` (a generator package, ``hf-hub:org/name@rev`` or a run folder) starts a new run from its
     weights, classes matched by name (``init_classes`` maps a new class to a source class; see
-    ``ganaug/training/init.py``). Returns the run folder.
+    ``ganaug/training/init.py``); ``model_config=None`` then takes the source's architecture with the
+    data's classes and channels. Returns the run folder.
     """
     if init is not None and resume:
         raise GanaugError("init starts a new run from a trained generator and resume continues a run from its "
                           "checkpoint: give --init for a new --out folder, or --resume (without --init) to "
                           "continue a run that was started with it.")
+    if model_config is None:
+        if init is None:
+            raise GanaugError("train() needs a model_config (ganaug.make_config), or init= to take the source's.")
+        model_config = config_for_data(load_source(init)[0].config, data.class_names, data.channels)
     with distributed(config.device, dist_timeout) as (d, device):
         with run_lock(out_dir) if d.is_main else contextlib.nullcontext():
             return _train(d, device, data, model_config, config, Path(out_dir), resume, progress, command, guide,
