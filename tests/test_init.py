@@ -160,3 +160,14 @@ def test_bad_fine_tuning_input_is_refused_with_what_to_do(grey_pkg, tmp_path, ca
     with pytest.raises(GanaugError, match="makes 32px images and this run 64px"):
         cfg = ganaug.make_config("sngan", 2, ["a", "b"], image_size=64, channels=1, g_width=8, d_width=8)
         init_models(grey_pkg, cfg, build_generator(cfg), build_generator(cfg), build_discriminator(cfg))
+
+
+def test_the_python_api_takes_the_sources_architecture(grey_pkg, tmp_path):
+    run = ganaug.train(data(("b", "a")), None, ganaug.TrainConfig(steps=1, batch_size=4), tmp_path / "run",
+                       init=str(grey_pkg), progress=False)
+    rc = json.loads((run / "run_config.json").read_text())
+    assert rc["model"]["g_width"] == 8 and rc["model"]["class_names"] == ["b", "a"] and rc["init"]["discriminator"] == "source"
+    with pytest.raises(GanaugError, match="needs a model_config"):
+        ganaug.train(data(("b", "a")), None, ganaug.TrainConfig(steps=1), tmp_path / "other", progress=False)
+    with pytest.raises(GanaugError, match="without --init"):
+        ganaug.train(data(("b", "a")), None, ganaug.TrainConfig(steps=2), run, init=str(grey_pkg), resume=True)
