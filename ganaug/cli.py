@@ -149,8 +149,8 @@ def _cmd_train(a: argparse.Namespace) -> None:
     train_config = TrainConfig(**{k: v for k, v in vars(a).items() if k in fields})
     launch = from_env()
     say = print if launch.is_main else (lambda *args, **kw: None)
-    say(f"data: {len(data)} images, {data.num_classes} classes, {data.channels}x"
-        f"{data.image_size}x{data.image_size} from {data.source}")
+    say(f"data: {len(data)} images, {data.num_classes} classes, {data.channels} channel(s) from {data.source}; "
+        f"image size {data.size_note()}")
     guide = None
     if a.guide:
         from .eval import ReferenceClassifier

@@ -122,6 +122,7 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     protocol = json.loads((tmp_path / "report" / "generator-eval" / "eval.json").read_text())["protocol"]
     assert protocol["train_split_for_memorisation"].endswith("long-tailed R=10 (train part)")
     assert set(summary["results"]) == set(CLASSICAL) | {"ganaug-recipe", "recipe-without-generated"}
+    assert summary["data"]["native_size"] == 28 and "enlarged 1.14x" in (tmp_path / "report" / "report.md").read_text()
     assert summary["recipe_search"]["without_generated"] == "recipe-without-generated"
     assert "without generated images (what they add) is `recipe-without-generated`" in \
         (tmp_path / "report" / "report.md").read_text()

@@ -23,6 +23,17 @@ def test_class_folders_are_resized_and_labelled(class_folders):
     assert img.shape == (3, 32, 32) and isinstance(label, int)
 
 
+def test_the_size_the_images_had_is_kept_and_said(tmp_path, fmnist_dir):
+    make_class_folders(tmp_path / "big", classes=("a", "b"), n=3, size=(300, 200))
+    big = load_images(tmp_path / "big", image_size=32)
+    assert big.native_size == 200 and big.subset(torch.tensor([0, 1])).native_size == 200
+    assert "median shorter side as stored 200 px, shrunk 6.2x" in big.size_note()
+    assert "the next size up, 64 px, has 4x the pixels" in big.size_note()
+    small = load_images(make_class_folders(tmp_path / "small", n=2), image_size=32)  # 20 x 24 px
+    assert small.native_size == 20 and "enlarged 1.60x" in small.size_note()
+    assert load_fashion_mnist(fmnist_dir, split="test", max_per_class=1).native_size == 28
+
+
 def test_grey_folders_stay_grey_and_channels_can_be_forced(tmp_path):
     root = make_class_folders(tmp_path / "g", mode="L")
     assert load_images(root).channels == 1

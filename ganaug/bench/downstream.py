@@ -184,7 +184,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
     k, counts = lt_train.num_classes, lt_train.class_counts()
     steps = classifier_steps(cfg, len(lt_train))
     log(f"training part: {counts}; validation: {val.class_counts()}; test: {test.class_counts()}; "
-        f"{steps} classifier steps of {cfg.batch_size}")
+        f"{steps} classifier steps of {cfg.batch_size}; image size {lt_train.size_note()}")
 
     # 2. the classifiers; every finished run is kept, so a killed benchmark continues where it stopped
     runs_dir = out / "runs"
@@ -384,7 +384,8 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
                  "protocol": cfg.protocol, "public_counts": public.class_counts() if public else None,
                  "public_classes": public.class_names if public else None,
                  "val_counts": val.class_counts(), "test_counts": test.class_counts(), "rare_classes": rare,
-                 "class_names": lt_train.class_names},
+                 "class_names": lt_train.class_names, "image_size": lt_train.image_size,
+                 "native_size": lt_train.native_size, "image_size_note": lt_train.size_note()},
         "generator": {"source": gen.source if gen else None, "trained_on_training_part": trained_on,
                       "leaky": leaky, "trained_on": (gen.metadata.get("training") or {}).get("data")
                       if gen else None, "fine_tuned_from": init_source and {"init": init,

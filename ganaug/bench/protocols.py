@@ -59,4 +59,5 @@ def _classes(data: LabelledImages, names: list[str]) -> LabelledImages:
     keep = torch.isin(data.labels, old)
     relabel = torch.full((data.num_classes,), -1, dtype=torch.int64)
     relabel[old] = torch.arange(len(names))
-    return LabelledImages(data.images[keep], relabel[data.labels[keep]], list(names), data.source)
+    return LabelledImages(data.images[keep], relabel[data.labels[keep]], list(names), data.source,
+                          native_size=data.native_size)

@@ -73,7 +73,8 @@ def write_report(summary: dict, out: Path) -> None:
                  f"({', '.join(d['public_classes'])}: {d['public_counts']}) only trains the public generator")
     lines = ["# ganaug downstream benchmark", "",
              f"Training part ({split}): {d['train_counts']}; validation: {d['val_counts']}; test "
-             f"({d['test']}): {d['test_counts']}. {cfg['seeds']} seeds per variant; the same ResNet, "
+             f"({d['test']}): {d['test_counts']}. Images seen by every classifier and the generator: "
+             f"{d.get('image_size_note', 'size not recorded')}. {cfg['seeds']} seeds per variant; the same ResNet, "
              f"{summary['classifier_steps']} steps of batch {cfg['batch_size']} (one-cycle Adam) and random "
              "shifts for all. Every choice (post-hoc tau, the recipe, the best baseline) is made on validation.",
              "", f"**{summary['verdict'].get('sentence', '')}**", "",

@@ -29,6 +29,8 @@ class LabelledImages(Dataset):
     class_names: list[str]
     source: str = ""
     skipped: list[str] = field(default_factory=list)  # unreadable files skipped on request
+    # the median shorter side of the images as stored, before they were fitted to image_size (None: unknown)
+    native_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -62,7 +64,17 @@ class LabelledImages(Dataset):
 
     def subset(self, index: torch.Tensor) -> "LabelledImages":
         return LabelledImages(self.images[index], self.labels[index], list(self.class_names),
-                              self.source)
+                              self.source, native_size=self.native_size)
+
+    def size_note(self) -> str:
+        """How far the images were resized, for logs and reports: a defect a few pixels wide in a
+        large image vanishes at 32 px."""
+        if not self.native_size:
+            return f"{self.image_size} px (size as stored unknown)"
+        factor = self.native_size / self.image_size
+        how = f"shrunk {factor:.1f}x" if factor > 1 else (f"enlarged {1 / factor:.2f}x" if factor < 1 else "as stored")
+        return (f"{self.image_size} px (median shorter side as stored {self.native_size} px, {how}; the next size "
+                f"up, {2 * self.image_size} px, has 4x the pixels and costs about 4x the compute per image)")
 
     def require(self, channels: int, image_size: int, class_names: list[str], what: str) -> None:
         """Raise unless these images have the given format and classes (``what`` names the user)."""

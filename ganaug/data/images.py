@@ -24,16 +24,20 @@ def is_image_file(name: str) -> bool:
 FITS = ("crop", "pad")
 
 
-def decode_image(data: bytes | str | Path, size: int, channels: int | None, fit: str = "crop") -> np.ndarray:
+def decode_image(data: bytes | str | Path, size: int, channels: int | None, fit: str = "crop",
+                 sizes: list[tuple[int, int]] | None = None) -> np.ndarray:
     """Decode one image and fit it to ``size`` x ``size``: (H, W, C) uint8.
 
     Aspect ratio is kept. ``crop``: the shorter side is resized (bicubic, antialiased) and the
     centre cropped; ``pad``: the longer side is resized and the rest filled with black, so
     nothing is cut off. ``channels=None`` keeps grey images grey and makes everything else RGB.
+    ``sizes`` collects each image's (width, height) as stored.
     """
     src = io.BytesIO(data) if isinstance(data, bytes) else data
     with Image.open(src) as img:
         img.load()
+        if sizes is not None:
+            sizes.append(img.size)
         grey = img.mode in _GREY_MODES
         if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
             # 16-bit / float grey: scale to 0..255 before converting, or it saturates.

@@ -214,10 +214,10 @@ def has_split(path: str | Path, split: str) -> bool:
 
 def _decode_all(items, class_names: list[str], source: str, image_size: int,
                 channels: int | None, skip_unreadable: bool) -> LabelledImages:
-    arrays, labels, bad = [], [], []
+    arrays, labels, bad, sizes = [], [], [], []
     for name, data, label in items:
         try:
-            arrays.append(decode_image(data, image_size, channels))
+            arrays.append(decode_image(data, image_size, channels, sizes=sizes))
             labels.append(label)
         except DECODE_ERRORS as e:
             bad.append(f"{name} ({type(e).__name__}: {e})")
@@ -231,8 +231,9 @@ def _decode_all(items, class_names: list[str], source: str, image_size: int,
         warnings.warn(f"skipped {len(bad)} unreadable image(s): {bad[:5]}", stacklevel=3)
     if not arrays:
         raise GanaugError(f"no readable images in {source!r}.")
+    native = int(np.median([min(w, h) for w, h in sizes]))
     return LabelledImages(stack_images(arrays, channels), torch.tensor(labels, dtype=torch.int64),
-                          class_names, source, skipped=bad)
+                          class_names, source, skipped=bad, native_size=native)
 
 
 def _find_idx(root: Path, split: str) -> tuple[Path, Path] | None:
@@ -284,4 +285,4 @@ def load_fashion_mnist(root: str | Path, *, split: str = "train", image_size: in
     x = resize_uint8(x, image_size)
     if channels == 3:
         x = x.repeat(1, 3, 1, 1)
-    return LabelledImages(x, y, list(FASHION_MNIST_CLASSES), f"{root}:{split}")
+    return LabelledImages(x, y, list(FASHION_MNIST_CLASSES), f"{root}:{split}", native_size=28)
