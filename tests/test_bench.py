@@ -66,6 +66,32 @@ def test_verdict_chooses_on_validation_and_pairs_seeds():
     assert v["recommendation"] == "balanced-softmax" and "test does not confirm it" in v["sentence"]
 
 
+def test_a_paired_bootstrap_over_test_images_says_when_a_difference_is_noise():
+    from ganaug.bench.bootstrap import decode_hits, encode_hits, paired_interval
+
+    labels = torch.arange(1000) % 10
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(1000, generator=g) < 0.7
+    hits = torch.rand(1000, generator=g) < 0.5
+    assert torch.equal(decode_hits(encode_hits(hits), 1000), hits)
+
+    def runs(*h):
+        return [{"balanced_accuracy": float(x.float().mean()), "test_hits": encode_hits(x)} for x in h]
+
+    better = base | (torch.arange(1000) % 5 == 0)  # right on a fifth more of the images, in every class
+    lo, hi = paired_interval(runs(better), runs(base), labels)
+    assert 0 < lo < hi
+    flip = base.clone()
+    flip[:4] = ~flip[:4]  # four images changed: noise
+    lo, hi = paired_interval(runs(flip), runs(base), labels)
+    assert lo <= 0 <= hi
+    assert paired_interval([{"balanced_accuracy": 0.5}], runs(base), labels) is None  # an old record
+    r = {"plain": {**_result(0.5, [0.0]), "runs": runs(base)}, "ganaug-recipe": {**_result(0.6, [0.0]), "runs": runs(flip)}}
+    v = verdict(r, test_labels=labels)
+    assert "95 % bootstrap interval over test images" in v["sentence"] and "within noise" in v["sentence"]
+    assert v["test_interval"][0] <= 0 <= v["test_interval"][1]
+
+
 def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -122,6 +148,7 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     protocol = json.loads((tmp_path / "report" / "generator-eval" / "eval.json").read_text())["protocol"]
     assert protocol["train_split_for_memorisation"].endswith("long-tailed R=10 (train part)")
     assert set(summary["results"]) == set(CLASSICAL) | {"ganaug-recipe", "recipe-without-generated"}
+    assert summary["verdict"]["test_interval"] is not None  # every run kept its test hits
     assert summary["data"]["native_size"] == 28 and "enlarged 1.14x" in (tmp_path / "report" / "report.md").read_text()
     assert summary["recipe_search"]["without_generated"] == "recipe-without-generated"
     assert "without generated images (what they add) is `recipe-without-generated`" in \

@@ -26,6 +26,7 @@ from ..data.dataset import LabelledImages
 from ..errors import GanaugError
 from ..artifacts import weights_digest
 from ..longtail import SyntheticMix, SyntheticRecipe, adjust_logits, balanced_accuracy, choose_tau, log_prior
+from .bootstrap import encode_hits
 from .claim import Busy, claim
 from .generator_source import same_data, train_generator, train_public_generator
 from .protocols import PROTOCOLS, public_private
@@ -205,7 +206,8 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
         conf = torch.zeros(k, k, dtype=torch.int64)
         conf.index_put_((test.labels, pred), torch.ones_like(pred), accumulate=True)
         return {"balanced_accuracy": bal, "val_balanced_accuracy": val_bal, "per_class": per,
-                "rare_accuracy": sum(per[c] for c in rare) / len(rare), "confusion": conf.tolist(), "tau": tau}
+                "rare_accuracy": sum(per[c] for c in rare) / len(rare), "confusion": conf.tolist(), "tau": tau,
+                "test_hits": encode_hits(pred == test.labels)}
 
     def kept_record(name: str, key: dict, need_weights: bool = False) -> dict | None:
         """The record of run ``name`` if it was made with these settings (and its weights are
@@ -391,7 +393,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
                       if gen else None, "fine_tuned_from": init_source and {"init": init,
                                                                             **init_source},
                       "snapshot_choice": choice, "eval": gen_eval},
-        "recipe_search": search, "results": results, "verdict": verdict(results, leaky=leaky),
+        "recipe_search": search, "results": results, "verdict": verdict(results, leaky=leaky, test_labels=test.labels),
     }
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     write_report(summary, out)

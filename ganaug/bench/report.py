@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from .bootstrap import LEVEL, paired_interval
 from .variants import CLASSICAL
 
 GANAUG = "ganaug-recipe"
@@ -13,13 +14,14 @@ GANAUG = "ganaug-recipe"
 WITHOUT_GENERATED = "recipe-without-generated"
 
 
-def verdict(results: dict[str, dict], leaky: bool = False) -> dict:
+def verdict(results: dict[str, dict], leaky: bool = False, test_labels: torch.Tensor | None = None) -> dict:
     """The best baseline by validation (every variant without generated images), ganaug's recipe
     against it on test (per-seed paired differences), and what to recommend: ganaug only if it won
     on validation (where every choice is made) and that win held on test (where nothing is chosen;
     a validation win that test does not confirm is not worth a generator). With a ``leaky``
     generator (one that saw more than the training part) the margin is an upper bound, never a
-    recommendation."""
+    recommendation. With ``test_labels`` and runs that kept their test hits, a paired bootstrap
+    interval over test images goes beside the spread over seeds (:mod:`ganaug.bench.bootstrap`)."""
     val = {v: r["val_balanced_accuracy_mean"] for v, r in results.items()}
     classical = {v: m for v, m in val.items() if v in CLASSICAL or v == WITHOUT_GENERATED}
     out: dict = {}
@@ -38,6 +40,13 @@ def verdict(results: dict[str, dict], leaky: bool = False) -> dict:
         out.update(margin_points=round(float(d.mean()), 2),
                    margin_std=round(float(d.std()), 2) if len(d) > 1 else 0.0,
                    paired_differences=[round(x, 2) for x in paired], margin_val_points=round(margin_val, 2))
+        interval = paired_interval(g["runs"], b["runs"], test_labels) if test_labels is not None else None
+        out["test_interval"] = list(interval) if interval else None
+        noise = ""
+        if interval:
+            within = interval[0] <= 0 <= interval[1]
+            noise = (f"; {int(100 * LEVEL)} % bootstrap interval over test images [{interval[0]:+.2f}, "
+                     f"{interval[1]:+.2f}]{': within noise' if within else ''}")
         won_val, won_test = margin_val > 0, float(d.mean()) > 0
         out["recommendation"] = GANAUG if won_val and won_test and not leaky else bc
         if leaky:
@@ -53,7 +62,7 @@ def verdict(results: dict[str, dict], leaky: bool = False) -> dict:
         out["sentence"] = (
             f"{GANAUG}{' (leaky upper bound)' if leaky else ''} {'beat' if won_test else 'did not beat'} the best baseline by validation ({bc}) on "
             f"test: {float(d.mean()):+.2f} +- {out['margin_std']:.2f} points of balanced accuracy (paired over "
-            f"{len(d)} seeds). " + advice)
+            f"{len(d)} seeds{noise}). " + advice)
     elif classical:
         out["sentence"] = f"best baseline by validation: {bc}."
     return out
