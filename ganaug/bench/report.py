@@ -86,7 +86,7 @@ def write_report(summary: dict, out: Path) -> None:
              f"{d.get('image_size_note', 'size not recorded')}. {cfg['seeds']} seeds per variant; the same ResNet, "
              f"{summary['classifier_steps']} steps of batch {cfg['batch_size']} (one-cycle Adam) and random "
              "shifts for all. Every choice (post-hoc tau, the recipe, the best baseline) is made on validation.",
-             "", f"**{summary['verdict'].get('sentence', '')}**", "",
+             "", f"**{summary['verdict'].get('sentence') or 'No verdict: no baseline variant was run.'}**", "",
              "| variant | balanced accuracy (test) | rare-class accuracy (test) | balanced accuracy (validation) |",
              "|---|---|---|---|"]
     leaky = summary["generator"].get("leaky")
