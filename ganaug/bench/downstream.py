@@ -29,7 +29,7 @@ from ..longtail import SyntheticMix, SyntheticRecipe, adjust_logits, balanced_ac
 from .bootstrap import encode_hits
 from .claim import Busy, claim
 from .generator_source import same_data, train_generator, train_public_generator
-from .protocols import PROTOCOLS, public_private
+from .protocols import PROTOCOLS, public_private, select_classes
 from .report import WITHOUT_GENERATED, verdict, write_report
 from .resnet import SmallResNet
 from ..data.splits import carve_test, carve_validation
@@ -142,9 +142,7 @@ def _classes_of(data: LabelledImages, names: list[str]) -> LabelledImages:
     """``data`` restricted to classes ``names`` (the private classes of a new-classes protocol)."""
     if list(names) == data.class_names:
         return data
-    from .protocols import _classes
-
-    part = _classes(data, list(names))
+    part = select_classes(data, list(names))
     part.source = f"{data.source} (classes {', '.join(names)})"
     return part
 

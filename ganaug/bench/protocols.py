@@ -40,8 +40,8 @@ def public_private(train: LabelledImages, protocol: str, public_classes: tuple[s
             raise GanaugError(f"the new-classes protocol needs --public-classes naming between 1 and "
                               f"{train.num_classes - 2} of the data's classes {train.class_names}"
                               + (f"; {unknown} are not among them" if unknown else "") + ".")
-        public = _classes(train, [c for c in train.class_names if c in public_classes])
-        private = _classes(train, [c for c in train.class_names if c not in public_classes])
+        public = select_classes(train, [c for c in train.class_names if c in public_classes])
+        private = select_classes(train, [c for c in train.class_names if c not in public_classes])
     else:
         raise GanaugError(f"protocol must be one of {PROTOCOLS[1:]} here, got {protocol!r}.")
     public.source, private.source = (f"{train.source} ({part} part, {protocol})" for part in PARTS)
@@ -53,7 +53,7 @@ def part_of(source: str | None) -> str | None:
     return next((part for part in PARTS if f"({part} part, " in (source or "")), None)
 
 
-def _classes(data: LabelledImages, names: list[str]) -> LabelledImages:
+def select_classes(data: LabelledImages, names: list[str]) -> LabelledImages:
     """The images of classes ``names``, relabelled 0..len(names)-1 in that order."""
     old = torch.tensor([data.class_names.index(n) for n in names])
     keep = torch.isin(data.labels, old)
