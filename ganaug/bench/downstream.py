@@ -28,7 +28,7 @@ from ..artifacts import weights_digest
 from ..longtail import SyntheticMix, SyntheticRecipe, adjust_logits, balanced_accuracy, choose_tau, log_prior
 from .bootstrap import encode_hits
 from .claim import Busy, claim
-from .generator_source import same_data, train_generator, train_public_generator
+from .generator_source import provenance, train_generator, train_public_generator
 from .protocols import PROTOCOLS, public_private, select_classes
 from .report import WITHOUT_GENERATED, verdict, write_report
 from .resnet import SmallResNet
@@ -294,22 +294,7 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
         if gen.class_names != lt_train.class_names:
             raise GanaugError(f"the generator's classes {gen.class_names} are not the data's "
                               f"{lt_train.class_names}; train one on this data (leave out --generator).")
-        seen = (gen.metadata.get("training") or {}).get("data") or {}
-        trained_on = all(seen.get(f) == v for f, v in lt_train.fingerprint().items()) if seen else None
-        if trained_on is False and public is not None and same_data(seen, public):
-            trained_on = "public part"  # the protocol's public generator as it is: disjoint from the private part
-        if trained_on is False and not cfg.leaky_generator:
-            raise GanaugError(f"the generator was trained on {seen.get('num_images')} images with class counts "
-                              f"{seen.get('class_counts')}, not on this training part ({counts}); a generator "
-                              "that saw more data would leak it into the comparison. Train one on this part "
-                              "(leave out --generator), or pass --leaky-generator to measure it as an upper "
-                              "bound that is labelled so and never recommended.")
-        if init_source and init_source["overlaps_training"] and not cfg.leaky_generator:
-            raise GanaugError(f"the --generator-init source saw {init_source['source']!r} ({init_source['num_images']} "
-                              f"images), the split this training part was cut from: the rare classes' left-out images "
-                              "would leak into the comparison. Fine-tune from a generator trained on other data, or "
-                              "pass --leaky-generator to measure it as an upper bound.")
-        leaky = trained_on is False or bool(init_source and init_source["overlaps_training"])
+        trained_on, leaky = provenance(gen, lt_train, public, init_source, cfg.leaky_generator)
     search = None
     if wants_gan:
         judge = load_judge()

@@ -52,6 +52,30 @@ def source_data(seen: dict, train_full: LabelledImages, test: LabelledImages,
             "public_part": is_public}
 
 
+def provenance(gen, lt_train: LabelledImages, public: LabelledImages | None, init_source: dict | None,
+               leaky_ok: bool) -> tuple[bool | str | None, bool]:
+    """(whether ``gen`` was trained on exactly the training part, or "public part" for the protocol's
+    public generator; whether its row is a leaky upper bound). A generator, or a fine-tune's source,
+    that saw the split the training part was cut from is refused unless ``leaky_ok``."""
+    seen = (gen.metadata.get("training") or {}).get("data") or {}
+    trained_on = same_data(seen, lt_train) if seen else None
+    if trained_on is False and public is not None and same_data(seen, public):
+        trained_on = "public part"  # the protocol's public generator as it is: disjoint from the private part
+    if trained_on is False and not leaky_ok:
+        raise GanaugError(f"the generator was trained on {seen.get('num_images')} images with class counts "
+                          f"{seen.get('class_counts')}, not on this training part ({lt_train.class_counts()}); a "
+                          "generator that saw more data would leak it into the comparison. Train one on this part "
+                          "(leave out --generator), or pass --leaky-generator to measure it as an upper bound that "
+                          "is labelled so and never recommended.")
+    overlaps = bool(init_source and init_source["overlaps_training"])
+    if overlaps and not leaky_ok:
+        raise GanaugError(f"the --generator-init source saw {init_source['source']!r} ({init_source['num_images']} "
+                          "images), the split this training part was cut from: the rare classes' left-out images "
+                          "would leak into the comparison. Fine-tune from a generator trained on other data, or "
+                          "pass --leaky-generator to measure it as an upper bound.")
+    return trained_on, trained_on is False or overlaps
+
+
 def train_public_generator(public: LabelledImages, cfg, out: Path, device: torch.device, progress: bool) -> Path:
     """The protocol's public generator: an SNGAN trained on the public part from scratch (the "Hub"
     generator of the protocol), ``cfg.public_generator_steps`` steps; continued if it is there."""
