@@ -329,6 +329,10 @@ def _reference_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels-last", action="store_true", help="faster on CPU; results differ in the last bits")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision,
                    help="bf16 autocast: faster on CPUs with AVX-512 BF16 or AMX, refused elsewhere")
+    p.add_argument("--balanced", action="store_true",
+                   help="Balanced Softmax loss: for imbalanced data, where a plain loss can learn the largest class")
+    p.add_argument("--min-steps", type=int, default=d.min_steps,
+                   help="at least this many steps, whatever the epochs give (small data)")
     p.add_argument("--skip-unreadable", action="store_true", help="leave out images that cannot be decoded")
     _split_args(p)
 
@@ -342,7 +346,7 @@ def _cmd_reference(a: argparse.Namespace) -> None:
     train = load_split(a.data, split=a.train_split, **kw)
     test = load_split(a.data, split=a.test_split, **kw)
     fit = FitConfig(epochs=a.epochs, width=a.width, seed=a.seed, translate=a.translate, flip=a.flip,
-                    channels_last=a.channels_last, precision=a.precision)
+                    channels_last=a.channels_last, precision=a.precision, balanced=a.balanced, min_steps=a.min_steps)
     # saved after every epoch; the same command resumes a killed run from it
     checkpoint = Path(a.out) / "training-checkpoint.safetensors"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -351,8 +355,8 @@ def _cmd_reference(a: argparse.Namespace) -> None:
     ref = train_reference_classifier(train, test, fit, progress=True, checkpoint=checkpoint)
     ref.save(a.out)
     checkpoint.unlink(missing_ok=True)
-    print(f"reference classifier: real-test accuracy {ref.accuracy:.4f} on {len(test)} images; "
-          f"saved to {a.out}")
+    print(f"reference classifier: real-test accuracy {ref.accuracy:.4f}, balanced "
+          f"{ref.config.real_test_balanced_accuracy:.4f}, on {len(test)} images; saved to {a.out}")
 
 
 def _eval_parser(sub: argparse._SubParsersAction) -> None:
@@ -375,6 +379,9 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
                    "(Inception-v3 FID weights), or the path of a reference classifier folder")
     p.add_argument("--reference", default=None,
                    help="reference classifier folder for class fidelity and CAS (default: trained on DATA and cached)")
+    p.add_argument("--reference-min-steps", type=int, default=1500,
+                   help="without --reference: the judge trained on DATA (Balanced Softmax loss) takes at least this "
+                   "many steps, so that small data does not leave it naming the largest class")
     p.add_argument("--inception-weights", default=None,
                    help="Inception FID weights (.safetensors, or the official .pth, read without unpickling)")
     p.add_argument("--out", default=None, help="report folder (default: MODEL/eval)")
@@ -403,7 +410,10 @@ def _cmd_eval(a: argparse.Namespace) -> None:
     elif a.features not in ("reference", "inception"):
         ref = ReferenceClassifier.load(a.features)
     else:
-        ref = cached_reference_classifier(train, test, progress=True)
+        from .eval.reference import AUTO_FIT
+
+        ref = cached_reference_classifier(train, test, dataclasses.replace(AUTO_FIT, min_steps=a.reference_min_steps),
+                                          progress=True)
     ref.model.to(device)
     if a.features == "inception":
         from .eval.inception import InceptionFeatures
@@ -492,7 +502,9 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="take DATA's class counts as they are (no long-tailed split imposed)")
     p.add_argument("--test-fraction", type=float, default=d.test_fraction,
                    help="for DATA without a test split: stratified share of DATA held out for test")
-    p.add_argument("--seeds", type=int, default=d.seeds, help="classifier seeds per variant")
+    p.add_argument("--seeds", type=int, default=d.seeds,
+                   help="classifier seeds per variant (default: 3, or 5 when the training part is so small that "
+                   "the minimum steps outlast the epochs)")
     p.add_argument("--n-max", type=int, default=None, help="size of the largest class (default: all it has)")
     p.add_argument("--generator", default=None,
                    help="reuse a generator trained on this training part (checked) instead of training one")
@@ -538,6 +550,13 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="recipe candidates to search on validation: a JSON list of SyntheticRecipe dicts, or a "
                    "file holding one (default: the built-in grid, see the README)")
     p.add_argument("--search-seeds", type=int, default=d.search_seeds, help="seeds per recipe candidate")
+    p.add_argument("--kfold", type=int, default=d.kfold,
+                   help="candidates (baselines, recipes) that validation cannot separate (a tie, or inside its "
+                   "bootstrap noise) are compared by repeated stratified k-fold over training + validation with "
+                   "this many folds (0: off, the validation mean decides)")
+    p.add_argument("--kfold-repeats", type=int, default=d.kfold_repeats, help="repeats of the k-fold")
+    p.add_argument("--kfold-max-images", type=int, default=d.kfold_max_images,
+                   help="use the k-fold only on data up to this many training + validation images")
     p.add_argument("--reference", default=None,
                    help="reference classifier folder that judges the generator (default: one trained once on "
                    "the full training split and cached; it never trains or picks a variant)")
@@ -583,7 +602,8 @@ def _cmd_bench(a: argparse.Namespace) -> None:
         generator_guide=a.generator_guide, generator_guide_loss=a.generator_guide_loss,
         leaky_generator=a.leaky_generator, generator_init=a.generator_init,
         generator_freeze_d=a.generator_freeze_d, protocol=a.protocol, public_classes=tuple(a.public_classes),
-        public_generator_steps=a.public_generator_steps, variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n)
+        public_generator_steps=a.public_generator_steps, variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n,
+        kfold=a.kfold, kfold_repeats=a.kfold_repeats, kfold_max_images=a.kfold_max_images)
     reference = ReferenceClassifier.load(a.reference) if a.reference else None
     from .training.loop import pick_device
 

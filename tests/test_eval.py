@@ -266,7 +266,7 @@ def test_eval_cli_end_to_end(tmp_path, monkeypatch):
     run = tmp_path / "run"
     assert main(["train", str(tmp_path / "ds"), "--out", str(run), "--steps", "2", "--batch-size", "4",
                  "--g-width", "8", "--d-width", "8", "--no-progress"]) == 0
-    assert main(["eval", str(run), "--data", str(tmp_path / "ds"), "--n", "40"]) == 0
+    assert main(["eval", str(run), "--data", str(tmp_path / "ds"), "--n", "40", "--reference-min-steps", "100"]) == 0
     result = json.loads((run / "eval" / "eval.json").read_text())
     o = result["overall"]
     for key in ("fid", "kid", "is", "precision", "recall", "density", "coverage", "class_fidelity", "cas"):
@@ -284,7 +284,7 @@ def test_eval_cli_end_to_end(tmp_path, monkeypatch):
     for f in ("report.md", "samples.png", "closest_pairs.png", "per_class.png"):
         assert (run / "eval" / f).is_file(), f
     assert list((tmp_path / "cache" / "reference").iterdir())  # the reference classifier was cached
-    assert main(["eval", str(run), "--data", str(tmp_path / "ds"), "--n", "2"]) == 2
+    assert main(["eval", str(run), "--data", str(tmp_path / "ds"), "--n", "2", "--reference-min-steps", "100"]) == 2
 
 
 def test_train_reference_and_eval_share_the_test_part_of_data_without_splits(tmp_path, monkeypatch):

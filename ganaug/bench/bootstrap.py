@@ -1,4 +1,5 @@
-"""How sure a verdict is about the test images: a paired bootstrap over them.
+"""How sure a verdict is about the test images (or a choice about the validation images): a paired
+bootstrap over them.
 
 Each run record keeps which test images it got right (``test_hits``, bit-packed). The verdict's
 difference (the recipe minus the best baseline, averaged over seeds) is recomputed on test sets
@@ -29,15 +30,15 @@ def decode_hits(text: str, n: int) -> torch.Tensor:
 
 
 def paired_interval(a_runs: list[dict], b_runs: list[dict], labels: torch.Tensor, resamples: int = RESAMPLES,
-                    seed: int = 0) -> tuple[float, float] | None:
-    """The ``LEVEL`` interval, in points of balanced accuracy, of mean(a) - mean(b) over seeds, test
-    images resampled within each class; None when a record has no ``test_hits`` (made before they
-    were kept)."""
-    if not a_runs or not b_runs or not all("test_hits" in r for r in a_runs + b_runs):
+                    seed: int = 0, hits: str = "test_hits") -> tuple[float, float] | None:
+    """The ``LEVEL`` interval, in points of balanced accuracy, of mean(a) - mean(b) over seeds, the
+    images resampled within each class; None when a record lacks ``hits`` (made before they were
+    kept). ``hits="val_hits"`` with the validation labels asks the same of validation."""
+    if not a_runs or not b_runs or not all(hits in r for r in a_runs + b_runs):
         return None
     n, k = len(labels), int(labels.max()) + 1
-    a = torch.stack([decode_hits(r["test_hits"], n) for r in a_runs]).float().mean(0)  # (N,) mean over seeds
-    b = torch.stack([decode_hits(r["test_hits"], n) for r in b_runs]).float().mean(0)
+    a = torch.stack([decode_hits(r[hits], n) for r in a_runs]).float().mean(0)  # (N,) mean over seeds
+    b = torch.stack([decode_hits(r[hits], n) for r in b_runs]).float().mean(0)
     diff = a - b
     gen = torch.Generator().manual_seed(seed)
     per_class = []

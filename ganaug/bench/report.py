@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from .bootstrap import LEVEL, paired_interval
+from .choice import choose
 from .variants import CLASSICAL
 
 GANAUG = "ganaug-recipe"
@@ -14,23 +15,27 @@ GANAUG = "ganaug-recipe"
 WITHOUT_GENERATED = "recipe-without-generated"
 
 
-def verdict(results: dict[str, dict], leaky: bool = False, test_labels: torch.Tensor | None = None) -> dict:
+def verdict(results: dict[str, dict], leaky: bool = False, test_labels: torch.Tensor | None = None,
+            baseline_choice: dict | None = None) -> dict:
     """The best baseline by validation (every variant without generated images), ganaug's recipe
     against it on test (per-seed paired differences), and what to recommend: ganaug only if it won
     on validation (where every choice is made) and that win held on test (where nothing is chosen;
     a validation win that test does not confirm is not worth a generator). With a ``leaky``
     generator (one that saw more than the training part) the margin is an upper bound, never a
     recommendation. With ``test_labels`` and runs that kept their test hits, a paired bootstrap
-    interval over test images goes beside the spread over seeds (:mod:`ganaug.bench.bootstrap`)."""
+    interval over test images goes beside the spread over seeds (:mod:`ganaug.bench.bootstrap`).
+    ``baseline_choice`` (:func:`ganaug.bench.choice.choose`, k-fold included) names the best baseline;
+    without it the validation rule alone chooses, a tie drawn by name, never by list order."""
     val = {v: r["val_balanced_accuracy_mean"] for v, r in results.items()}
     classical = {v: m for v, m in val.items() if v in CLASSICAL or v == WITHOUT_GENERATED}
     out: dict = {}
     if classical:
-        # a tie on validation (small data can put several variants at 100 %) goes to the simplest,
-        # in CLASSICAL's order (plain first), not to whichever name sorts last
-        order = [*CLASSICAL, WITHOUT_GENERATED]
-        bc = max(classical, key=lambda v: (classical[v], -order.index(v)))
-        out.update(best_baseline=bc, best_baseline_test=results[bc]["balanced_accuracy_mean"])
+        if baseline_choice is None:
+            baseline_choice = choose({v: [{"val_balanced_accuracy": m}] for v, m in classical.items()}, None)
+        bc = baseline_choice["chosen"]
+        out.update(best_baseline=bc, best_baseline_test=results[bc]["balanced_accuracy_mean"],
+                   baseline_rule=baseline_choice["rule"], baseline_choice_sentence=baseline_choice["sentence"],
+                   baseline_kfold_means=baseline_choice.get("kfold_means"))
         out["recommendation"] = bc
     if classical and GANAUG in results:
         g, b = results[GANAUG], results[bc]
@@ -95,6 +100,13 @@ def write_report(summary: dict, out: Path) -> None:
         lines.append(f"| {label} | {100 * r['balanced_accuracy_mean']:.2f} +- {100 * r['balanced_accuracy_std']:.2f} | "
                      f"{100 * r['rare_accuracy_mean']:.2f} | {100 * r['val_balanced_accuracy_mean']:.2f} |")
     v = summary["verdict"]
+    if v.get("baseline_choice_sentence"):
+        lines += ["", f"Best baseline chosen by the rule '{v['baseline_rule']}': {v['baseline_choice_sentence']}."]
+        if v.get("baseline_kfold_means"):
+            lines[-1] += " Mean held-out balanced accuracy over the folds: " + ", ".join(
+                f"{c} {100 * m:.2f}" for c, m in v["baseline_kfold_means"].items()) + "."
+    if summary.get("seeds_note"):
+        lines += ["", f"Seeds: {summary['seeds_note']}."]
     if "paired_differences" in v:
         lines += ["", f"Paired test differences, {GANAUG} minus {v['best_baseline']}, per seed (points): "
                   f"{v['paired_differences']}."]
@@ -108,6 +120,12 @@ def write_report(summary: dict, out: Path) -> None:
         for i, c in enumerate(s["candidates"]):
             lines.append(f"| {i}{' (chosen)' if i == s['chosen'] else ''} | `{c['recipe']}` | "
                          f"{100 * c['val_balanced_accuracy_mean']:.2f} |")
+        if s.get("choice"):
+            ch = s["choice"]
+            lines += ["", f"The recipe was chosen by the rule '{ch['rule']}': {ch['sentence']}."]
+            if ch.get("kfold_means"):
+                lines[-1] += " Mean held-out balanced accuracy over the folds: " + ", ".join(
+                    f"{c} {100 * m:.2f}" for c, m in ch["kfold_means"].items()) + "."
         if s.get("without_generated"):
             lines += ["", f"The chosen recipe without generated images (what they add) is `{s['without_generated']}` "
                       "in the table above; it counts as a baseline."]
@@ -142,10 +160,20 @@ def write_report(summary: dict, out: Path) -> None:
                           f"more than the training part's {sum(d['train_counts'])}: its row is a leaky upper "
                           "bound, not a result.**")
     e = g.get("eval")
-    if e:
+    if e and e.get("judge_refusal"):
+        lines += ["", f"Generator evaluation ({e['n']} generated images against the real test split): "
+                  f"**{e['judge_refusal']}**" + (f" CAS {e['cas']:.3f} (a classifier of generated images only, on the "
+                                                 "real test split)." if e.get("cas") is not None else ""), "",
+                  "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+                  "| real training images | " + " | ".join(str(n) for n in d["train_counts"]) + " |"]
+        if e.get("cas_per_class"):
+            lines.append("| CAS | " + " | ".join("-" if v is None else f"{v:.2f}" for v in e["cas_per_class"]) + " |")
+    elif e:
+        bal = e.get("reference_real_test_balanced_accuracy")
         lines += ["", f"Generator evaluation ({e['n']} generated images against the real test split, in the "
                   f"feature space of a reference classifier with real-test accuracy "
-                  f"{e['reference_real_test_accuracy']:.3f}; details in `generator-eval/report.md`): "
+                  f"{e['reference_real_test_accuracy']:.3f}"
+                  + (f", balanced {bal:.3f}" if bal is not None else "") + "; details in `generator-eval/report.md`): "
                   f"FID {e['fid']:.3f}, KID {e['kid']:.4f}, precision {e['precision']:.3f}, recall "
                   f"{e['recall']:.3f}, class fidelity {e['class_fidelity']:.3f}"
                   + (f", CAS {e['cas']:.3f} (a classifier of generated images only, on the real test split)"

@@ -31,6 +31,27 @@ def carve_validation(data: LabelledImages, fraction: float, seed: int = 0
     return a, b
 
 
+def stratified_folds(labels: torch.Tensor, k: int, repeats: int = 1, seed: int = 0) -> list[torch.Tensor]:
+    """Held-out indices of repeated stratified k-fold: ``repeats`` shuffles, each cut into ``k``
+    folds that hold every class in proportion (a class with fewer than ``k`` images is missing from
+    some folds). Returned repeat by repeat, fold by fold, each sorted."""
+    if k < 2:
+        raise GanaugError(f"k-fold needs at least 2 folds, got {k}.")
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(repeats):
+        folds: list[list[torch.Tensor]] = [[] for _ in range(k)]
+        start = 0  # continue the round-robin across classes, so the folds' sizes stay within one
+        for c in torch.unique(labels).tolist():
+            idx = torch.nonzero(labels == c).flatten()
+            idx = idx[torch.randperm(len(idx), generator=gen)]
+            for j, i in enumerate(idx):
+                folds[(start + j) % k].append(i.view(1))
+            start = (start + len(idx)) % k
+        out += [torch.cat(f).sort().values if f else torch.zeros(0, dtype=torch.int64) for f in folds]
+    return out
+
+
 def carve_test(data: LabelledImages, fraction: float) -> tuple[LabelledImages, LabelledImages]:
     """(train part, test part): the stratified test part of data without a test split."""
     if not 0 < fraction < 1:

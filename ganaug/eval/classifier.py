@@ -71,6 +71,11 @@ class FitConfig:
     channels_last: bool = False  # faster on CPU (about 1.4x on AVX2); results differ in the last bits
     # "bf16": autocast, faster on a CPU with AVX-512 BF16 or AMX (refused on CPUs that would emulate it)
     precision: Literal["fp32", "bf16"] = "fp32"
+    # the Balanced Softmax loss (logits + log prior): on imbalanced data a plain loss can learn to call
+    # everything the largest class, which makes a useless judge
+    balanced: bool = False
+    # at least this many steps, whatever the epochs give: a few hundred images are a few steps an epoch
+    min_steps: int = 0
 
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
@@ -104,6 +109,12 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
     """
     config = config or FitConfig()
     steps_per_epoch = max(1, len(images) // config.batch_size)
+    n_epochs = max(config.epochs, -(-config.min_steps // steps_per_epoch))
+    if config.balanced and loss_fn is None:
+        from ..longtail.losses import log_prior, logit_adjusted_loss  # longtail builds on eval: imported late
+
+        prior = log_prior(torch.bincount(labels, minlength=num_classes))
+        loss_fn = lambda logits, y, w, step: logit_adjusted_loss(logits, y, prior.to(logits.device))  # noqa: E731
     resume = None
     if checkpoint is not None:
         # what makes this run this run: the recipe, the classes and the images (a cheap fingerprint)
@@ -113,7 +124,7 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
         resume = StepCheckpoint(Path(checkpoint), steps_per_epoch, key)
 
     def epochs(gen: torch.Generator) -> Iterator[torch.Tensor]:
-        for _ in range(config.epochs):
+        for _ in range(n_epochs):
             order = torch.randperm(len(images), generator=gen)
             for i in range(steps_per_epoch):
                 yield order[i * config.batch_size:(i + 1) * config.batch_size]
@@ -121,7 +132,7 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
         torch.manual_seed(config.seed)
         model = SmallCNN(images.shape[1], num_classes, config.width)
-        return train_steps(model, images, labels, epochs, config.epochs * steps_per_epoch, lr=config.lr,
+        return train_steps(model, images, labels, epochs, n_epochs * steps_per_epoch, lr=config.lr,
                            translate=config.translate, flip=config.flip, seed=config.seed, loss_fn=loss_fn,
                            channels_last=config.channels_last, precision=config.precision, device=device,
                            progress=progress, desc=desc, checkpoint=resume)

@@ -30,6 +30,7 @@ from .. import precision as arithmetic
 from . import metrics as M
 from .classifier import FitConfig, fit_classifier, predict
 from .features import FeatureSpace, ReferenceFeatures
+from .judge_check import judge_quality, refusal
 from .reference import ReferenceClassifier
 
 
@@ -122,6 +123,21 @@ def evaluate(G: torch.nn.Module, config: GANConfig, train: LabelledImages, test:
         timings["cas_s"] = time.perf_counter() - t
     overall["cas"] = cas
 
+    # a judge near chance makes every figure it computes meaningless (judge_check.py): refuse them
+    judge = judge_quality(reference.model, test.images, test.labels, K)
+    if judge["degenerate"]:
+        judge["refusal"] = refusal(judge, config.class_names)
+        in_its_space = isinstance(features, ReferenceFeatures)
+        refused = ["class_fidelity"] + (["fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "density",
+                                         "coverage"] if in_its_space else [])
+        overall.update({f: None for f in refused})
+        for row in classes:
+            row.update({f: None for f in refused if f in row})
+            if in_its_space:
+                row["memorisation"] = None
+        if in_its_space:
+            mem = {**mem, "flagged_classes_refused": True, "per_class": [None] * K}
+
     result = {
         "ganaug_version": __version__,
         "protocol": {**dataclasses.asdict(protocol), "per_class": per_class,
@@ -137,18 +153,21 @@ def evaluate(G: torch.nn.Module, config: GANConfig, train: LabelledImages, test:
                                          "to the smaller (Kynkaanniemi 2019; Naeem 2020)",
                      "inception_score": f"{protocol.is_splits} random splits"},
         "reference_classifier": {"real_test_accuracy": reference.config.real_test_accuracy,
+                                 "real_test_balanced_accuracy": judge["balanced_accuracy"],
                                  "trained_on": reference.config.trained_on.get("source")},
+        "judge": judge,
         "generator": {"arch": config.arch, "image_size": config.image_size,
                       "channels": config.channels, "class_names": config.class_names},
         "overall": overall,
         "per_class": classes,
         "memorisation": {"copy_quantile": mem["copy_quantile"], "flag_fraction": mem["flag_fraction"],
+                         "refused": bool(mem.get("flagged_classes_refused")),
                          "flagged_classes": [config.class_names[c] for c, m in enumerate(mem["per_class"])
                                              if m and m["flagged"]]},
         "timings": {k: round(v, 2) for k, v in timings.items()},
     }
-    result["_tensors"] = {"fake": fake, "labels": labels, "ratio": mem["ratio"],
-                          "nearest": mem["nearest_train_index"]}
+    result["_tensors"] = {"fake": fake, "labels": labels, "ratio": None if result["memorisation"]["refused"]
+                          else mem["ratio"], "nearest": mem["nearest_train_index"]}
     return result
 
 

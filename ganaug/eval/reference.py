@@ -21,6 +21,7 @@ from ..configs import JsonConfig
 from ..data.dataset import LabelledImages
 from ..errors import GanaugError
 from .classifier import FitConfig, SmallCNN, accuracy, fit_classifier
+from .judge_check import judge_quality
 
 KIND = "ganaug-reference-classifier"
 FORMAT_VERSION = 1
@@ -36,6 +37,8 @@ class ReferenceConfig(JsonConfig):
     trained_on: dict  # data source and fingerprint of the training split
     tested_on: dict
     fit: dict = field(default_factory=dict)
+    # mean per-class recall on the test split: near chance, the judge calls everything one class
+    real_test_balanced_accuracy: float | None = None  # None: recorded before it was kept
 
     json_name = "reference classifier config"
 
@@ -88,9 +91,10 @@ def train_reference_classifier(train: LabelledImages, test: LabelledImages,
     model = fit_classifier(train.images, train.labels, train.num_classes, fit, device=device,
                            progress=progress, desc="reference classifier", checkpoint=checkpoint)
     acc = accuracy(model, test.images, test.labels)
+    balanced = judge_quality(model, test.images, test.labels, train.num_classes)["balanced_accuracy"]
     config = ReferenceConfig(
         channels=train.channels, image_size=train.image_size, class_names=list(train.class_names),
-        width=fit.width, real_test_accuracy=round(acc, 5),
+        width=fit.width, real_test_accuracy=round(acc, 5), real_test_balanced_accuracy=balanced,
         trained_on={"source": train.source, **train.fingerprint()},
         tested_on={"source": test.source, **test.fingerprint()}, fit=asdict(fit))
     return ReferenceClassifier(model, config)
@@ -100,11 +104,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GANAUG_CACHE", Path.home() / ".cache" / "ganaug"))
 
 
+# the recipe of a judge trained on the user's data behind their back (`ganaug eval` and bench-downstream
+# without --reference): that data is often small and imbalanced, where 3 plain epochs learn the largest class
+AUTO_FIT = FitConfig(balanced=True, min_steps=1500)
+
+
 def cached_reference_classifier(train: LabelledImages, test: LabelledImages,
                                 fit: FitConfig | None = None, *, progress: bool = False
                                 ) -> ReferenceClassifier:
-    """Load the reference classifier for exactly this data and recipe, training it once if needed."""
-    fit = fit or FitConfig()
+    """Load the reference classifier for exactly this data and recipe (default ``AUTO_FIT``: a balanced
+    loss, at least 1500 steps), training it once if needed."""
+    fit = fit or AUTO_FIT
     key = json.dumps([train.source, train.fingerprint(), test.source, test.fingerprint(), asdict(fit)],
                      sort_keys=True)
     folder = cache_dir() / "reference" / hashlib.sha256(key.encode()).hexdigest()[:16]

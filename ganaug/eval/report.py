@@ -18,27 +18,37 @@ def _fmt(v, digits: int = 3) -> str:
     return str(v)
 
 
+def _pair(a, b, digits: int, sep: str) -> str:
+    return "refused" if a is None else f"{a:.{digits}f}{sep}{b:.{digits}f}"
+
+
 def summary_table(result: dict) -> str:
-    """The headline table as Markdown (also printed by the CLI)."""
+    """The headline table as Markdown (also printed by the CLI); a degenerate judge's figures are
+    refused, and the reason comes first."""
     o, p = result["overall"], result["protocol"]
-    acc = result["reference_classifier"]["real_test_accuracy"]
+    ref = result["reference_classifier"]
+    acc, bal = ref["real_test_accuracy"], ref.get("real_test_balanced_accuracy")
     feat = p["features"]["name"]
+    judge = f"its real-test accuracy is {acc:.4f}" + (f", balanced {bal:.4f}" if bal is not None else "")
     rows = [
-        ("FID", f"{o['fid']:.3f}", f"{feat} features, {p['n_fake']} generated vs {p['n_real']} real"),
-        ("KID", f"{o['kid']:.5f} +- {o['kid_std']:.5f}", p["kid"]),
-        ("IS", f"{o['is']:.3f} +- {o['is_std']:.3f}", f"{feat} logits, {p['is_splits']} splits"),
-        ("precision / recall", f"{o['precision']:.3f} / {o['recall']:.3f}", f"k={p['k']}"),
-        ("density / coverage", f"{o['density']:.3f} / {o['coverage']:.3f}", f"k={p['k']}"),
-        ("class fidelity", f"{o['class_fidelity']:.4f}",
-         f"reference classifier; its real-test accuracy is {acc:.4f}"),
+        ("FID", "refused" if o["fid"] is None else f"{o['fid']:.3f}",
+         f"{feat} features, {p['n_fake']} generated vs {p['n_real']} real"),
+        ("KID", _pair(o["kid"], o["kid_std"], 5, " +- "), p["kid"]),
+        ("IS", _pair(o["is"], o["is_std"], 3, " +- "), f"{feat} logits, {p['is_splits']} splits"),
+        ("precision / recall", _pair(o["precision"], o["recall"], 3, " / "), f"k={p['k']}"),
+        ("density / coverage", _pair(o["density"], o["coverage"], 3, " / "), f"k={p['k']}"),
+        ("class fidelity", "refused" if o["class_fidelity"] is None else f"{o['class_fidelity']:.4f}",
+         f"reference classifier; {judge}"),
         ("CAS", _fmt(o["cas"], 4), "classifier trained on generated only, tested on real test"),
     ]
-    flagged = result["memorisation"]["flagged_classes"]
-    rows.append(("memorisation flags", ", ".join(flagged) if flagged else "none",
+    mem = result["memorisation"]
+    flagged = mem["flagged_classes"]
+    rows.append(("memorisation flags", "refused" if mem.get("refused") else ", ".join(flagged) if flagged else "none",
                  "classes with > 10% of images closer to a training image than 99% of real test images"))
     lines = ["| metric | value | how |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    return "\n".join(lines)
+    refused = (result.get("judge") or {}).get("refusal")
+    return (f"**{refused}**\n\n" if refused else "") + "\n".join(lines)
 
 
 def per_class_table(result: dict) -> str:
@@ -71,18 +81,20 @@ def write_report(result: dict, train: LabelledImages, out: Path) -> None:
     take = torch.cat([torch.arange(c * per, c * per + min(8, per)) for c in range(K)])
     save_class_grid(t["fake"][take], names, min(8, per), out / "samples.png")
 
-    # Closest generated/train pairs: the 16 smallest memorisation ratios.
-    order = t["ratio"].argsort()[:16]
-    pairs = torch.stack([t["fake"][order], train.images[t["nearest"][order]]], 1).flatten(0, 1)
-    pair_names = [f"{names[int(t['labels'][i])]} r={float(t['ratio'][i]):.2f}" for i in order]
-    save_class_grid(pairs, pair_names, 2, out / "closest_pairs.png")
+    # Closest generated/train pairs: the 16 smallest memorisation ratios (none from a refused judge's space).
+    if t["ratio"] is not None:
+        order = t["ratio"].argsort()[:16]
+        pairs = torch.stack([t["fake"][order], train.images[t["nearest"][order]]], 1).flatten(0, 1)
+        pair_names = [f"{names[int(t['labels'][i])]} r={float(t['ratio'][i]):.2f}" for i in order]
+        save_class_grid(pairs, pair_names, 2, out / "closest_pairs.png")
 
     acc = result["reference_classifier"]["real_test_accuracy"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    fid_vals = [r["class_fidelity"] for r in result["per_class"]]
+    fid_vals = [r["class_fidelity"] or 0.0 for r in result["per_class"]]  # refused: drawn as 0, said in the title
     axes[0].bar(range(K), fid_vals, color="tab:blue")
     axes[0].axhline(acc, color="k", ls="--", lw=1, label=f"reference real-test accuracy {acc:.3f}")
-    axes[0].set_title("class fidelity per class")
+    axes[0].set_title("class fidelity per class" + (" (refused: the judge is near chance)"
+                                                    if result["overall"]["class_fidelity"] is None else ""))
     axes[0].set_ylim(0, 1.02)
     axes[0].legend(loc="lower left", fontsize=8)
     intra = [r["fid"] or 0.0 for r in result["per_class"]]
@@ -101,10 +113,11 @@ def write_report(result: dict, train: LabelledImages, out: Path) -> None:
         f"{result['generator']['image_size']}x{result['generator']['image_size']}, {K} classes.", "",
         summary_table(result), "", "## Per class", "", per_class_table(result), "",
         "![per class](per_class.png)", "", "## Samples", "", "![samples](samples.png)", "",
-        "## Closest generated / training pairs", "",
-        "Left: generated; right: its nearest training image in feature space; r = distance "
-        "divided by the class's median distance from real test images to their nearest training "
-        "image (r near 0 = near-copy).", "", "![closest pairs](closest_pairs.png)", "",
+        *(["## Closest generated / training pairs", "",
+           "Left: generated; right: its nearest training image in feature space; r = distance "
+           "divided by the class's median distance from real test images to their nearest training "
+           "image (r near 0 = near-copy).", "", "![closest pairs](closest_pairs.png)", ""]
+          if t["ratio"] is not None else []),
         "## Protocol", "", "```json", __import__("json").dumps(result["protocol"], indent=2), "```", "",
     ]
     (out / "report.md").write_text("\n".join(text))
