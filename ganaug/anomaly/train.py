@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..errors import GanaugError
 from ..pixels import uint8_to_model
@@ -84,7 +84,7 @@ def train_detector(normal: torch.Tensor, config: AnomalyConfig, train_config: An
         for epoch in range(1, train_config.epochs + 1):
             model.train()
             order = torch.randperm(len(train))
-            bar = tqdm(range(steps), disable=not progress, desc=f"epoch {epoch}", leave=False)
+            bar = progress_bar(range(steps), enabled=progress, desc=f"epoch {epoch}", leave=False)
             for i in bar:
                 x = uint8_to_model(train[order[i * train_config.batch_size:(i + 1) * train_config.batch_size]])
                 x = x.to(device, non_blocking=True)
@@ -98,7 +98,7 @@ def train_detector(normal: torch.Tensor, config: AnomalyConfig, train_config: An
                 opt_d.step()
                 if not math.isfinite(g_loss.item()):
                     raise GanaugError(f"training diverged at epoch {epoch}; lower the learning rate.")
-                bar.set_postfix(con=f"{parts['con']:.3f}", d=f"{parts['d']:.3f}")
+                bar.set_postfix(con=f"{parts['con']:.3f}", d=f"{parts['d']:.3f}", refresh=False)
             val_scores, _ = score_images(model, val)
             mean = float(val_scores.mean())
             history.append({"epoch": epoch, "val_score_mean": mean, **parts,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from .. import __version__
 from ..configs import JsonConfig
@@ -179,7 +179,7 @@ def _distill(teacher: Generator, student: GANConfig, config: DistillConfig, out:
 
     log = open(out / METRICS, "a")
     t0 = time.perf_counter()
-    pbar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
+    pbar = progress_bar(range(start, config.steps), initial=start, total=config.steps, enabled=progress,
                 desc="distill", dynamic_ncols=True, unit="step")
     try:
         for step in pbar:
@@ -234,7 +234,7 @@ def _distill(teacher: Generator, student: GANConfig, config: DistillConfig, out:
                        "adversarial": round(loss_adv.item(), 5), "elapsed_s": round(elapsed_before + secs, 1)}
                 log.write(json.dumps(row) + "\n")
                 log.flush()
-                pbar.set_postfix(pixel=f"{row['pixel_l1']:.3f}", feature=f"{row['feature_l1']:.3f}")
+                pbar.set_postfix(pixel=f"{row['pixel_l1']:.3f}", feature=f"{row['feature_l1']:.3f}", refresh=False)
             if done % config.sample_every == 0 or done == config.steps:
                 imgs = generate_images(G_ema, grid_y, z_dim=c.z_dim, value_range=c.value_range, seed=config.seed + 1)
                 save_class_grid(imgs, [c.class_names[i] for i in range(min(K, 20))], 8,

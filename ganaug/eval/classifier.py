@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..errors import GanaugError
 from ..pixels import uint8_to_model
@@ -173,7 +173,7 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     weight = class_weights.to(device) if class_weights is not None else None
     saved = _load_step_checkpoint(checkpoint, batch_fn, step_fn)
     start = saved["step"] if saved else 0
-    with tqdm(total=steps, disable=not progress, desc=desc, unit="step") as bar:
+    with progress_bar(total=steps, enabled=progress, desc=desc, unit="step") as bar:
         for step, idx in enumerate(itertools.islice(batches(gen), steps)):
             if step_fn is not None:
                 step_fn(model, step)
@@ -202,7 +202,7 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             sched.step()
             bar.update()
             if progress:  # .item() waits for the device: only when someone is watching
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             if checkpoint is not None and (step + 1) % checkpoint.every == 0 and step + 1 < steps:
                 save_checkpoint(checkpoint.path, {
                     "key": checkpoint.key, "step": step + 1, "model": model.state_dict(),

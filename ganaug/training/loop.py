@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from .. import __version__
 from ..data.dataset import LabelledImages
@@ -268,7 +268,7 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
     # -- the loop -------------------------------------------------------------------------------
     log = open(out / METRICS, "a") if d.is_main else None
     t0 = time.perf_counter()
-    pbar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not (progress and d.is_main),
+    pbar = progress_bar(range(start, cfg.steps), initial=start, total=cfg.steps, enabled=progress and d.is_main,
                 desc="train", dynamic_ncols=True, unit="step")
     try:
         for step in pbar:
@@ -342,7 +342,7 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
                        **({"loss_guide": round(lguide, 5)} if guider else {})}
                 log.write(json.dumps(row) + "\n")
                 log.flush()
-                pbar.set_postfix(loss_d=f"{ld:.3f}", loss_g=f"{lg:.3f}", img_s=f"{rate:.0f}")
+                pbar.set_postfix(loss_d=f"{ld:.3f}", loss_g=f"{lg:.3f}", img_s=f"{rate:.0f}", refresh=False)
             if d.is_main and (done % cfg.sample_every == 0 or done == cfg.steps):
                 sample_grid(done)
             if d.is_main and cfg.snapshot_every and done % cfg.snapshot_every == 0:

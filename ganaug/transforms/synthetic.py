@@ -129,10 +129,10 @@ class SyntheticDataset(Dataset):
             raise GanaugError("fill_cache needs an on-disk bank: create the SyntheticDataset with cache=PATH.")
         if not 0 <= rank < world_size:
             raise GanaugError(f"rank must lie in [0, world_size), got rank {rank} of {world_size}.")
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
         mine = range(rank, self.num_chunks, world_size)
-        for k in tqdm(mine, desc="bank", unit="chunk", disable=not progress):
+        for k in progress_bar(mine, desc="bank", unit="chunk", enabled=progress):
             if not self._chunk_path(k).is_file():  # chunks are written atomically: one that exists is whole
                 self._chunk(k)
                 self._chunks.pop(k, None)  # written to disk; no need to hold it
