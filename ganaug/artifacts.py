@@ -40,7 +40,10 @@ _LOADERS: dict[str, tuple[Callable[..., Any], str]] = {}
 
 def register_kind(kind: str, loader: Callable[..., Any], what: str) -> None:
     """Make ``load_artifact`` open packages whose config.json says ``kind``: ``loader(folder)``
-    builds the object; ``what`` names it in messages ("generator")."""
+    builds the object; ``what`` names it in messages ("generator"). Registering a kind twice with
+    another loader is an error, as for architectures (a module reloaded registers the same again)."""
+    if kind in _LOADERS and getattr(_LOADERS[kind][0], "__qualname__", None) != getattr(loader, "__qualname__", None):
+        raise ValueError(f"package kind {kind!r} is already registered (for {_LOADERS[kind][1]})")
     _LOADERS[kind] = (loader, what)
 
 

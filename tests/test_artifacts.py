@@ -120,3 +120,21 @@ def test_a_config_field_of_the_wrong_type_is_named(package):
     (folder / "config.json").write_text(json.dumps(raw))
     with pytest.raises(GanaugError, match=f"field '{field}' must be an integer, got 'many'"):
         artifacts.load_artifact(folder)
+
+
+def test_a_package_kind_cannot_be_registered_twice_with_another_loader(monkeypatch):
+    from ganaug.artifacts import kinds, register_kind
+
+    monkeypatch.setattr(artifacts, "_LOADERS", dict(artifacts._LOADERS))  # the test's kind leaves with it
+
+    def load_one(folder):
+        return folder
+
+    def load_other(folder):
+        return None
+
+    register_kind("test-kind-twice", load_one, "test object")
+    register_kind("test-kind-twice", load_one, "test object")  # the same loader again (a reload): fine
+    with pytest.raises(ValueError, match="already registered"):
+        register_kind("test-kind-twice", load_other, "another object")
+    assert kinds()["test-kind-twice"] == "test object"

@@ -192,7 +192,7 @@ class SyntheticMix(Dataset):
     filter is ``none``) is a classifier trained on the real data, an ``nn.Module`` taking images
     in [-1, 1] (a :class:`~ganaug.eval.ReferenceClassifier` works too). ``cache`` keeps the
     generated bank on disk. Generated images take the real images' format (size, channels,
-    PIL or tensor), as :class:`~ganaug.data.MixedDataset` does.
+    PIL or tensor), as :class:`~ganaug.MixedDataset` does.
     """
 
     def __init__(self, real: Any, generator: Any, recipe: SyntheticRecipe | None = None, *,
