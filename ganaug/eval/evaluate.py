@@ -30,7 +30,7 @@ from .. import precision as arithmetic
 from . import metrics as M
 from .classifier import FitConfig, fit_classifier, predict
 from .features import FeatureSpace, ReferenceFeatures
-from .judge_check import judge_quality, refusal
+from .judge_check import judge_quality, refuse_figures, refusal
 from .reference import ReferenceClassifier
 
 
@@ -127,16 +127,7 @@ def evaluate(G: torch.nn.Module, config: GANConfig, train: LabelledImages, test:
     judge = judge_quality(reference.model, test.images, test.labels, K)
     if judge["degenerate"]:
         judge["refusal"] = refusal(judge, config.class_names)
-        in_its_space = isinstance(features, ReferenceFeatures)
-        refused = ["class_fidelity"] + (["fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "density",
-                                         "coverage"] if in_its_space else [])
-        overall.update({f: None for f in refused})
-        for row in classes:
-            row.update({f: None for f in refused if f in row})
-            if in_its_space:
-                row["memorisation"] = None
-        if in_its_space:
-            mem = {**mem, "flagged_classes_refused": True, "per_class": [None] * K}
+        mem = refuse_figures(overall, classes, mem, in_judge_space=isinstance(features, ReferenceFeatures))
 
     result = {
         "ganaug_version": __version__,

@@ -43,3 +43,19 @@ def refusal(quality: dict, class_names: list[str]) -> str:
             "CAS does not use it and stands. What to do: train the judge longer or with a balanced loss "
             "(`ganaug reference-classifier DATA --balanced --min-steps 1500`), train it on more data of the "
             "same kind, or pass a judge trained elsewhere with --reference.")
+
+
+def refuse_figures(overall: dict, per_class: list[dict], memorisation: dict, *, in_judge_space: bool) -> dict:
+    """Blank (None) what a degenerate judge computed, in place: class fidelity always; FID, KID, IS,
+    precision/recall, density/coverage and memorisation too when the features are its own.
+    Returns the memorisation result, its flags refused when they were made in its space."""
+    refused = ["class_fidelity"] + (["fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "density",
+                                     "coverage"] if in_judge_space else [])
+    overall.update({f: None for f in refused})
+    for row in per_class:
+        row.update({f: None for f in refused if f in row})
+        if in_judge_space:
+            row["memorisation"] = None
+    if not in_judge_space:
+        return memorisation
+    return {**memorisation, "flagged_classes_refused": True, "per_class": [None] * len(per_class)}
