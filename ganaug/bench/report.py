@@ -159,33 +159,7 @@ def write_report(summary: dict, out: Path) -> None:
             lines[-1] += (f" **It saw {seen.get('num_images')} images (class counts {seen.get('class_counts')}), "
                           f"more than the training part's {sum(d['train_counts'])}: its row is a leaky upper "
                           "bound, not a result.**")
-    e = g.get("eval")
-    if e and e.get("judge_refusal"):
-        lines += ["", f"Generator evaluation ({e['n']} generated images against the real test split): "
-                  f"**{e['judge_refusal']}**" + (f" CAS {e['cas']:.3f} (a classifier of generated images only, on the "
-                                                 "real test split)." if e.get("cas") is not None else ""), "",
-                  "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
-                  "| real training images | " + " | ".join(str(n) for n in d["train_counts"]) + " |"]
-        if e.get("cas_per_class"):
-            lines.append("| CAS | " + " | ".join("-" if v is None else f"{v:.2f}" for v in e["cas_per_class"]) + " |")
-    elif e:
-        bal = e.get("reference_real_test_balanced_accuracy")
-        lines += ["", f"Generator evaluation ({e['n']} generated images against the real test split, in the "
-                  f"feature space of a reference classifier with real-test accuracy "
-                  f"{e['reference_real_test_accuracy']:.3f}"
-                  + (f", balanced {bal:.3f}" if bal is not None else "") + "; details in `generator-eval/report.md`): "
-                  f"FID {e['fid']:.3f}, KID {e['kid']:.4f}, precision {e['precision']:.3f}, recall "
-                  f"{e['recall']:.3f}, class fidelity {e['class_fidelity']:.3f}"
-                  + (f", CAS {e['cas']:.3f} (a classifier of generated images only, on the real test split)"
-                     if e.get("cas") is not None else "") + "; memorisation flagged in: "
-                  f"{', '.join(e['memorisation_flagged_classes']) or 'no class'}.", "",
-                  "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
-                  "| real training images | " + " | ".join(str(n) for n in d["train_counts"]) + " |",
-                  "| class fidelity | " + " | ".join(f"{f:.2f}" for f in e["class_fidelity_per_class"]) + " |"]
-        for field, label in (("cas_per_class", "CAS"), ("precision_per_class", "precision"),
-                             ("recall_per_class", "recall")):
-            if field in e:
-                lines.append(f"| {label} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in e[field]) + " |")
+    lines += _generator_eval_lines(g.get("eval"), names, d["train_counts"])
     machines = sorted({run.get("machine", "not recorded") for r in res.values() for run in r["runs"]})
     lines += ["", "Machines the runs were made on: " + "; ".join(f"`{m}`" for m in machines) + "."]
     lines += ["", "![per class](per_class.png)", "", "![confusion matrix](confusion.png)", ""]
@@ -216,3 +190,37 @@ def write_report(summary: dict, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "confusion.png", dpi=100)
     plt.close(fig)
+
+
+def _generator_eval_lines(e: dict | None, names: list[str], train_counts: list[int]) -> list[str]:
+    """The generator-evaluation paragraph and per-class table; a refused judge gives its reason and CAS only."""
+    lines: list[str] = []
+    if not e:
+        return lines
+    if e.get("judge_refusal"):
+        lines += ["", f"Generator evaluation ({e['n']} generated images against the real test split): "
+                  f"**{e['judge_refusal']}**" + (f" CAS {e['cas']:.3f} (a classifier of generated images only, on the "
+                                                 "real test split)." if e.get("cas") is not None else ""), "",
+                  "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+                  "| real training images | " + " | ".join(str(n) for n in train_counts) + " |"]
+        if e.get("cas_per_class"):
+            lines.append("| CAS | " + " | ".join("-" if v is None else f"{v:.2f}" for v in e["cas_per_class"]) + " |")
+    else:
+        bal = e.get("reference_real_test_balanced_accuracy")
+        lines += ["", f"Generator evaluation ({e['n']} generated images against the real test split, in the "
+                  f"feature space of a reference classifier with real-test accuracy "
+                  f"{e['reference_real_test_accuracy']:.3f}"
+                  + (f", balanced {bal:.3f}" if bal is not None else "") + "; details in `generator-eval/report.md`): "
+                  f"FID {e['fid']:.3f}, KID {e['kid']:.4f}, precision {e['precision']:.3f}, recall "
+                  f"{e['recall']:.3f}, class fidelity {e['class_fidelity']:.3f}"
+                  + (f", CAS {e['cas']:.3f} (a classifier of generated images only, on the real test split)"
+                     if e.get("cas") is not None else "") + "; memorisation flagged in: "
+                  f"{', '.join(e['memorisation_flagged_classes']) or 'no class'}.", "",
+                  "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+                  "| real training images | " + " | ".join(str(n) for n in train_counts) + " |",
+                  "| class fidelity | " + " | ".join(f"{f:.2f}" for f in e["class_fidelity_per_class"]) + " |"]
+        for field, label in (("cas_per_class", "CAS"), ("precision_per_class", "precision"),
+                             ("recall_per_class", "recall")):
+            if field in e:
+                lines.append(f"| {label} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in e[field]) + " |")
+    return lines
