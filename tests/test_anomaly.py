@@ -83,8 +83,8 @@ def test_cli_train_and_score_with_heatmaps_and_metrics(sneakers, tmp_path):
     _write(tmp_path / "normal", normal[:200])
     _write(tmp_path / "eval" / "good", test.images[test.labels == 7][:10])
     _write(tmp_path / "eval" / "defect", test.images[test.labels == 1][:10])
-    assert main(["anomaly", "train", str(tmp_path / "normal"), "--out", str(tmp_path / "det"),
-                 "--image-size", "32", "--width", "8", "--epochs", "2", "--batch-size", "32"]) == 0
+    assert main(["anomaly", "train", str(tmp_path / "normal"), "--out", str(tmp_path / "det"), "--method",
+                 "skipganomaly", "--image-size", "32", "--width", "8", "--epochs", "2", "--batch-size", "32"]) == 0
     assert main(["anomaly", "score", str(tmp_path / "det"), str(tmp_path / "eval"), "--out",
                  str(tmp_path / "scored"), "--normal-class", "good"]) == 0
     metrics = json.loads((tmp_path / "scored" / "metrics.json").read_text())
@@ -108,7 +108,7 @@ def test_bad_inputs(tmp_path, capsys):
     assert main(["anomaly", "train", str(tmp_path / "empty"), "--out", str(tmp_path / "m")]) == 2
     assert "no images in" in capsys.readouterr().err
     generator = make_package(tmp_path)
-    with pytest.raises(GanaugError, match="holds a 'ganaug-generator' package, not a 'ganaug-anomaly' one"):
+    with pytest.raises(GanaugError, match="holds a 'ganaug-generator' package, not an anomaly detector"):
         load_detector(generator)
     with pytest.raises(GanaugError, match="images are \\(1, 32, 32\\) but the model expects \\(3, 32, 32\\)"):
         train_detector(torch.zeros(10, 1, 32, 32, dtype=torch.uint8), AnomalyConfig(image_size=32, channels=3),
@@ -139,7 +139,7 @@ def test_images_of_many_sizes_and_formats_train_and_score_by_one_resize_policy(s
         im.convert("RGB" if i % 3 == 0 else "L").save(tmp_path / "normal" / f"n{i}.{'jpg' if i % 2 else 'png'}")
     for policy in ("crop", "pad"):
         assert main(["anomaly", "train", str(tmp_path / "normal"), "--out", str(tmp_path / policy), "--resize", policy,
-                     "--image-size", "32", "--width", "4", "--epochs", "1", "--batch-size", "32"]) == 0
+                     "--method", "skipganomaly", "--image-size", "32", "--width", "4", "--epochs", "1", "--batch-size", "32"]) == 0
         det = load_detector(tmp_path / policy)
         assert det.config.resize == policy and det.config.channels == 3  # grey and RGB files: RGB
         files, _ = list_images(tmp_path / "normal")
@@ -158,7 +158,7 @@ def test_images_of_many_sizes_and_formats_train_and_score_by_one_resize_policy(s
     for i, x in enumerate(normal[:40]):
         Image.fromarray(x[0].numpy()).resize((36, 40)).save(tmp_path / "same" / f"s{i}.png")
     assert main(["anomaly", "train", str(tmp_path / "same"), "--out", str(tmp_path / "strict"), "--resize", "strict",
-                 "--image-size", "32", "--width", "4", "--epochs", "1", "--batch-size", "32"]) == 0
+                 "--method", "skipganomaly", "--image-size", "32", "--width", "4", "--epochs", "1", "--batch-size", "32"]) == 0
     strict = load_detector(tmp_path / "strict")
     assert strict.config.source_size == (36, 40)
     with pytest.raises(GanaugError, match="these images are .* trained on 36x40 images with resize='strict'"):
@@ -213,7 +213,7 @@ def test_cli_records_the_score_choice(sneakers, tmp_path):
     normal, _ = sneakers
     _write(tmp_path / "normal", normal[:64])
     assert main(["anomaly", "train", str(tmp_path / "normal"), "--out", str(tmp_path / "det"), "--image-size", "32",
-                 "--width", "4", "--epochs", "1", "--score-reduce", "max", "--score-smoothing", "1.5"]) == 0
+                 "--method", "skipganomaly", "--width", "4", "--epochs", "1", "--score-reduce", "max", "--score-smoothing", "1.5"]) == 0
     det = load_detector(tmp_path / "det")
     assert (det.config.score_reduce, det.config.score_smoothing) == ("max", 1.5)
     assert "score = its max" in (tmp_path / "det" / "README.md").read_text()

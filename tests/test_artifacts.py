@@ -9,7 +9,8 @@ from safetensors.torch import load_file, save_file
 
 import ganaug.artifacts as artifacts
 from ganaug import GanaugError, Generator, build_generator, make_config
-from ganaug.anomaly import AnomalyConfig, SkipGANomaly, save_detector
+from ganaug.anomaly import (AnomalyConfig, MemoryBankConfig, MemoryBankDetector, SkipGANomaly, build_backbone,
+                            save_detector)
 from ganaug.eval import ReferenceClassifier, SmallCNN
 from ganaug.eval.reference import ReferenceConfig
 
@@ -25,6 +26,17 @@ def _detector(folder):
     return save_detector(SkipGANomaly(AnomalyConfig(image_size=32, width=4, latent_dim=8), threshold=0.5), folder)
 
 
+def _memory_bank(method, spec):
+    def make(folder):
+        torch.manual_seed(0)
+        source = spec if spec == "pixels" else str(_reference(folder.parent / "backbone"))
+        backbone = build_backbone(source, method)
+        config = MemoryBankConfig.for_method(method, backbone=backbone.config, image_size=16, channels=1)
+        dim = backbone.pooled(torch.zeros(1, 1, 16, 16)).shape[1] if method == "knn" else 8  # SmallCNN width 4: 8-d
+        return save_detector(MemoryBankDetector(config, backbone, torch.randn(12, dim), threshold=0.5), folder)
+    return make
+
+
 def _reference(folder):
     torch.manual_seed(0)
     cfg = ReferenceConfig(channels=1, image_size=32, class_names=["a", "b"], width=4, real_test_accuracy=0.5,
@@ -37,6 +49,8 @@ FACTORIES = {
     "ganaug-generator": (_generator, lambda g: g.net.state_dict()),
     "ganaug-anomaly": (_detector, lambda m: m.state_dict()),
     "ganaug-reference-classifier": (_reference, lambda r: r.model.state_dict()),
+    "ganaug-anomaly-knn": (_memory_bank("knn", "pixels"), lambda m: m.package_state()),
+    "ganaug-anomaly-patchcore": (_memory_bank("patchcore", "reference"), lambda m: m.package_state()),
 }
 
 

@@ -12,8 +12,7 @@ from PIL import Image
 
 from ..data.images import DECODE_ERRORS, decode_image, is_image_file, stack_images
 from ..errors import GanaugError
-from .model import AnomalyConfig, SkipGANomaly
-from .train import score_images
+from .detector import Detector, score_images
 
 
 def list_images(folder: str | Path) -> tuple[list[Path], list[str]]:
@@ -53,8 +52,8 @@ def check_same_size(files: list[Path]) -> tuple[int, int]:
     return next(iter(sizes))
 
 
-def load_for(files: list[Path], config: AnomalyConfig) -> torch.Tensor:
-    """The images as the detector sees them, by its resize policy (the same at training and
+def load_for(files: list[Path], config) -> torch.Tensor:
+    """The images as a detector sees them, by its config's resize policy (the same at training and
     scoring time): uint8 (N, C, S, S)."""
     if config.resize == "strict":
         size = check_same_size(files)
@@ -116,10 +115,11 @@ def read_label_csv(path: str | Path, files: list[Path]) -> list[int]:
     return [table[f.name] for f in files]
 
 
-def score_folder(model: SkipGANomaly, folder: str | Path, out_dir: str | Path, *,
+def score_folder(model: Detector, folder: str | Path, out_dir: str | Path, *,
                  labels_csv: str | Path | None = None, normal_class: str | None = None,
                  heatmaps: bool = True) -> dict:
-    """Score every image; write scores.csv, heatmaps/ and, with labels, metrics and roc.png."""
+    """Score every image; write scores.csv, heatmaps/ (for methods with anomaly maps) and, with
+    labels, metrics and roc.png."""
     files, classes = list_images(folder)
     images = load_for(files, model.config)
     scores, maps = score_images(model, images)
@@ -140,12 +140,13 @@ def score_folder(model: SkipGANomaly, folder: str | Path, out_dir: str | Path, *
         for i, f in enumerate(files):
             w.writerow([str(f), f"{float(scores[i]):.6f}", int(predicted[i]), f"{model.threshold:.6f}"]
                        + ([labels[i]] if labels else []))
-    if heatmaps:
+    if heatmaps and maps is not None:
         (out / "heatmaps").mkdir(exist_ok=True)
         for i, f in enumerate(files):
             name = f"{classes[i]}_{f.stem}.png" if classes[i] else f"{f.stem}.png"
             overlay(f, maps[i], "pad" if model.config.resize == "pad" else "crop").save(out / "heatmaps" / name)
-    result = {"n": len(files), "threshold": model.threshold, "n_predicted_anomalies": int(predicted.sum())}
+    result = {"n": len(files), "threshold": model.threshold, "n_predicted_anomalies": int(predicted.sum()),
+              "heatmaps": heatmaps and maps is not None}
     if labels is not None:
         result.update(binary_metrics(scores, torch.tensor(labels), model.threshold, out / "roc.png"))
     return result

@@ -19,6 +19,8 @@ from ..progress import progress_bar
 
 from ..errors import GanaugError
 from ..pixels import uint8_to_model
+from .detector import score_images
+from .holdout import split_holdout, threshold_at
 from .model import AnomalyConfig, SkipGANomaly
 
 
@@ -42,19 +44,6 @@ class AnomalyTrainConfig:
         return self
 
 
-@torch.no_grad()
-def score_images(model: SkipGANomaly, images: torch.Tensor, batch_size: int = 256
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scores, error maps) on the CPU for uint8 (N, C, H, W) images, computed on the model's device."""
-    device = next(model.parameters()).device
-    scores, maps = [], []
-    for xb in images.split(batch_size):
-        s, m = model.score_maps(uint8_to_model(xb).to(device))
-        scores.append(s.cpu())
-        maps.append(m.cpu())
-    return torch.cat(scores), torch.cat(maps)
-
-
 def train_detector(normal: torch.Tensor, config: AnomalyConfig, train_config: AnomalyTrainConfig,
                    *, device: str | torch.device = "cpu", progress: bool = True,
                    log_path: str | Path | None = None) -> tuple[SkipGANomaly, dict]:
@@ -67,14 +56,10 @@ def train_detector(normal: torch.Tensor, config: AnomalyConfig, train_config: An
     if tuple(normal.shape[1:]) != (config.channels, config.image_size, config.image_size):
         raise GanaugError(f"images are {tuple(normal.shape[1:])} but the model expects "
                           f"({config.channels}, {config.image_size}, {config.image_size}).")
-    n_val = max(1, int(round(train_config.val_fraction * len(normal))))
-    if len(normal) - n_val < 2:
-        raise GanaugError(f"{len(normal)} normal images are too few to train and hold some out; "
-                          "provide at least a few dozen.")
+    train, val = split_holdout(normal, train_config.val_fraction, train_config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_config.seed)
-        perm = torch.randperm(len(normal))
-        val, train = normal[perm[:n_val]], normal[perm[n_val:]]
+        torch.randperm(len(normal))  # the draw the split took before it had its own generator: same runs
         model = SkipGANomaly(config).to(device)
         opt_g = torch.optim.Adam(model.G.parameters(), lr=train_config.lr, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(model.D.parameters(), lr=train_config.lr, betas=(0.5, 0.999))
@@ -114,10 +99,9 @@ def train_detector(normal: torch.Tensor, config: AnomalyConfig, train_config: An
     model.load_state_dict(best_state)
     val_scores, _ = score_images(model, val)
     model = model.cpu()
-    model.threshold = float(torch.quantile(val_scores.double(), train_config.threshold_quantile))
+    model.threshold, rule = threshold_at(val_scores, train_config.threshold_quantile)
     record = {"epochs_run": len(history), "best_epoch": best_epoch, "num_train": len(train),
-              "num_validation": len(val), "threshold": model.threshold,
-              "threshold_rule": f"quantile {train_config.threshold_quantile} of normal validation scores",
+              "num_validation": len(val), "threshold": model.threshold, "threshold_rule": rule,
               "validation_scores": {"mean": float(val_scores.mean()), "std": float(val_scores.std())},
               "train_config": asdict(train_config), "history": history, "device": str(device),
               "elapsed_s": round(time.perf_counter() - t0, 1)}

@@ -15,36 +15,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from unittest import mock
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..errors import GanaugError
 from .features import FeatureSpace
 from .reference import cache_dir
-from .torch_pth import read_state_dict
+from .torch_pth import convert_to_safetensors, download_as_safetensors
 
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")
 _HASH_PREFIX = "6726825d"  # torch.hub convention: the file name carries its SHA-256 prefix
 _CACHED_NAME = "weights-inception-2015-12-05-6726825d.safetensors"
-
-
-def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "GANAUG_OFFLINE"))
-
-
-def _convert(pth: Path, out: Path) -> Path:
-    state = read_state_dict(pth)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-    os.replace(tmp, out)
-    return out
 
 
 def inception_weights(path: str | Path | None = None) -> Path:
@@ -57,23 +43,12 @@ def inception_weights(path: str | Path | None = None) -> Path:
         if p.suffix == ".safetensors":
             return p
         digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
-        return _convert(p, folder / f"converted-{digest}.safetensors")
-    cached = folder / _CACHED_NAME
-    if cached.is_file():
-        return cached
+        return convert_to_safetensors(p, folder / f"converted-{digest}.safetensors")
     url = os.environ.get("GANAUG_INCEPTION_URL", INCEPTION_URL)
     how = (f"download {url} on a machine with internet and pass it with --inception-weights PATH "
            "(the .pth is read without unpickling), or use --features reference")
-    if _offline():
-        raise GanaugError(f"the Inception FID weights are not cached and offline mode is on; {how}.")
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        pth = Path(tmp) / "weights.pth"
-        try:
-            torch.hub.download_url_to_file(url, str(pth), hash_prefix=_HASH_PREFIX, progress=True)
-        except (OSError, RuntimeError, ValueError) as e:
-            raise GanaugError(f"could not download the Inception FID weights ({e}); {how}.") from e
-        return _convert(pth, cached)
+    return download_as_safetensors(url, folder / _CACHED_NAME, what="the Inception FID weights", how=how,
+                                   hash_prefix=_HASH_PREFIX)
 
 
 class InceptionFeatures(FeatureSpace):

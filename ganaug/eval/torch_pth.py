@@ -6,17 +6,21 @@ arbitrary code, so ganaug never does: this module walks the pickle's opcodes wit
 ``pickletools.genops`` (which parses, never executes) and interprets the handful a state dict
 needs. Only an allowlist of names may appear (OrderedDict, tensor rebuild functions, storage
 types); anything else is refused. The result is converted to safetensors once and only the
-safetensors file is loaded afterwards.
+safetensors file is loaded afterwards. :func:`download_as_safetensors` does both for a published
+file (the FID Inception weights, torchvision backbones), once, into a cache.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import pickletools
+import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from ..errors import GanaugError
 
@@ -173,3 +177,36 @@ def _interpret(data: bytes, persistent_load, path: Path) -> object:
             raise GanaugError(f"{str(path)!r} uses pickle opcode {name}, which a plain tensor "
                               "state dict never needs; refusing to read it.")
     raise GanaugError(f"{str(path)!r}: the pickle ended without STOP (truncated file).")
+
+
+def offline() -> bool:
+    """Whether the user asked for no downloads (``HF_HUB_OFFLINE`` or ``GANAUG_OFFLINE``)."""
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "GANAUG_OFFLINE"))
+
+
+def convert_to_safetensors(pth: str | Path, out: Path) -> Path:
+    """Read ``pth`` without unpickling and write its tensors to ``out`` atomically."""
+    state = read_state_dict(pth)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    os.replace(tmp, out)
+    return out
+
+
+def download_as_safetensors(url: str, out: Path, *, what: str, how: str, hash_prefix: str | None = None) -> Path:
+    """``out`` if it is cached, else ``url`` downloaded (checked against ``hash_prefix``, the
+    SHA-256 prefix torch.hub file names carry) and converted to it. ``what`` names the file in
+    errors and ``how`` says what to do instead (both when offline and when the download fails)."""
+    if out.is_file():
+        return out
+    if offline():
+        raise GanaugError(f"{what} are not cached and offline mode is on; {how}.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        pth = Path(tmp) / "weights.pth"
+        try:
+            torch.hub.download_url_to_file(url, str(pth), hash_prefix=hash_prefix, progress=True)
+        except (OSError, RuntimeError, ValueError) as e:
+            raise GanaugError(f"could not download {what} ({e}); {how}.") from e
+        return convert_to_safetensors(pth, out)
