@@ -3,7 +3,7 @@
 The public surface; everything documented in the README is importable from here.
 """
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402,F401
 
 from .data import LabelledImages, load_images  # noqa: E402
 from .errors import GanaugError, TrainingDiverged  # noqa: E402

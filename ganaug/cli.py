@@ -645,7 +645,7 @@ def _cmd_distill(a: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(prog="ganaug", description="Class-conditional GANs as data "
                                      "augmentation: train, sample, package and evaluate.")

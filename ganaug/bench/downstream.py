@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..data.dataset import LabelledImages
 from ..errors import GanaugError
 from ..artifacts import weights_digest

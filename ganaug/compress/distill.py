@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from ..progress import progress_bar
 
-from .. import __version__
+from ..version import __version__
 from ..configs import JsonConfig
 from ..data.dataset import LabelledImages
 from ..errors import GanaugError, TrainingDiverged

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..data.weights import effective_number_weights  # noqa: F401  (re-exported)
 from ..errors import GanaugError
 
 
@@ -33,14 +34,6 @@ def logit_adjusted_loss(logits: torch.Tensor, target: torch.Tensor, log_prior: t
     if weight is not None:
         loss = loss * weight.to(loss.device, loss.dtype)
     return loss.mean()
-
-
-def effective_number_weights(counts: Sequence[int] | torch.Tensor, beta: float = 0.9999) -> torch.Tensor:
-    """Class weights (1 - beta) / (1 - beta^n_c), normalised to sum to the number of classes
-    (Cui et al. 2019), the weights deferred re-weighting switches on late in training."""
-    n = torch.as_tensor(counts, dtype=torch.float64).clamp(min=1)
-    w = (1 - beta) / (1 - beta ** n)
-    return (w / w.sum() * len(n)).float()
 
 
 def adjust_logits(logits: torch.Tensor, log_prior: torch.Tensor, tau: float) -> torch.Tensor:

@@ -25,7 +25,7 @@ from torch import nn
 from ..artifacts import weights_digest
 from ..data.dataset import LabelledImages
 from ..errors import GanaugError
-from ..longtail.selection import ClassBands, head_input, penultimate
+from ..models.features import ClassBands, head_input, penultimate
 from .config import GUIDE_LOSSES, TrainConfig
 
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from ..progress import progress_bar
 
-from .. import __version__
+from ..version import __version__
 from ..data.dataset import LabelledImages
 from ..errors import GanaugError, TrainingDiverged
-from ..longtail.losses import effective_number_weights
+from ..data.weights import effective_number_weights
 from ..grid import save_class_grid
 from ..models import GANConfig, build_discriminator, build_generator, generate_images
 from ..models.layers import GhostBatchNorm2d
