@@ -168,6 +168,32 @@ def test_random_hflip_mirrors_about_half_and_follows_the_seed():
     assert torch.equal(out, random_hflip(x, torch.Generator().manual_seed(0)))
 
 
+def test_the_old_train_steps_warns_and_trains_exactly_as_the_loop_it_now_calls():
+    from ganaug.eval.classifier import SmallCNN, train_steps
+    from ganaug.training.classifier import ClassifierRun, StepHooks, cross_entropy, train_classifier
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 3, (64,), generator=g)
+    weight = torch.tensor([0.5, 1.0, 2.0])
+
+    def batches(gen):
+        while True:
+            yield torch.randint(64, (16,), generator=gen)
+
+    torch.manual_seed(0)
+    with pytest.warns(DeprecationWarning, match="train_classifier"):
+        old = train_steps(SmallCNN(1, 3, 4), images, labels, batches, 5, lr=1e-2, translate=2, seed=3,
+                          class_weights=weight)
+    torch.manual_seed(0)
+    new = train_classifier(SmallCNN(1, 3, 4), images, labels, batches,
+                           ClassifierRun(steps=5, lr=1e-2, seed=3, translate=2), StepHooks(loss=cross_entropy(weight)))
+    unweighted = train_classifier(SmallCNN(1, 3, 4), images, labels, batches, ClassifierRun(steps=5, lr=1e-2, seed=3,
+                                                                                            translate=2))
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values()))
+    assert not torch.equal(new.head.weight, unweighted.head.weight)  # the weights reached the loss
+
+
 def test_reference_classifier_cli_records_flip_and_channels_last(tmp_path):
     make_class_folders(tmp_path / "ds" / "train", classes=("a", "b"), n=12)
     make_class_folders(tmp_path / "ds" / "test", classes=("a", "b"), n=6, seed=1)

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data.dataset import LabelledImages
-from ..eval.classifier import train_steps
+from ..training.classifier import ClassifierRun, StepHooks, cross_entropy
+from ..training.classifier import train_classifier as train_loop  # this module has its own train_classifier
 from ..longtail import SyntheticMix, effective_number_weights, log_prior, logit_adjusted_loss
 from ..longtail.mix import ClassDraws
 from .resnet import SmallResNet
@@ -70,26 +71,27 @@ def train_classifier(variant: str, train: LabelledImages, cfg: "DownstreamConfig
     images, labels = train.images, train.labels
     batches = (balanced_batches(labels, k, cfg.batch_size) if variant == "oversample"
                else uniform_batches(len(labels), cfg.batch_size))
-    class_weights = loss_fn = weights = batch_fn = step_fn = None
+    hooks, weights = StepHooks(), None
     if variant == "reweight":
         w = 1.0 / counts.clamp(min=1).float()
-        class_weights = w / w.sum() * k
+        hooks = StepHooks(loss=cross_entropy(w / w.sum() * k))
     elif variant == "balanced-softmax":
         prior = log_prior(counts)
-        loss_fn = lambda logits, y, w, step: logit_adjusted_loss(logits, y, prior)  # noqa: E731
+        hooks = StepHooks(loss=lambda logits, y, w, step: logit_adjusted_loss(logits, y, prior))
     elif variant == "drw":
         late = effective_number_weights(counts)
 
-        def loss_fn(logits, y, w, step):
+        def drw_loss(logits, y, w, step):
             return F.cross_entropy(logits, y, weight=late if step >= DRW_START * steps else None)
+        hooks = StepHooks(loss=drw_loss)
     elif variant == "ganaug-recipe":
         images, labels, weights = mix.tensors()
         batches = mix.batch_sampler(steps, cfg.batch_size).index_batches
-        loss_fn, batch_fn, step_fn = mix.loss, mix.remix, mix.before_step
+        hooks = StepHooks(loss=mix.loss, batch=mix.remix, before_step=mix.before_step)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SmallResNet(train.channels, k, cfg.width)
-        return train_steps(model, images, labels, batches, steps, lr=cfg.lr, translate=cfg.translate, seed=seed,
-                           class_weights=class_weights, sample_weights=weights, loss_fn=loss_fn, batch_fn=batch_fn,
-                           step_fn=step_fn, channels_last=cfg.channels_last, device=device)
+        run = ClassifierRun(steps=steps, lr=cfg.lr, seed=seed, translate=cfg.translate,
+                            channels_last=cfg.channels_last, device=device)
+        return train_loop(model, images, labels, batches, run, hooks, sample_weights=weights)

@@ -1,4 +1,5 @@
-"""A small CNN classifier and its training loop.
+"""A small CNN classifier and how it is fitted for the evaluation (the loop itself is
+``ganaug.training.classifier``).
 
 Used as the reference classifier (feature space and judge for the evaluation metrics) and, with
 the same recipe, for the Classification Accuracy Score (train on generated, test on real).
@@ -6,28 +7,22 @@ the same recipe, for the Classification Accuracy Score (train on generated, test
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from ..progress import progress_bar
 
 from ..errors import GanaugError
 from ..pixels import uint8_to_model
-from ..precision import autocast, require_native_bf16
-from ..training.checkpoint import load_checkpoint, save_checkpoint
-
-# (logits, targets, per-sample weights or None, step) -> scalar loss
-LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", int], torch.Tensor]
-# (images in [-1, 1], targets, weights or None, step) -> the same, changed (batch mixing such as Remix)
-BatchFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", int],
-                   tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]]
+# the loop lives in the training layer; these names are re-exported for code written against this module
+from ..training.classifier import (BatchFn, ClassifierRun, LossFn, StepCheckpoint, StepFn, StepHooks,  # noqa: F401
+                                   cross_entropy, nothing_before_step, random_hflip, random_shift,
+                                   train_classifier, unchanged_batch)
 
 
 def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
@@ -82,19 +77,6 @@ class FitConfig:
             raise GanaugError(f"classifier precision must be 'fp32' or 'bf16', got {self.precision!r}.")
 
 
-@dataclass
-class StepCheckpoint:
-    """Where :func:`train_steps` saves its state every ``every`` steps and resumes from.
-
-    ``key`` names the run (recipe and data): a checkpoint written under another key is refused
-    rather than silently continued.
-    """
-
-    path: Path
-    every: int
-    key: str
-
-
 def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                    config: FitConfig | None = None, *, loss_fn: LossFn | None = None,
                    device: str | torch.device = "cpu", progress: bool = False, desc: str = "classifier",
@@ -115,6 +97,7 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
 
         prior = log_prior(torch.bincount(labels, minlength=num_classes))
         loss_fn = lambda logits, y, w, step: logit_adjusted_loss(logits, y, prior.to(logits.device))  # noqa: E731
+    hooks = StepHooks(loss=loss_fn or cross_entropy())
     resume = None
     if checkpoint is not None:
         # what makes this run this run: the recipe, the classes and the images (a cheap fingerprint)
@@ -132,130 +115,29 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
         torch.manual_seed(config.seed)
         model = SmallCNN(images.shape[1], num_classes, config.width)
-        return train_steps(model, images, labels, epochs, n_epochs * steps_per_epoch, lr=config.lr,
-                           translate=config.translate, flip=config.flip, seed=config.seed, loss_fn=loss_fn,
-                           channels_last=config.channels_last, precision=config.precision, device=device,
-                           progress=progress, desc=desc, checkpoint=resume)
+        run = ClassifierRun(steps=n_epochs * steps_per_epoch, lr=config.lr, seed=config.seed,
+                            translate=config.translate, flip=config.flip, channels_last=config.channels_last,
+                            precision=config.precision, device=device, progress=progress, desc=desc)
+        return train_classifier(model, images, labels, epochs, run, hooks, checkpoint=resume)
 
 
-def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                batches: Callable[[torch.Generator], Iterable[torch.Tensor]], steps: int, *, lr: float,
+def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batches, steps: int, *, lr: float,
                 translate: int, seed: int, flip: bool = False, class_weights: torch.Tensor | None = None,
                 sample_weights: torch.Tensor | None = None, loss_fn: LossFn | None = None,
-                batch_fn: BatchFn | None = None, step_fn: Callable[[nn.Module, int], None] | None = None,
-                channels_last: bool = False, precision: str = "fp32", device: str | torch.device = "cpu",
-                progress: bool = False, desc: str = "classifier",
-                checkpoint: StepCheckpoint | None = None) -> nn.Module:
-    """The one classifier training loop: Adam with a one-cycle schedule over ``steps`` batches.
-
-    ``batches(gen)`` yields index tensors into ``images``/``labels`` (epochs, uniform draws or
-    class-balanced draws); ``gen`` also draws the random shifts (and flips, with ``flip``), so one
-    seed fixes the whole run.
-    ``labels`` may be class ids or soft targets (N, K). ``sample_weights`` (N,) go to ``loss_fn``.
-    ``loss_fn(logits, y, w, step)`` replaces the (optionally class-weighted) cross-entropy: the
-    long-tailed losses, per-sample weights of generated images and step-dependent schedules;
-    ``batch_fn(x, y, w, step)`` changes a batch before the forward pass (Remix); ``step_fn(model,
-    step)`` runs before each step (freezing the body for a head-only phase).
-    ``channels_last`` is faster for small convolutions on CPU (about 1.4x on AVX2); ``precision="bf16"``
-    runs the forward pass and loss under bf16 autocast (weights and optimiser stay fp32).
-    ``checkpoint`` saves the state every ``checkpoint.every`` steps and resumes from an existing
-    file: the batches and augmentation draws of the steps already done are replayed (cheap, no
-    forward pass) so that the random stream continues exactly where it stopped.
-    """
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=fmt).train()
-    amp_dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
-    if amp_dtype is not None:
-        require_native_bf16(next(model.parameters()).device, "precision fp32")
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
-    gen = torch.Generator().manual_seed(seed)
-    weight = class_weights.to(device) if class_weights is not None else None
-    saved = _load_step_checkpoint(checkpoint, batch_fn, step_fn)
-    start = saved["step"] if saved else 0
-    with progress_bar(total=steps, enabled=progress, desc=desc, unit="step") as bar:
-        for step, idx in enumerate(itertools.islice(batches(gen), steps)):
-            if step_fn is not None:
-                step_fn(model, step)
-            x, y = images[idx], labels[idx]
-            w = sample_weights[idx] if sample_weights is not None else None
-            x = random_shift(x, translate, gen)
-            if flip:
-                x = random_hflip(x, gen)
-            if step < start:  # done before the checkpoint: its random draws are replayed, nothing else
-                if step == start - 1:
-                    _restore(saved, checkpoint, model, opt, sched, gen)
-                bar.update()
-                continue
-            x = uint8_to_model(x)
-            if batch_fn is not None:
-                x, y, w = batch_fn(x, y, w, step)
-            x = x.to(device).contiguous(memory_format=fmt)
-            y = y.to(device)
-            with autocast(x.device, amp_dtype):
-                logits = model(x)
-                loss = (loss_fn(logits, y, w, step) if loss_fn is not None
-                        else F.cross_entropy(logits, y, weight=weight))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update()
-            if progress:  # .item() waits for the device: only when someone is watching
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-            if checkpoint is not None and (step + 1) % checkpoint.every == 0 and step + 1 < steps:
-                save_checkpoint(checkpoint.path, {
-                    "key": checkpoint.key, "step": step + 1, "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": gen.get_state()})
-    return model.eval()
-
-
-def _load_step_checkpoint(checkpoint: StepCheckpoint | None, batch_fn: BatchFn | None,
-                          step_fn: Callable | None) -> dict | None:
-    if checkpoint is None:
-        return None
-    if batch_fn is not None or step_fn is not None:
-        # their own state (Remix's random draws, a frozen body) is not in the checkpoint
-        raise ValueError("train_steps cannot checkpoint a run with batch_fn or step_fn.")
-    if not checkpoint.path.is_file():
-        return None
-    saved = load_checkpoint(checkpoint.path)
-    if saved.get("key") != checkpoint.key:
-        raise GanaugError(f"{str(checkpoint.path)!r} is the checkpoint of another run (other data or recipe). "
-                          "Delete it to start afresh, or resume with the data and settings it was made with.")
-    return saved
-
-
-def _restore(saved: dict, checkpoint: StepCheckpoint, model: nn.Module, opt: torch.optim.Optimizer,
-             sched: torch.optim.lr_scheduler.LRScheduler, gen: torch.Generator) -> None:
-    if not torch.equal(gen.get_state(), saved["rng"]):
-        raise GanaugError(f"replaying the random draws up to step {saved['step']} did not reach the state saved in "
-                          f"{str(checkpoint.path)!r}: it was made by another version of ganaug or torch. "
-                          "Delete it to start afresh.")
-    model.load_state_dict(saved["model"])
-    opt.load_state_dict(saved["optimizer"])
-    sched.load_state_dict(saved["scheduler"])
-
-
-def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
-    """Shift each image by a random integer offset, filling with edge pixels."""
-    if max_shift <= 0:
-        return x
-    n, _, h, w = x.shape
-    padded = F.pad(x.float(), [max_shift] * 4, mode="replicate")
-    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=gen)
-    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1).expand(n, x.shape[1], h, w)
-    cols = (dx[:, None] + torch.arange(w)[None]).view(n, 1, 1, w).expand(n, x.shape[1], h, w)
-    batch = torch.arange(n).view(n, 1, 1, 1)
-    chan = torch.arange(x.shape[1]).view(1, -1, 1, 1)
-    return padded[batch, chan, rows, cols].round().to(torch.uint8)
-
-
-def random_hflip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Mirror each image left-right with probability 1/2."""
-    mirror = (torch.rand(len(x), generator=gen) < 0.5).view(-1, 1, 1, 1)
-    return torch.where(mirror, x.flip(-1), x)
+                batch_fn: BatchFn | None = None, step_fn: StepFn | None = None, channels_last: bool = False,
+                precision: str = "fp32", device: str | torch.device = "cpu", progress: bool = False,
+                desc: str = "classifier", checkpoint: StepCheckpoint | None = None) -> nn.Module:
+    """Deprecated: :func:`ganaug.training.classifier.train_classifier` with a ``ClassifierRun`` and
+    ``StepHooks`` (the same loop, the same results)."""
+    warnings.warn("ganaug.eval.classifier.train_steps is deprecated; use ganaug.training.classifier."
+                  "train_classifier(model, images, labels, batches, ClassifierRun(...), StepHooks(...)).",
+                  DeprecationWarning, stacklevel=2)
+    run = ClassifierRun(steps=steps, lr=lr, seed=seed, translate=translate, flip=flip, channels_last=channels_last,
+                        precision=precision, device=device, progress=progress, desc=desc)
+    hooks = StepHooks(loss=loss_fn or cross_entropy(class_weights), batch=batch_fn or unchanged_batch,
+                      before_step=step_fn or nothing_before_step)
+    return train_classifier(model, images, labels, batches, run, hooks, sample_weights=sample_weights,
+                            checkpoint=checkpoint)
 
 
 @torch.no_grad()
