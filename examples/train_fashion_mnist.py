@@ -27,10 +27,10 @@ def main() -> None:
                                       image_size=32, channels=data.channels)
     run = ganaug.train(data, model_config, ganaug.TrainConfig(steps=a.steps), a.out)
 
-    G, cfg, step = ganaug.load_run_generator(run)
-    labels = torch.arange(cfg.num_classes).repeat_interleave(8)
-    images = ganaug.generate_images(G, labels, z_dim=cfg.z_dim, value_range=cfg.value_range, seed=0)
-    print("grid:", save_class_grid(images, cfg.class_names, 8, run / "grid.png"))
+    G = ganaug.load_generator(run)  # the EMA generator
+    labels = torch.arange(G.num_classes).repeat_interleave(8)
+    images = G.generate(labels, seed=0)
+    print("grid:", save_class_grid(images, G.class_names, 8, run / "grid.png"))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,16 @@ def test_every_input_type_through_compose(pkg, kind):
     assert same is img
 
 
+def test_the_old_generator_keyword_warns_and_still_works(pkg):
+    with pytest.warns(DeprecationWarning, match="source="):
+        old = GANAugment(generator=pkg, p=1.0)
+    assert old.generator == GANAugment(source=pkg, p=1.0).generator == pkg
+    with pytest.raises(GanaugError, match="not both"), pytest.warns(DeprecationWarning):
+        GANBatchAugment(pkg, generator=pkg)
+    with pytest.raises(GanaugError, match="needs a source"):
+        GANAugment(p=1.0)
+
+
 def test_dict_samples_and_custom_labels_getter(pkg):
     img = torch.zeros(1, 32, 32, dtype=torch.uint8)
     out = GANAugment(pkg, p=1.0)({"image": img, "label": 0})

@@ -41,9 +41,9 @@ def train_tiny(tmp_path, name, data, steps=40, guide=None, **cfg):
 
 
 def brightness_gap(run) -> float:
-    G, mc, _ = ganaug.load_run_generator(run)
+    G = ganaug.load_generator(run)
     y = torch.tensor([0, 1]).repeat_interleave(64)
-    images = generate_images(G, y, z_dim=mc.z_dim, seed=1).float()
+    images = generate_images(G.net, y, z_dim=G.config.z_dim, seed=1).float()
     return float(images[y == 1].mean() - images[y == 0].mean())
 
 

@@ -39,6 +39,14 @@ def test_round_trip_is_bit_exact(run_dir, package):
     assert from_pkg.image_size == 32 and from_pkg.channels == 1
 
 
+def test_the_old_run_loader_warns_and_gives_the_same_network(run_dir):
+    with pytest.warns(DeprecationWarning, match="load_generator"):
+        net, config, step = ganaug.load_run_generator(run_dir)
+    G = load_generator(run_dir)
+    assert step == 3 and config == G.config
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), G.net.state_dict().values()))
+
+
 def test_same_generator_state_same_images(package):
     G = load_generator(package)
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)

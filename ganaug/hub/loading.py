@@ -45,10 +45,10 @@ def _load(source: str | Path, revision: str | None, device: str | torch.device, 
                               "of a training run folder.")
         return load_package(path, device)
     from ..training.checkpoint import CHECKPOINT_NAME
-    from ..training.rundir import load_run_generator
+    from ..training.rundir import run_networks
 
     if (path / CHECKPOINT_NAME).is_file():
-        net, config, step = load_run_generator(path, device, step)
+        net, config, step = run_networks(path, device, step)
         meta = {"training": training_metadata(path, step)}
         return Generator(net, config, meta)
     refuse_pickles([p.name for p in path.iterdir()] if path.is_dir() else [], str(path))

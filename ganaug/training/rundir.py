@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,8 +75,18 @@ def list_snapshots(run_dir: str | Path) -> list[int]:
 
 def load_run_generator(run_dir: str | Path, device: str | torch.device = "cpu", step: int | None = None
                        ) -> tuple[nn.Module, GANConfig, int]:
+    """Deprecated: ``ganaug.load_generator(run_dir, step=...)`` gives the same network as a
+    :class:`ganaug.Generator` (``.net``, ``.config``; the step is in ``.metadata``)."""
+    warnings.warn("ganaug.load_run_generator is deprecated; use ganaug.load_generator(run_dir) (a Generator: "
+                  "generate(), .config, .net), the one loader for runs, packages and the Hub.",
+                  DeprecationWarning, stacklevel=2)
+    return run_networks(run_dir, device, step)
+
+
+def run_networks(run_dir: str | Path, device: str | torch.device = "cpu", step: int | None = None
+                 ) -> tuple[nn.Module, GANConfig, int]:
     """The EMA generator of a training run (of its snapshot at ``step`` if given), in eval mode,
-    its config and its step."""
+    its config and its step: what :func:`ganaug.load_generator` wraps for a run folder."""
     path = Path(run_dir) / CHECKPOINT_NAME
     if not path.is_file():
         raise GanaugError(f"{str(run_dir)!r} holds no {CHECKPOINT_NAME}; is it a ganaug run "

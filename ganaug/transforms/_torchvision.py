@@ -3,6 +3,8 @@ kernels in ``_kernels.py`` to do the work (torchvision's class/kernel split)."""
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -52,10 +54,21 @@ def default_label(sample: Any) -> Any:
 
 
 class _GANBase(Transform):
-    def __init__(self, generator: Generator | FreshBank | str, p: float | dict = 0.5, classes: Any = None,
+    def __init__(self, source: Generator | FreshBank | str | None = None, p: float | dict = 0.5, classes: Any = None,
                  labels_getter: str | Callable | None = "default", revision: str | None = None,
-                 truncation: float | None = None, inference: InferenceOptions | dict | None = None):
+                 truncation: float | None = None, inference: InferenceOptions | dict | None = None,
+                 generator: Generator | FreshBank | str | None = None):
         super().__init__()
+        if generator is not None:  # the name before 0.2: the albumentations GANAugment always said source
+            warnings.warn(f"{type(self).__name__}(generator=...) is deprecated; pass it as source= (or first), as "
+                          "the albumentations GANAugment does.", DeprecationWarning, stacklevel=2)
+            if source is not None:
+                raise GanaugError(f"{type(self).__name__} takes source= or the deprecated generator=, not both.")
+            source = generator
+        if source is None:
+            raise GanaugError(f"{type(self).__name__} needs a source: a ganaug.Generator, a FreshBank, a package "
+                              "folder, a run folder or 'hf-hub:org/name'.")
+        generator = source
         if labels_getter is None:
             raise GanaugError("GANAugment needs each sample's label; labels_getter cannot be None.")
         self.generator, self.revision = generator, revision
@@ -104,7 +117,7 @@ class GANAugment(_GANBase):
     channel count. The label is untouched. Call it on ``(image, label)`` or on a dict with a
     ``label`` key, as v2's MixUp/CutMix find their labels; ``labels_getter`` overrides that.
 
-    ``generator`` is a :class:`ganaug.Generator` or a source for :func:`ganaug.load_generator`
+    ``source`` is a :class:`ganaug.Generator` or a source for :func:`ganaug.load_generator`
     (a source string is loaded lazily, once per process, on the CPU: the DataLoader-safe way).
     ``inference`` (:class:`ganaug.InferenceOptions`) runs it channels_last, compiled, bf16 or int8.
     A :class:`ganaug.transforms.FreshBank` in place of the generator hands out images that a
