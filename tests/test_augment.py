@@ -65,6 +65,19 @@ def test_the_old_generator_keyword_warns_and_still_works(pkg):
         GANAugment(p=1.0)
 
 
+def test_generators_loaded_by_source_are_a_bounded_cache(pkg, monkeypatch):
+    from ganaug.transforms import _kernels as K
+
+    monkeypatch.setattr(K, "MAX_LOADED", 2)
+    monkeypatch.setattr(K, "_LOADED", K.collections.OrderedDict())
+    a, b, c = pkg, pkg + "/", pkg + "/."  # three source strings of one package: three cache entries
+    first = K.resolve_generator(a)
+    K.resolve_generator(b)
+    assert K.resolve_generator(a) is first  # used again: kept
+    K.resolve_generator(c)  # the least recently used (b) goes
+    assert [k[1] for k in K._LOADED] == [a, c]
+
+
 def test_dict_samples_and_custom_labels_getter(pkg):
     img = torch.zeros(1, 32, 32, dtype=torch.uint8)
     out = GANAugment(pkg, p=1.0)({"image": img, "label": 0})

@@ -5,6 +5,7 @@ image it replaces. No randomness here: callers pass seeds.
 
 from __future__ import annotations
 
+import collections
 import os
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,11 @@ from ..pixels import model_to_uint8
 if TYPE_CHECKING:
     from .bank import FreshBank
 
-_LOADED: dict[tuple, Generator] = {}  # per process: (pid, source, revision) -> Generator
+# generators loaded from source strings, per process: (pid, source, revision) -> Generator. Bounded:
+# the least recently used beyond MAX_LOADED is dropped (reloaded if asked for again), and entries a
+# forked worker inherited from its parent (another pid) are dropped on its first load
+MAX_LOADED = 8
+_LOADED: "collections.OrderedDict[tuple, Generator]" = collections.OrderedDict()
 # a generator -> its inference variants (compiled or int8 models are built once, never pickled)
 _OPTIMIZED: "weakref.WeakKeyDictionary[Generator, dict[InferenceOptions, Generator]]" = weakref.WeakKeyDictionary()
 
@@ -49,7 +54,12 @@ def resolve_generator(generator: Generator | str, revision: str | None = None,
         if key not in _LOADED:
             from ..hub.loading import load_generator
 
+            for other in [k for k in _LOADED if k[0] != key[0]]:
+                del _LOADED[other]
             _LOADED[key] = load_generator(generator, revision=revision, device="cpu")
+            while len(_LOADED) > MAX_LOADED:
+                _LOADED.popitem(last=False)
+        _LOADED.move_to_end(key)
         gen = _LOADED[key]
     options = inference_options(inference)
     if options is None or options == gen.inference:
