@@ -620,14 +620,17 @@ def _cmd_anomaly(a: argparse.Namespace) -> None:
 
 
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
-    shipped = Path(__file__).resolve().parents[1] / "pretrained" / "fashion-mnist-sngan"
-    p = sub.add_parser("demo", help="a minute of what ganaug does: augment a long-tailed dataset",
-                       description="Run the shipped Fashion-MNIST generator as augmentation on a long-tailed slice of "
-                       "Fashion-MNIST (GANBatchAugment in a DataLoader, and balance()), and write OUT/demo.png: real "
-                       "next to generated images per class, and the class counts before and after.",
+    shipped = Path(__file__).resolve().parents[1] / "pretrained"
+    p = sub.add_parser("demo", help="a minute of what ganaug does: balance a long-tailed dataset's rare classes",
+                       description="Build the long-tail recipe's bank of generated images (SyntheticMix, band filter, "
+                       "every class filled towards the largest) for a long-tailed slice of Fashion-MNIST with the "
+                       "shipped generator, serve a batch through a DataLoader, and write OUT/demo.png: real next to "
+                       "kept generated images per class, and the class counts.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default="../shared/data/fashion-mnist", help="Fashion-MNIST (IDX files)")
-    p.add_argument("--generator", default=str(shipped), help="a generator trained on DATA's classes")
+    p.add_argument("--generator", default=str(shipped / "fashion-mnist-sngan"), help="a generator trained on DATA's classes")
+    p.add_argument("--judge", default=str(shipped / "fashion-mnist-reference-classifier"),
+                   help="a reference classifier of the same classes, whose penultimate features define the band")
     p.add_argument("--out", default="runs/demo", help="folder for demo.png and demo.txt")
     p.add_argument("--ratio", type=float, default=100.0, help="imbalance ratio of the slice")
 
@@ -635,7 +638,7 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(a: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(a.data, a.generator, a.out, ratio=a.ratio)
+    run_demo(a.data, a.generator, a.out, a.judge, ratio=a.ratio)
 
 
 def _cmd_distill(a: argparse.Namespace) -> None:

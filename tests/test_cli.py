@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -92,10 +93,15 @@ def test_run_config_records_every_command(run_dir, class_folders):
 def test_demo_augments_a_long_tailed_slice(tmp_path, fmnist_dir):
     from ganaug.demo import run_demo
 
-    png = run_demo(fmnist_dir, REPO / "pretrained" / "fashion-mnist-sngan", tmp_path / "demo", per_class=60)
+    png = run_demo(fmnist_dir, REPO / "pretrained" / "fashion-mnist-sngan", tmp_path / "demo",
+                   REPO / "pretrained" / "fashion-mnist-reference-classifier", per_class=60)
     assert png.is_file() and png.stat().st_size > 10_000
     text = (tmp_path / "demo" / "demo.txt").read_text()
-    assert "balance('not majority'): [60, 60, 60, 60, 60, 60, 60, 60, 60, 60]" in text
+    bank = json.loads(text.split("generated bank per class ")[1].splitlines()[0])
+    assert bank[0] == 0 and sum(bank[1:]) > 0  # the largest class gets none
+    # a class with one real image has a band of one distance (its own, 0): every generated image lies beyond
+    assert "Ankle boot 0 kept of" in text
+    assert "band filter: Trouser" in text and "generated (weight 0.5)" in text
 
 
 def test_train_cli_takes_a_reference_classifier_as_guide(tmp_path, class_folders, capsys):
