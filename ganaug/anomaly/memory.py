@@ -19,7 +19,7 @@ from ..errors import GanaugError
 
 CORESETS = ("greedy", "random", "none")
 PROJECTION_DIM = 128
-_CHUNK = 4096  # query rows per distance block: bounds memory at _CHUNK x bank size floats
+BLOCK_FLOATS = 2**26  # one block of query-to-bank distances holds at most this many floats (256 MB)
 
 
 def coreset(features: torch.Tensor, size: int, method: Literal["greedy", "random", "none"] = "greedy",
@@ -56,5 +56,6 @@ def coreset(features: torch.Tensor, size: int, method: Literal["greedy", "random
 def nearest_distances(bank: torch.Tensor, queries: torch.Tensor, k: int = 1) -> torch.Tensor:
     """(N,) mean Euclidean distance of each query row to its ``k`` nearest bank rows."""
     k = min(k, len(bank))
+    rows = max(1, min(4096, BLOCK_FLOATS // max(1, len(bank))))  # memory stays bounded for any bank
     return torch.cat([torch.cdist(q, bank).topk(k, largest=False).values.mean(1)
-                      for q in queries.float().split(_CHUNK)]) if len(queries) else torch.empty(0)
+                      for q in queries.float().split(rows)]) if len(queries) else torch.empty(0)
