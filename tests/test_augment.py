@@ -104,6 +104,9 @@ def test_same_torch_seed_same_images(pkg):
     torch.manual_seed(0)
     b = [t(img, i % 2)[0] for i in range(6)]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+    replaced = [not torch.equal(x, img) for x in a]
+    assert any(replaced) and not all(replaced)  # p = 0.5 really drew both ways, and the images are generated
+    assert len({x.float().sum().item() for x, r in zip(a, replaced) if r}) > 1  # new latents per call
 
 
 def test_transforms_survive_pickle(pkg):

@@ -374,5 +374,10 @@ def test_a_judge_trained_in_bf16_still_runs_cas_on_a_cpu_without_it(tmp_path, mo
     config = json.loads((ref / "config.json").read_text())
     config["fit"]["precision"] = "bf16"  # as if trained on a CPU with AVX-512 BF16
     (ref / "config.json").write_text(json.dumps(config))
+    # a bf16 fit here would be refused (the CPU "lacks" bf16) and eval would exit with 2
     assert main(["eval", str(run), "--data", str(tmp_path / "ds"), "--reference", str(ref), "--n", "40"]) == 0
-    assert isinstance(json.loads((run / "eval" / "eval.json").read_text())["overall"]["cas"], float)
+    result = json.loads((run / "eval" / "eval.json").read_text())
+    assert 0.0 <= result["overall"]["cas"] <= 1.0
+    per_class = [row["cas"] for row in result["per_class"]]
+    # per real test class (6 images each): the overall CAS is their mean
+    assert len(per_class) == 2 and sum(per_class) / 2 == pytest.approx(result["overall"]["cas"])

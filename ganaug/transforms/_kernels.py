@@ -56,7 +56,8 @@ def resolve_generator(generator: Generator | str, revision: str | None = None,
 
             for other in [k for k in _LOADED if k[0] != key[0]]:
                 del _LOADED[other]
-            _LOADED[key] = load_generator(generator, revision=revision, device="cpu")
+            with torch.random.fork_rng(devices=[]):  # building the network draws initial weights: not from
+                _LOADED[key] = load_generator(generator, revision=revision, device="cpu")  # the caller's stream
             while len(_LOADED) > MAX_LOADED:
                 _LOADED.popitem(last=False)
         _LOADED.move_to_end(key)
@@ -66,7 +67,8 @@ def resolve_generator(generator: Generator | str, revision: str | None = None,
         return gen
     variants = _OPTIMIZED.setdefault(gen, {})
     if options not in variants:
-        variants[options] = gen.optimized(options)
+        with torch.random.fork_rng(devices=[]):  # building a variant must not move the caller's stream either
+            variants[options] = gen.optimized(options)
     return variants[options]
 
 
