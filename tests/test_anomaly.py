@@ -110,7 +110,7 @@ def test_bad_inputs(tmp_path, capsys):
     generator = make_package(tmp_path)
     with pytest.raises(GanaugError, match="holds a 'ganaug-generator' package, not an anomaly detector"):
         load_detector(generator)
-    with pytest.raises(GanaugError, match="images are \\(1, 32, 32\\) but the model expects \\(3, 32, 32\\)"):
+    with pytest.raises(GanaugError, match="images are \\(1, 32, 32\\) but the detector expects \\(3, 32, 32\\)"):
         train_detector(torch.zeros(10, 1, 32, 32, dtype=torch.uint8), AnomalyConfig(image_size=32, channels=3),
                        AnomalyTrainConfig())
 

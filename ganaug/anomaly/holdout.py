@@ -8,6 +8,15 @@ import torch
 from ..errors import GanaugError
 
 
+def check_normal_images(normal: torch.Tensor, config) -> None:
+    """uint8 (N, C, S, S) images of the shape ``config`` (``channels``, ``image_size``) asks for."""
+    if normal.dim() != 4 or normal.dtype != torch.uint8:
+        raise GanaugError("normal images must be a uint8 (N, C, H, W) tensor.")
+    if tuple(normal.shape[1:]) != (config.channels, config.image_size, config.image_size):
+        raise GanaugError(f"images are {tuple(normal.shape[1:])} but the detector expects "
+                          f"({config.channels}, {config.image_size}, {config.image_size}).")
+
+
 def split_holdout(normal: torch.Tensor, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(fit part, held-out part) of uint8 normal images, a seeded random split."""
     if not 0 < val_fraction < 1:

@@ -26,7 +26,7 @@ from ..errors import GanaugError
 from ..pixels import uint8_to_model
 from .backbone import Backbone, BackboneConfig
 from .detector import score_images
-from .holdout import split_holdout, threshold_at
+from .holdout import check_normal_images, split_holdout, threshold_at
 from .memory import CORESETS, coreset, nearest_distances
 from .model import RESIZE_POLICIES, smooth_maps
 
@@ -132,11 +132,7 @@ def fit_memory_bank(normal: torch.Tensor, config: MemoryBankConfig, backbone: Ba
     bank (thinned by the coreset), the held-out part sets the threshold. Returns the detector (on
     the backbone's device) and a record of what was done and what it costs."""
     config.validate()
-    if normal.dim() != 4 or normal.dtype != torch.uint8:
-        raise GanaugError("normal images must be a uint8 (N, C, H, W) tensor.")
-    if tuple(normal.shape[1:]) != (config.channels, config.image_size, config.image_size):
-        raise GanaugError(f"images are {tuple(normal.shape[1:])} but the detector expects "
-                          f"({config.channels}, {config.image_size}, {config.image_size}).")
+    check_normal_images(normal, config)
     fit, val = split_holdout(normal, val_fraction, seed)
     t0 = time.perf_counter()
     feats = _embed(backbone, config.method, fit, batch_size)

@@ -20,7 +20,7 @@ from ..progress import progress_bar
 from ..errors import GanaugError
 from ..pixels import uint8_to_model
 from .detector import score_images
-from .holdout import split_holdout, threshold_at
+from .holdout import check_normal_images, split_holdout, threshold_at
 from .model import AnomalyConfig, SkipGANomaly
 
 
@@ -51,11 +51,7 @@ def train_detector(normal: torch.Tensor, config: AnomalyConfig, train_config: An
     ready to save) and a training record."""
     train_config.validate()
     config.validate()
-    if normal.dim() != 4 or normal.dtype != torch.uint8:
-        raise GanaugError("normal images must be a uint8 (N, C, H, W) tensor.")
-    if tuple(normal.shape[1:]) != (config.channels, config.image_size, config.image_size):
-        raise GanaugError(f"images are {tuple(normal.shape[1:])} but the model expects "
-                          f"({config.channels}, {config.image_size}, {config.image_size}).")
+    check_normal_images(normal, config)
     train, val = split_holdout(normal, train_config.val_fraction, train_config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_config.seed)
