@@ -86,10 +86,9 @@ class MemoryBankDetector(nn.Module):
         self.config, self.backbone, self.threshold = config.validate(), backbone, threshold
         self.register_buffer("bank", bank)
 
-    @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] -> (N, D) pooled features (knn) or (N, h, w, D) patches (patchcore)."""
-        return self.backbone.pooled(x) if self.config.method == "knn" else self.backbone.patches(x)
+        return method_features(self.backbone, self.config.method, x)
 
     @torch.no_grad()
     def score_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -115,14 +114,16 @@ class MemoryBankDetector(nn.Module):
 
 
 @torch.no_grad()
+def method_features(backbone: Backbone, method: str, x: torch.Tensor) -> torch.Tensor:
+    """What ``method`` keeps of images in [-1, 1]: pooled (N, D) for knn, patches (N, h, w, D) else."""
+    return backbone.pooled(x) if method == "knn" else backbone.patches(x)
+
+
 def _embed(backbone: Backbone, method: str, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The bank's rows for uint8 images: one per image (knn) or per patch (patchcore)."""
     device = next(iter(backbone.buffers())).device
-    out = []
-    for xb in images.split(batch_size):
-        x = uint8_to_model(xb).to(device)
-        f = backbone.pooled(x) if method == "knn" else backbone.patches(x).flatten(0, 2)
-        out.append(f.float())
-    return torch.cat(out)
+    out = [method_features(backbone, method, uint8_to_model(xb).to(device)) for xb in images.split(batch_size)]
+    return torch.cat([f.reshape(-1, f.shape[-1]).float() for f in out])
 
 
 def fit_memory_bank(normal: torch.Tensor, config: MemoryBankConfig, backbone: Backbone, *,
