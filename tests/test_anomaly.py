@@ -64,6 +64,30 @@ def test_threshold_comes_only_from_normal_validation_data(detector, sneakers):
     assert record["num_train"] + record["num_validation"] == len(normal)
 
 
+def test_a_killed_run_resumes_exactly_from_its_last_epoch(sneakers, tmp_path):
+    normal = sneakers[0][:160]
+    config = AnomalyConfig(image_size=32, channels=1, width=4)
+
+    def fit(epochs, folder, resume=False):
+        return train_detector(normal, config, AnomalyTrainConfig(epochs=epochs, batch_size=32, patience=10),
+                              progress=False, run_dir=tmp_path / folder, resume=resume)
+
+    straight, record = fit(3, "straight")
+    fit(2, "resumed")  # as if killed after epoch 2
+    with pytest.raises(GanaugError, match="already holds a run; pass --resume"):
+        fit(3, "resumed")
+    again, record_again = fit(3, "resumed", resume=True)
+    state, state_again = straight.state_dict(), again.state_dict()
+    assert all(torch.equal(state[k], state_again[k]) for k in state)
+    assert again.threshold == straight.threshold and record_again["best_epoch"] == record["best_epoch"]
+    assert [h["val_score_mean"] for h in record_again["history"]] == [h["val_score_mean"] for h in record["history"]]
+    metrics = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(m)["epoch"] for m in metrics] == [1, 2, 3]
+    with pytest.raises(GanaugError, match="other images or settings"):
+        train_detector(normal[:150], config, AnomalyTrainConfig(epochs=4, batch_size=32), progress=False,
+                       run_dir=tmp_path / "resumed", resume=True)
+
+
 def test_save_load_round_trip_gives_identical_scores(detector, sneakers, tmp_path):
     model, record = detector
     _, test = sneakers

@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 
+TRAINING_RUN = "training"  # SkipGANomaly's run folder inside the package folder (never pushed)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from .memory import CORESETS
     from .memory_bank import MemoryBankConfig
@@ -75,6 +78,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--score-smoothing", type=float, default=m.score_smoothing,
                    help="sigma (pixels) of the Gaussian that smooths the anomaly map before it is reduced; 0: none")
     g.add_argument("--spectral-norm", action="store_true", help="spectral normalisation in D")
+    g.add_argument("--resume", action="store_true",
+                   help=f"continue a killed run from its last epoch (checkpointed in MODEL/{TRAINING_RUN}/)")
     sc = s.add_parser("score", help="score images with a trained detector",
                       description="Write scores.csv (score, predicted label, threshold), heatmap overlays (methods "
                       "with anomaly maps) and, when labels are given, AUROC, AUPRC, F1 at the threshold and roc.png.",
@@ -130,7 +135,8 @@ def _train(a: argparse.Namespace) -> None:
         config = dataclasses.replace(config, channels=images.shape[1])
         tc = AnomalyTrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, val_fraction=a.val_fraction,
                                 threshold_quantile=a.threshold_quantile, seed=a.seed)
-        model, record = train_detector(images, config, tc, device=device)
+        model, record = train_detector(images, config, tc, device=device, run_dir=Path(a.out) / TRAINING_RUN,
+                                       resume=a.resume)
     else:
         from .backbone import build_backbone
         from .memory_bank import MemoryBankConfig, fit_memory_bank

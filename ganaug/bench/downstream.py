@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import platform
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

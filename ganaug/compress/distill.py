@@ -14,31 +14,24 @@ G_ema, optimisers and RNG; metrics; sample grids), so ``--resume``, ``load_gener
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from ..progress import progress_bar
 
-from ..version import __version__
+from ..artifacts import weights_digest
 from ..configs import JsonConfig
 from ..data.dataset import LabelledImages
-from ..errors import GanaugError, TrainingDiverged
-from ..grid import save_class_grid
-from ..artifacts import weights_digest
+from ..errors import GanaugError
 from ..hub.generator import Generator
-from ..models import GANConfig, build_discriminator, build_generator, generate_images, make_config
+from ..models import GANConfig, build_discriminator, build_generator, make_config
 from ..pixels import uint8_to_model
-from ..training.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from ..training.distributed import pick_device
 from ..training.ema import make_ema, update_ema
-from ..training.loop import pick_device
+from ..training.engine import RunFolder
 from ..training.losses import d_loss, g_loss
-from ..training.rundir import (METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_losses, run_commands,
-                               run_lock, truncate_metrics)
+from ..training.rundir import run_lock
 
 
 @dataclass
@@ -102,7 +95,6 @@ def distill(teacher: Generator, student: GANConfig, config: DistillConfig, out_d
 def _distill(teacher: Generator, student: GANConfig, config: DistillConfig, out: Path, reference: Any,
              data: LabelledImages | None, init: Generator | None, resume: bool, progress: bool,
              command: str | None) -> Path:
-    ckpt_path = out / CHECKPOINT_NAME
     c = teacher.config
     if (student.num_classes, student.class_names, student.image_size, student.channels, student.z_dim) != \
             (c.num_classes, c.class_names, c.image_size, c.channels, c.z_dim):
@@ -119,13 +111,13 @@ def _distill(teacher: Generator, student: GANConfig, config: DistillConfig, out:
     if init is not None and init.config != student:
         raise GanaugError("init's config is not the student's; pass init.config as the student config.")
     teacher_digest = weights_digest(teacher.net)
-    ckpt = existing_checkpoint(out, resume)
-    if ckpt is not None:
-        if ckpt.get("teacher") != teacher_digest:
+    run = RunFolder(out, resume)
+    if run.resumed:
+        if run.checkpoint.get("teacher") != teacher_digest:
             raise GanaugError(f"run {str(out)!r} distils another teacher (its weights differ); resume with "
                               "the same teacher or start a new run.")
-        student = GANConfig.from_dict(ckpt["model_config"])
-        config = dataclasses.replace(DistillConfig.from_dict(ckpt["train_config"]), steps=config.steps)
+        student = GANConfig.from_dict(run.checkpoint["model_config"])
+        config = dataclasses.replace(DistillConfig.from_dict(run.checkpoint["train_config"]), steps=config.steps)
     config.validate()
     device = pick_device(config.device)
 
@@ -135,26 +127,19 @@ def _distill(teacher: Generator, student: GANConfig, config: DistillConfig, out:
     G_ema = make_ema(G)
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=(config.beta1, config.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
-    start, elapsed_before = 0, 0.0
-    if init is not None and ckpt is None:
+    states = {"G": G, "D": D, "G_ema": G_ema, "opt_g": opt_g, "opt_d": opt_d}
+    if init is not None and not run.resumed:
         G.load_state_dict(init.net.state_dict())
         G_ema.load_state_dict(init.net.state_dict())
-    if ckpt is not None:
-        for module, key in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
-            module.load_state_dict(ckpt[key])
-        start, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed_s"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        truncate_metrics(out, start)
+    run.restore(states, device)
     features = None
     if reference is not None:
         ref = reference.model.to(device).eval().requires_grad_(False)
         features = ref.features
 
-    out.mkdir(parents=True, exist_ok=True)
-    commands = run_commands(out, ckpt is not None, command)
     trained = teacher.metadata.get("training") or {}
-    (out / RUN_CONFIG).write_text(json.dumps({
-        "ganaug_version": __version__, "commands": commands, "model": student.to_dict(), "train": config.to_dict(),
+    run.write_config(command, {
+        "model": student.to_dict(), "train": config.to_dict(),
         # what the student learned from: the teacher, and through it the teacher's training data
         "data": trained.get("data"),
         "distilled_from": {"source": teacher.source, "weights_sha256": teacher_digest, "arch": c.arch,
@@ -162,25 +147,10 @@ def _distill(teacher: Generator, student: GANConfig, config: DistillConfig, out:
                                                               **init.metadata.get("pruned_from", {})},
                            "real_data": None if data is None else {"source": data.source, **data.fingerprint()},
                            "feature_network": "reference classifier" if reference is not None else "D"},
-    }, indent=2))
+    })
 
     B, K = config.batch_size, c.num_classes
-    grid_y = torch.arange(min(K, 20)).repeat_interleave(8)
-
-    def checkpoint(step: int) -> None:
-        save_checkpoint(ckpt_path, {
-            "format": 1, "step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0,
-            "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "cuda": []},
-            "model_config": student.to_dict(), "train_config": config.to_dict(), "teacher": teacher_digest,
-        })
-        plot_losses(out)
-
-    log = open(out / METRICS, "a")
-    t0 = time.perf_counter()
-    pbar = progress_bar(range(start, config.steps), initial=start, total=config.steps, enabled=progress,
-                desc="distill", dynamic_ncols=True, unit="step")
+    pbar = run.steps(config.steps, "distill", progress)
     try:
         for step in pbar:
             z = torch.randn(B, c.z_dim, device=device)
@@ -221,27 +191,21 @@ def _distill(teacher: Generator, student: GANConfig, config: DistillConfig, out:
             D.requires_grad_(True)
             update_ema(G_ema, G, config.ema_beta, step)
 
-            ld, lg = loss_d.item(), loss_g.item()
-            if not (math.isfinite(ld) and math.isfinite(lg)):
-                raise TrainingDiverged(f"distillation diverged at step {step + 1}: D loss {ld}, student loss {lg}. "
-                                       f"The last good checkpoint in {str(out)!r} is intact; lower --lr-g/--lr-d "
-                                       "and continue with --resume.")
             done = step + 1
+            ld, lg = loss_d.item(), loss_g.item()
+            run.check_finite("distillation", done, "Lower --lr-g/--lr-d and continue with --resume.", D=ld, student=lg)
             if done % config.log_every == 0 or done == config.steps:
-                secs = time.perf_counter() - t0
                 row = {"step": done, "loss_d": round(ld, 5), "loss_g": round(lg, 5),
                        "pixel_l1": round(loss_pixel.item(), 5), "feature_l1": round(loss_feature.item(), 5),
-                       "adversarial": round(loss_adv.item(), 5), "elapsed_s": round(elapsed_before + secs, 1)}
-                log.write(json.dumps(row) + "\n")
-                log.flush()
+                       "adversarial": round(loss_adv.item(), 5), "elapsed_s": round(run.elapsed(), 1)}
+                run.log(row)
                 pbar.set_postfix(pixel=f"{row['pixel_l1']:.3f}", feature=f"{row['feature_l1']:.3f}", refresh=False)
             if done % config.sample_every == 0 or done == config.steps:
-                imgs = generate_images(G_ema, grid_y, z_dim=c.z_dim, value_range=c.value_range, seed=config.seed + 1)
-                save_class_grid(imgs, [c.class_names[i] for i in range(min(K, 20))], 8,
-                                out / SAMPLES / f"step_{done:07d}.png")
+                run.sample_grid(done, G_ema, c.class_names, c.z_dim, c.value_range, seed=config.seed + 1)
             if done % config.checkpoint_every == 0 or done == config.steps:
-                checkpoint(done)
+                run.save(done, states, device, {"model_config": student.to_dict(),
+                                                "train_config": config.to_dict(), "teacher": teacher_digest})
     finally:
         pbar.close()
-        log.close()
+        run.close()
     return out

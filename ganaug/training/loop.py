@@ -1,7 +1,9 @@
 """The training loop: one function, read top to bottom.
 
-Phases per step: (1) n_dis discriminator updates on real + fake batches (DiffAugment on both),
-(2) one generator update, (3) EMA update, (4) log / sample / checkpoint on schedule.
+``_train`` reads in phases: the run's settings (a resumed run's saved ones win), the networks,
+then the loop; the run folder's life cycle is ``engine.RunFolder``'s. Phases per step: (1) n_dis
+discriminator updates on real + fake batches (DiffAugment on both), (2) one generator update,
+(3) EMA update, (4) log / sample / checkpoint on schedule.
 Everything random draws from the global torch RNG, whose state is checkpointed with the models
 and optimisers, so ``resume=True`` continues bit-exactly where the checkpoint left off.
 Launched by torchrun, the same loop runs on every process with DistributedDataParallel; each
@@ -12,38 +14,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import math
-import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from ..progress import progress_bar
 
-from ..version import __version__
 from ..data.dataset import LabelledImages
-from ..errors import GanaugError, TrainingDiverged
 from ..data.weights import effective_number_weights
-from ..grid import save_class_grid
-from ..models import GANConfig, build_discriminator, build_generator, generate_images
+from ..errors import GanaugError
+from ..models import GANConfig, build_discriminator, build_generator
 from ..models.layers import GhostBatchNorm2d
 from ..pixels import uint8_to_model
 from ..precision import autocast, require_native_bf16
-from .checkpoint import CHECKPOINT_NAME, save_checkpoint
 from .config import TrainConfig
 from .diffaugment import diff_augment
 from .distributed import Dist, broadcast_buffers, check_consistency, distributed, sync_buffers, wrap_ddp
 from .distributed import pick_device as pick_device
 from .ema import make_ema, update_ema
+from .engine import RunFolder
 from .guide import guide_for_run
 from .init import config_for_data, freeze_discriminator, init_models, load_source
 from .losses import conditioning_strength, d_loss, feature_matching, g_loss, lecam_penalty, orthogonal_penalty
-from .rundir import (METRICS, RUN_CONFIG, SAMPLES, existing_checkpoint, plot_losses, run_commands, run_lock,
-                     snapshot_path, truncate_metrics)
-
-GRID_PER_CLASS = 8
-GRID_MAX_CLASSES = 20
+from .rundir import existing_checkpoint, run_lock
 
 
 class _BatchSampler:
@@ -97,10 +90,10 @@ def train(data: LabelledImages, model_config: GANConfig | None, config: TrainCon
                           init, init_classes)
 
 
-def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GANConfig, config: TrainConfig,
-           out: Path, resume: bool, progress: bool, command: str | None, guide: torch.nn.Module | None,
-           init: str | Path | None, init_classes: dict[str, str] | None) -> Path:
-    ckpt_path = out / CHECKPOINT_NAME
+def _settings(d: Dist, data: LabelledImages, model_config: GANConfig, config: TrainConfig, out: Path,
+              resume: bool) -> tuple[RunFolder, GANConfig, TrainConfig]:
+    """Phase 1: the run folder and the settings to train with. A resumed run's saved settings win,
+    except its length and where and how it runs now; every process must agree on all of it."""
     if d.enabled:
         d.same("the training data", {**data.fingerprint(), "content": data.digest()},
                "Every node must read the same images: the same files at the same path, with the same "
@@ -115,8 +108,7 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
            "storage that every node reads (a shared filesystem), or copy the run folder to every node.")
     if ckpt is not None:
         model_config = GANConfig.from_dict(ckpt["model_config"])
-        # the saved settings win, except the length and where and how it runs now (a GPU run may continue
-        # on a CPU, in the precision given explicitly)
+        # a GPU run may continue on a CPU, in the precision given explicitly
         saved = TrainConfig.from_dict(ckpt["train_config"])
         config = dataclasses.replace(saved, steps=config.steps, device=config.device,
                                      precision=saved.precision if config.precision == "auto" else config.precision)
@@ -142,71 +134,90 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
     if config.cond_ramp_end > config.steps and d.is_main:
         warnings.warn(f"the conditioning ramp ends at step {config.cond_ramp_end}, after this run's last step "
                       f"({config.steps}): its generator is sampled fully conditional but was trained at a lower "
-                      "strength; extend the run with --resume --steps to finish the ramp.", stacklevel=2)
+                      "strength; extend the run with --resume --steps to finish the ramp.", stacklevel=3)
     data.require(model_config.channels, model_config.image_size, model_config.class_names, "the model")
+    return RunFolder(out, resume, main=d.is_main, checkpoint=ckpt), model_config, config
 
-    bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    cfg = config.resolved(data.class_counts(), device.type, bf16_ok)
+
+def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     if cfg.precision == "fp16" and device.type != "cuda":
         raise GanaugError("precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU.")
-    amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
     if cfg.precision == "bf16":
         require_native_bf16(device, "--precision fp32")
-    guider = guide_for_run(guide, cfg, data, model_config.value_range, device, ckpt, out)
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
 
-    # -- models, optimisers, state ------------------------------------------------------------
+
+@dataclass
+class _Networks:
+    """What a GAN run trains and checkpoints."""
+
+    G: torch.nn.Module
+    D: torch.nn.Module
+    G_ema: torch.nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    scaler_g: torch.amp.GradScaler
+    scaler_d: torch.amp.GradScaler
+    d_params: list[torch.nn.Parameter]  # D's trained parameters (FreezeD keeps the others)
+
+    def states(self) -> dict:
+        return {k: getattr(self, k) for k in ("G", "D", "G_ema", "opt_g", "opt_d", "scaler_g", "scaler_d")}
+
+
+def _build(model_config: GANConfig, cfg: TrainConfig, device: torch.device, data: LabelledImages,
+           init: str | Path | None, init_classes: dict[str, str] | None, log) -> tuple[_Networks, dict | None]:
+    """Phase 2: the networks and optimisers (from ``init``'s weights when given), and the init record."""
     torch.manual_seed(cfg.seed)
     G = build_generator(model_config).to(device)
     D = build_discriminator(model_config).to(device)
     G_ema = make_ema(G)
-    init_record = ckpt.get("init") if ckpt is not None else None
-    if init is not None:
-        init_record = init_models(init, model_config, G, G_ema, D, init_classes,
-                                  log=print if progress and d.is_main else (lambda m: None))
+    record = init_models(init, model_config, G, G_ema, D, init_classes, log=log) if init is not None else None
     d_params = freeze_discriminator(D, cfg.freeze_d)  # FreezeD: D's lower blocks stay as they started
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(d_params, lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    scaler_g = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    scaler_d = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     for m in G.modules():
         if isinstance(m, GhostBatchNorm2d):
             m.group = cfg.bn_group
-    start, elapsed_before = 0, 0.0
-    lecam_ema: list[float] | None = None  # moving averages of D on real and on fake images
-    if ckpt is not None:
-        try:
-            G.load_state_dict(ckpt["G"])
-            D.load_state_dict(ckpt["D"])
-            G_ema.load_state_dict(ckpt["G_ema"])
-        except RuntimeError as e:
-            raise GanaugError(
-                f"the checkpoint in {str(out)!r} does not fit the networks this version of ganaug builds from the "
-                f"run's settings ({str(e).splitlines()[0]}): it was written by a version whose layers differ (the "
-                "lite discriminator changed with the depthwise spectral-norm fix). Continue in a new run folder; "
-                "the old run's generator still exports and loads.") from None
-        opt_g.load_state_dict(ckpt["opt_g"])
-        opt_d.load_state_dict(ckpt["opt_d"])
-        scaler_g.load_state_dict(ckpt["scaler_g"])
-        scaler_d.load_state_dict(ckpt["scaler_d"])
-        start, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed_s"])
-        lecam_ema = ckpt.get("lecam_ema")
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        cuda_states = ckpt["rng"]["cuda"]  # this device's state (older checkpoints: every device's)
-        if device.type == "cuda" and cuda_states:
-            torch.cuda.set_rng_state(cuda_states[0 if len(cuda_states) == 1 else device.index], device)
-        if d.is_main:
-            truncate_metrics(out, start)
-    elif resume and progress and d.is_main:
-        print(f"no checkpoint in {out}; starting a new run.")
+    for g in (G, G_ema):  # class-condition noise, rarer classes more (G_ema samples in eval mode: none)
+        g.condition.noise = cfg.class_noise
+        g.condition.noise_per_class.copy_(effective_number_weights(data.class_counts(), beta=0.99))
+    nets = _Networks(G, D, G_ema,
+                     torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2)),
+                     torch.optim.Adam(d_params, lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2)),
+                     torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16"),
+                     torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16"), d_params)
+    return nets, record
 
-    if d.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        commands = run_commands(out, ckpt is not None, command)
-        (out / RUN_CONFIG).write_text(json.dumps({
-            "ganaug_version": __version__, "commands": commands, "model": model_config.to_dict(),
-            "train": cfg.to_dict(), "data": {"source": data.source, **data.fingerprint()},
-            "processes": d.world_size, "guide": guider.digest if guider else None, "init": init_record,
-        }, indent=2))
+
+def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GANConfig, config: TrainConfig,
+           out: Path, resume: bool, progress: bool, command: str | None, guide: torch.nn.Module | None,
+           init: str | Path | None, init_classes: dict[str, str] | None) -> Path:
+    # -- 1. settings ----------------------------------------------------------------------------
+    run, model_config, config = _settings(d, data, model_config, config, out, resume)
+    ckpt = run.checkpoint
+    if resume and ckpt is None and progress and d.is_main:
+        print(f"no checkpoint in {out}; starting a new run.")
+    cfg = config.resolved(data.class_counts(), device.type, device.type == "cuda" and torch.cuda.is_bf16_supported())
+    amp_dtype = _amp_dtype(cfg, device)
+    guider = guide_for_run(guide, cfg, data, model_config.value_range, device, ckpt, out)
+
+    # -- 2. networks, restored from the checkpoint when resuming ----------------------------------
+    nets, init_record = _build(model_config, cfg, device, data, init, init_classes,
+                               log=print if progress and d.is_main else (lambda m: None))
+    G, D, G_ema = nets.G, nets.D, nets.G_ema
+    opt_g, opt_d, scaler_g, scaler_d = nets.opt_g, nets.opt_d, nets.scaler_g, nets.scaler_d
+    if ckpt is not None:
+        init_record = ckpt.get("init")
+    try:
+        start = run.restore(nets.states(), device)
+    except RuntimeError as e:
+        raise GanaugError(
+            f"the checkpoint in {str(out)!r} does not fit the networks this version of ganaug builds from the "
+            f"run's settings ({str(e).splitlines()[0]}): it was written by a version whose layers differ (the "
+            "lite discriminator changed with the depthwise spectral-norm fix). Continue in a new run folder; "
+            "the old run's generator still exports and loads.") from None
+    lecam_ema: list[float] | None = ckpt.get("lecam_ema") if ckpt else None  # D's moving means, real and fake
+    run.write_config(command, {
+        "model": model_config.to_dict(), "train": cfg.to_dict(), "data": {"source": data.source, **data.fingerprint()},
+        "processes": d.world_size, "guide": guider.digest if guider else None, "init": init_record})
 
     # -- distributed: one model on every rank; each rank computes its rows of every batch -------
     G_train, D_train = G, D  # what computes gradients: DDP wrappers when distributed
@@ -224,11 +235,6 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
         return diff_augment(x, cfg.diffaugment, which if d.enabled else None, total)
 
     sampler = _BatchSampler(data.labels, data.num_classes, cfg.class_balanced)
-    for g in (G, G_ema):  # class-condition noise, rarer classes more (G_ema samples in eval mode: none)
-        g.condition.noise = cfg.class_noise
-        g.condition.noise_per_class.copy_(effective_number_weights(data.class_counts(), beta=0.99))
-    grid_classes = list(range(min(data.num_classes, GRID_MAX_CLASSES)))
-    grid_y = torch.tensor(grid_classes).repeat_interleave(GRID_PER_CLASS)
     B, vr = cfg.batch_size, model_config.value_range
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,36 +246,8 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
         y = data.labels[sampler.draw(B)[rows]].to(device)  # same class distribution as the real batches
         return torch.randn(B, model_config.z_dim, device=device)[rows], y
 
-    def checkpoint(step: int) -> None:
-        check_consistency(d, ["G", "D", "G_ema"], G, D, G_ema)
-        if not d.is_main:
-            return
-        save_checkpoint(ckpt_path, {
-            "format": 1, "step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0,
-            "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "scaler_g": scaler_g.state_dict(), "scaler_d": scaler_d.state_dict(),
-            "lecam_ema": lecam_ema, "guide": guider.digest if guider else None, "init": init_record,
-            # one state for every rank: they all draw the same stream (see distributed.py)
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []},
-            "model_config": model_config.to_dict(), "train_config": cfg.to_dict(),
-            "data": data.fingerprint(),
-        })
-        plot_losses(out)
-
-    def sample_grid(step: int) -> None:
-        # A fresh generator with the same seed each time: the same noise at every step.
-        imgs = generate_images(G_ema, grid_y, z_dim=model_config.z_dim, value_range=vr,
-                               seed=cfg.seed + 1)
-        names = [data.class_names[c] for c in grid_classes]
-        save_class_grid(imgs, names, GRID_PER_CLASS, out / SAMPLES / f"step_{step:07d}.png")
-
-    # -- the loop -------------------------------------------------------------------------------
-    log = open(out / METRICS, "a") if d.is_main else None
-    t0 = time.perf_counter()
-    pbar = progress_bar(range(start, cfg.steps), initial=start, total=cfg.steps, enabled=progress and d.is_main,
-                desc="train", dynamic_ncols=True, unit="step")
+    # -- 3. the loop ----------------------------------------------------------------------------
+    pbar = run.steps(cfg.steps, "train", progress)
     try:
         for step in pbar:
             # (0) the conditioning ramp: how much G and D use the class at this step
@@ -315,7 +293,7 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
             scaler_g.scale(loss_g).backward()
             scaler_g.step(opt_g)
             scaler_g.update()
-            for p in d_params:  # not D.requires_grad_(True): frozen blocks stay frozen
+            for p in nets.d_params:  # not D.requires_grad_(True): frozen blocks stay frozen
                 p.requires_grad_(True)
 
             # (3) EMA generator (after the ranks' buffers agree again)
@@ -326,36 +304,28 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
             ld, lg, d_real, d_fake, lguide = d.mean(torch.stack([
                 loss_d.detach(), loss_g.detach().float(), logits[:b].mean(), logits[b:].mean(),
                 loss_guide.detach().float()]))
-            if not (math.isfinite(ld) and math.isfinite(lg)):
-                raise TrainingDiverged(
-                    f"training diverged at step {step + 1}: D loss {ld}, G loss {lg}. The last "
-                    f"good checkpoint in {str(out)!r} is intact (nothing after it was saved). "
-                    "Lower --lr-g/--lr-d or use --precision fp32, then continue with --resume."
-                )
             done = step + 1
-            if d.is_main and (done % cfg.log_every == 0 or done == cfg.steps):
-                secs = time.perf_counter() - t0
-                rate = (done - start) * B * cfg.n_dis / max(secs, 1e-9)
-                row = {"step": done, "loss_d": round(ld, 5), "loss_g": round(lg, 5),
-                       "d_real": round(d_real, 4), "d_fake": round(d_fake, 4),
-                       "real_img_per_s": round(rate, 1), "elapsed_s": round(elapsed_before + secs, 1),
-                       **({"loss_guide": round(lguide, 5)} if guider else {})}
-                log.write(json.dumps(row) + "\n")
-                log.flush()
+            run.check_finite("training", done, "Lower --lr-g/--lr-d or use --precision fp32, then continue with "
+                             "--resume.", D=ld, G=lg)
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                rate = (done - start) * B * cfg.n_dis / max(run.seconds(), 1e-9)
+                run.log({"step": done, "loss_d": round(ld, 5), "loss_g": round(lg, 5),
+                         "d_real": round(d_real, 4), "d_fake": round(d_fake, 4),
+                         "real_img_per_s": round(rate, 1), "elapsed_s": round(run.elapsed(), 1),
+                         **({"loss_guide": round(lguide, 5)} if guider else {})})
                 pbar.set_postfix(loss_d=f"{ld:.3f}", loss_g=f"{lg:.3f}", img_s=f"{rate:.0f}", refresh=False)
-            if d.is_main and (done % cfg.sample_every == 0 or done == cfg.steps):
-                sample_grid(done)
-            if d.is_main and cfg.snapshot_every and done % cfg.snapshot_every == 0:
-                path = snapshot_path(out, done)
-                path.parent.mkdir(exist_ok=True)
-                save_checkpoint(path, {"format": 1, "step": done, "G_ema": G_ema.state_dict(),
-                                       "model_config": model_config.to_dict()})
+            if done % cfg.sample_every == 0 or done == cfg.steps:
+                run.sample_grid(done, G_ema, data.class_names, model_config.z_dim, vr, seed=cfg.seed + 1)
+            if cfg.snapshot_every and done % cfg.snapshot_every == 0:
+                run.snapshot(done, G_ema, model_config.to_dict())
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                checkpoint(done)
+                check_consistency(d, ["G", "D", "G_ema"], G, D, G_ema)
+                run.save(done, nets.states(), device, {
+                    "lecam_ema": lecam_ema, "guide": guider.digest if guider else None, "init": init_record,
+                    "model_config": model_config.to_dict(), "train_config": cfg.to_dict(),
+                    "data": data.fingerprint()})
                 d.barrier()  # the other ranks wait until rank 0 has written it
     finally:
         pbar.close()
-        if log is not None:
-            log.close()
+        run.close()
     return out
-
