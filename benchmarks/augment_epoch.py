@@ -1,12 +1,17 @@
-"""What GAN augmentation at p = 0.5 adds to a CPU classifier epoch, side by side in one run.
+"""The default augmentation path against a classical augmentation and against no augmentation,
+side by side in one run, on one thread (issue 37, item 6).
 
-One epoch-sized slice of Fashion-MNIST (--batches batches of 128, 32x32 grey) trains the
-benchmark's small ResNet on one thread, with the augmentation applied to each batch in the
-training loop (GANBatchAugment, the on-the-fly path): without GAN augmentation; with the fp32
-generator; with the int8 + compiled generator; and with a FreshBank whose background process
-(one thread, on the second core) keeps renewing the images, so the loop only copies them. The
-table gives each epoch's wall time and its ratio to the epoch without GAN augmentation
-(compilation happens in a warm-up before the clock starts).
+1. Images per second through ``GANBatchAugment(G)`` as a user writes it (the default: a pool per
+   class renewing 10 % of what it hands out), through ``GANBatchAugment(G, pool=None)`` (every image
+   generated in the call) and through torchvision v2's ColorJitter, on batches of 128 uint8 32x32
+   images at p = 1 (median of --runs). The pool's one-time fill (one pass per class) is timed apart.
+2. One epoch-sized slice of Fashion-MNIST (--batches batches of 128) training the benchmark's small
+   ResNet with each augmentation applied to each batch at --p, against no augmentation.
+3. Class fidelity (the shipped reference classifier's accuracy on the class asked for) of 2,000
+   images through each GAN path: the pool hands out the same generator's images, so it should
+   match the per-call path within sampling noise.
+--int8 adds the int8 + compiled generator in the call, --freshbank a FreshBank (a background
+process on the second core keeps renewing its images).
 
     python benchmarks/augment_epoch.py --generator pretrained/fashion-mnist-sngan [--batches 60]
 """
@@ -15,15 +20,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch  # noqa: E402
+from torchvision.transforms import v2  # noqa: E402
 
 from ganaug import InferenceOptions, load_generator  # noqa: E402
 from ganaug.bench.resnet import SmallResNet  # noqa: E402
 from ganaug.data import load_fashion_mnist  # noqa: E402
+from ganaug.eval import ReferenceClassifier  # noqa: E402
+from ganaug.eval.classifier import predict  # noqa: E402
 from ganaug.pixels import uint8_to_model  # noqa: E402
 from ganaug.transforms import FreshBank, GANBatchAugment  # noqa: E402
 
@@ -47,37 +56,90 @@ def epoch(images: torch.Tensor, labels: torch.Tensor, augment, batches: int, see
     return time.perf_counter() - t
 
 
+def rate(fn, n: int, runs: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return n / statistics.median(times)
+
+
+def fidelity(aug: GANBatchAugment, reference: ReferenceClassifier, n: int = 2000) -> float:
+    torch.manual_seed(1)
+    labels = torch.arange(n) % 10
+    blank = torch.zeros(n, 1, 32, 32, dtype=torch.uint8)
+    images = torch.cat([aug((blank[i:i + 128], labels[i:i + 128]))[0] for i in range(0, n, 128)])
+    _, logits = predict(reference.model, images)
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generator", default="pretrained/fashion-mnist-sngan")
+    ap.add_argument("--reference", default="pretrained/fashion-mnist-reference-classifier")
     ap.add_argument("--data", default="../shared/data/fashion-mnist")
     ap.add_argument("--batches", type=int, default=60)
     ap.add_argument("--p", type=float, default=0.5)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--int8", action="store_true")
+    ap.add_argument("--freshbank", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(1)
     data = load_fashion_mnist(a.data, image_size=32, max_per_class=a.batches * 128 // 10 + 13)
     images, labels = data.images, data.labels
     gen = load_generator(a.generator)
-    int8 = InferenceOptions(channels_last=True, compile=True, precision="int8")
-    rows = [("no GAN augmentation", None),
-            ("GANBatchAugment, fp32", GANBatchAugment(gen, p=a.p)),
-            ("GANBatchAugment, int8 + compile", GANBatchAugment(gen, p=a.p, inference=int8))]
-    for name, aug in rows[1:]:  # warm-up: loading, compilation
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    print(f"machine: {cpu}, flags avx512_bf16/amx: {'avx512_bf16' in open('/proc/cpuinfo').read()}/"
+          f"{'amx_tile' in open('/proc/cpuinfo').read()}; torch {torch.__version__}; 1 thread; "
+          f"generator {a.generator}\n")
+
+    # 1. images per second, p = 1
+    x, y = images[:128], labels[:128]
+    jitter = v2.ColorJitter(brightness=0.4, contrast=0.4)
+    pooled = GANBatchAugment(gen, p=1.0)
+    t = time.perf_counter()
+    pooled((x, y))
+    fill_s = time.perf_counter() - t
+    rows = {"torchvision ColorJitter": rate(lambda: jitter(x), 128, a.runs),
+            "GANBatchAugment(G) (default: pool, 10 % renewed)": rate(lambda: pooled((x, y)), 128, a.runs),
+            "GANBatchAugment(G, pool=None) (generated in the call)":
+                rate(lambda: GANBatchAugment(gen, p=1.0, pool=None)((x, y)), 128, a.runs)}
+    base = rows["torchvision ColorJitter"]
+    print("| path, batches of 128, p = 1 | images/s | vs ColorJitter |\n|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r:,.0f} | {r / base:.3f}x |")
+    print(f"\nThe pool's one-time fill ({pooled._pool.options.per_class} images per class, 10 classes): {fill_s:.1f} s\n")
+
+    # 2. a classifier epoch at p
+    augs = [("no augmentation", None), ("torchvision ColorJitter", lambda b: (jitter(b[0]), b[1])),
+            ("GANBatchAugment(G) (default: pool)", GANBatchAugment(gen, p=a.p)),
+            ("GANBatchAugment(G, pool=None)", GANBatchAugment(gen, p=a.p, pool=None))]
+    if a.int8:
+        int8 = InferenceOptions(channels_last=True, compile=True, precision="int8")
+        augs.append(("GANBatchAugment(G, pool=None), int8 + compile", GANBatchAugment(gen, p=a.p, pool=None,
+                                                                                      inference=int8)))
+    for _, aug in augs[2:]:  # loading and the pool's fill happen before the clock starts
         aug((images[:128], labels[:128]))
-    times = {name: epoch(images, labels, aug, a.batches) for name, aug in rows}
-    with FreshBank(a.generator, per_class=512, inference=int8, threads=1) as bank:
-        aug = GANBatchAugment(bank, p=a.p)
-        aug((images[:128], labels[:128]))  # waits for the first images of every class
-        times["GANBatchAugment, FreshBank (int8, 1 background thread)"] = epoch(images, labels, aug, a.batches)
-        made = bank.stats()
-    base = times["no GAN augmentation"]
-    print(f"\n{a.batches} batches of 128, p = {a.p}, classifier on 1 thread; machine: "
-          f"{os.uname().machine}, torch {torch.__version__}\n")
-    print("| epoch | wall s | vs no GAN augmentation |\n|---|---|---|")
+    epoch(images, labels, None, 5)  # warm-up: the first batches of a new model pay for kernel setup
+    times = {name: epoch(images, labels, aug, a.batches) for name, aug in augs}
+    if a.freshbank:
+        with FreshBank(a.generator, per_class=512, threads=1) as bank:
+            aug = GANBatchAugment(bank, p=a.p)
+            aug((images[:128], labels[:128]))  # waits for the first images of every class
+            times["FreshBank (1 background thread)"] = epoch(images, labels, aug, a.batches)
+    none = times["no augmentation"]
+    print(f"| epoch: {a.batches} batches of 128, p = {a.p} | wall s | vs no augmentation |\n|---|---|---|")
     for name, s in times.items():
-        print(f"| {name} | {s:.1f} | {s / base:.2f}x |")
-    print(f"\nFreshBank made {made['images_made']} images ({made['images_per_s']:.0f}/s) while it ran; "
-          f"the epoch used {int(a.p * a.batches * 128)}.")
+        print(f"| {name} | {s:.1f} | {s / none:.2f}x |")
+
+    # 3. the images are the same generator's: class fidelity of both paths
+    ref = ReferenceClassifier.load(a.reference)
+    f_pool = fidelity(GANBatchAugment(gen, p=1.0), ref)
+    f_call = fidelity(GANBatchAugment(gen, p=1.0, pool=None), ref)
+    print(f"\nclass fidelity (reference classifier, 2,000 images): pool {f_pool:.3f}, generated in the call "
+          f"{f_call:.3f} (difference {f_pool - f_call:+.3f})")
 
 
 if __name__ == "__main__":

@@ -47,8 +47,8 @@ def rows_for(channels: int, n: int, runs: int, bank_dir: str) -> list[tuple[str,
     chw = [torch.from_numpy(np.ascontiguousarray(a.reshape(32, 32, channels).transpose(2, 0, 1))) for a in hwc]
     labels = [i % 10 for i in range(n)]
     gen = Generator.from_config(make_config("sngan", 10, image_size=32, channels=channels))
-    one = GANAugment(gen, p=1.0)
-    batch = GANBatchAugment(gen, p=1.0)
+    one = GANAugment(gen, p=1.0, pool=None)  # generated in the call (the default pool: augment_epoch.py)
+    batch = GANBatchAugment(gen, p=1.0, pool=None)
     stacked, lab = torch.stack(chw), torch.tensor(labels)
     bank = SyntheticDataset(gen, n // 10, cache=bank_dir)
     bank.images()  # fill the bank once

@@ -13,7 +13,8 @@ from .models import (GANConfig, build_discriminator, build_generator,  # noqa: E
 from .training import TrainConfig, load_run_generator, train  # noqa: E402
 from .hub import Generator, InferenceOptions, export_run, load_generator, push_to_hub  # noqa: E402
 from .longtail import SyntheticMix, SyntheticRecipe, fit_judge  # noqa: E402
-from .transforms import FreshBank, GANAugment, GANBatchAugment, MixedDataset, SyntheticDataset, balance  # noqa: E402
+from .transforms import (FreshBank, GANAugment, GANBatchAugment, MixedDataset, PoolConfig,  # noqa: E402
+                         SyntheticDataset, balance)
 # every kind of package registers its loader with the package layer (ganaug.artifacts), so that
 # ganaug.artifacts.load_artifact and push_to_hub open any of them
 from .anomaly import package as _anomaly_package  # noqa: E402,F401
@@ -24,5 +25,5 @@ __all__ = [
     "GANConfig", "make_config", "build_generator", "build_discriminator", "list_architectures",
     "register_architecture", "sample_latents", "generate_images", "TrainConfig", "train", "load_run_generator",
     "Generator", "InferenceOptions", "load_generator", "push_to_hub", "export_run", "SyntheticRecipe", "SyntheticMix",
-    "fit_judge", "GANAugment", "GANBatchAugment", "FreshBank", "SyntheticDataset", "MixedDataset", "balance",
+    "fit_judge", "GANAugment", "GANBatchAugment", "PoolConfig", "FreshBank", "SyntheticDataset", "MixedDataset", "balance",
 ]

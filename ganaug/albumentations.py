@@ -19,6 +19,7 @@ from .hub.generator import Generator
 from .hub.inference import InferenceOptions
 from .transforms import _kernels as K
 from .transforms.bank import FreshBank
+from .transforms.pool import ImagePool, PoolConfig, images_from, pool_config
 
 
 class GANAugment(ImageOnlyTransform):
@@ -30,13 +31,15 @@ class GANAugment(ImageOnlyTransform):
     ``p`` is a probability or ``{class id or name: probability}`` (as for the torchvision
     ``GANAugment``); ``classes`` limits replacement to those class ids or names. ``inference``
     (:class:`ganaug.InferenceOptions` or its dict) runs the generator channels_last, compiled, bf16
-    or int8, in every worker.
+    or int8, in every worker. ``pool`` (:class:`ganaug.transforms.PoolConfig` or its dict; None:
+    every image generated in the call) as for the torchvision transforms: by default images come
+    from a pool per class, per process, that renews a tenth of what it hands out.
     """
 
     def __init__(self, source: str | Generator | FreshBank, p: float | dict = 0.5, classes: list | None = None,
                  label_key: str = "label", revision: str | None = None,
                  truncation: float | None = None, inference: InferenceOptions | dict | None = None,
-                 per_class_p: dict | None = None):
+                 per_class_p: dict | None = None, pool: PoolConfig | dict | None = PoolConfig()):
         # p as {class: probability}, like the torchvision adapter's: albumentations' own coin is then
         # always heads and the class's coin decides (per_class_p is how to_dict()/from_dict() carry it)
         if isinstance(p, dict):
@@ -62,6 +65,9 @@ class GANAugment(ImageOnlyTransform):
         self.label_key, self.truncation = label_key, truncation
         options = K.inference_options(inference)  # kept as its dict: serialisable with the pipeline
         self.inference = None if options is None else options.to_dict()
+        pool = pool_config(pool)
+        self.pool = None if pool is None else pool.to_dict()
+        self._pool: ImagePool | None = None
 
     def _gen(self) -> Generator:
         if self._bank is not None:
@@ -93,13 +99,14 @@ class GANAugment(ImageOnlyTransform):
         gen = self._gen()
         K.check_worker_device(gen)
         c, h, w = K.image_format(img)
-        out = K.generate_fitted(gen, torch.tensor([class_id]), [gen_seed], c, h, w, self.truncation)[0]
+        source, self._pool = images_from(gen, pool_config(self.pool), self.truncation, self._pool)
+        out = K.generate_fitted(source, torch.tensor([class_id]), [gen_seed], c, h, w, self.truncation)[0]
         return K.like(out, img)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("source", "classes", "label_key", "revision", "truncation", "inference", "per_class_p")
+        return ("source", "classes", "label_key", "revision", "truncation", "inference", "per_class_p", "pool")
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_generator"] = None  # workers load their own copy from the source
+        state["_generator"] = state["_pool"] = None  # workers load their own copy from the source
         return state

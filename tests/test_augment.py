@@ -97,14 +97,21 @@ def test_per_class_probabilities_and_classes(pkg):
 
 
 def test_same_torch_seed_same_images(pkg):
-    t = GANAugment(pkg, p=0.5)
     img = torch.zeros(1, 32, 32, dtype=torch.uint8)
-    torch.manual_seed(0)
-    a = [t(img, i % 2)[0] for i in range(6)]
-    torch.manual_seed(0)
-    b = [t(img, i % 2)[0] for i in range(6)]
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+    def draw(t):
+        torch.manual_seed(0)
+        return [t(img, i % 2)[0] for i in range(6)]
+
+    # generated in the call: the seed alone decides; from the pool (the default): the seed and the pool's
+    # history, so a new transform with the same seed gives the same images
+    fresh = GANAugment(pkg, p=0.5, pool=None)
+    a = draw(fresh)
+    assert all(torch.equal(x, y) for x, y in zip(a, draw(fresh)))
+    pooled = draw(GANAugment(pkg, p=0.5))
+    assert all(torch.equal(x, y) for x, y in zip(pooled, draw(GANAugment(pkg, p=0.5))))
     replaced = [not torch.equal(x, img) for x in a]
+    assert replaced == [not torch.equal(x, img) for x in pooled]  # the same coins
     assert any(replaced) and not all(replaced)  # p = 0.5 really drew both ways, and the images are generated
     assert len({x.float().sum().item() for x, r in zip(a, replaced) if r}) > 1  # new latents per call
 
@@ -125,12 +132,45 @@ def test_batch_augment_is_one_forward_pass(pkg):
     calls = []
     G.net.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
     images = torch.rand(8, 3, 24, 24)
-    out, labels = GANBatchAugment(G, p=1.0)((images, torch.tensor([0, 1] * 4)))
+    out, labels = GANBatchAugment(G, p=1.0, pool=None)((images, torch.tensor([0, 1] * 4)))
     assert calls == [8]  # every replaced image in a single generator call
     assert out.shape == images.shape and out.dtype == images.dtype and labels.tolist() == [0, 1] * 4
     assert not torch.equal(out, images) and 0 <= out.min() and out.max() <= 1
     kept = GANBatchAugment(G, p={"ok": 0.0, "defect": 1.0})(images, torch.tensor([0, 1] * 4))[0]
     assert torch.equal(kept[0::2], images[0::2]) and not torch.equal(kept[1::2], images[1::2])
+
+
+def test_the_default_pool_hands_out_the_generators_images_and_renews_what_it_is_told(pkg):
+    from ganaug.transforms import ImagePool, PoolConfig
+
+    G = ganaug.load_generator(pkg)
+    calls = []
+    G.net.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    t = GANBatchAugment(G, p=1.0, pool=PoolConfig(per_class=16, refresh=0.5))
+    labels = torch.tensor([0, 1] * 32)
+    torch.manual_seed(0)
+    first = t(torch.zeros(64, 1, 32, 32, dtype=torch.uint8), labels)[0]
+    # one pass per class fills the pool, then one pass renews about half of the 64 images handed out
+    assert calls[:2] == [16, 16] and len(calls) == 3 and 16 <= calls[2] <= 48
+    pool = t._pool
+    assert isinstance(pool, ImagePool) and pool.made == 32 + calls[2]
+    t(torch.zeros(64, 1, 32, 32, dtype=torch.uint8), labels)
+    assert len(calls) == 4  # filled once: later calls pay only for the renewals
+    # every image handed out is one the generator made for that class, from the pool's own seeds
+    fill = ImagePool(G, PoolConfig(per_class=16, refresh=0.5))
+    fill._fill(0), fill._fill(1)
+    for img, c in zip(first, labels.tolist()):
+        assert any(torch.equal(img, kept) for kept in fill.images[c])
+    assert len({img.float().sum().item() for img in first}) > 8  # many slots, not one image
+    never = GANBatchAugment(G, p=1.0, pool=PoolConfig(per_class=16, refresh=0.0))
+    calls.clear()
+    for _ in range(3):
+        never(torch.zeros(64, 3, 32, 32, dtype=torch.uint8), labels)
+    assert calls == [16, 16]
+    with pytest.raises(GanaugError, match="pool refresh must lie in"):
+        PoolConfig(refresh=2.0)
+    with pytest.raises(GanaugError, match="pool must be"):
+        GANBatchAugment(G, pool=16)
 
 
 def test_bad_inputs_name_the_problem(pkg):

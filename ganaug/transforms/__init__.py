@@ -5,7 +5,8 @@ the same class, a background bank of fresh images, and datasets of generated ima
 from ._torchvision import GANAugment, GANBatchAugment, default_label
 from .balance import MixedDataset, balance, resolve_strategy
 from .bank import FreshBank
+from .pool import ImagePool, PoolConfig
 from .synthetic import SyntheticDataset
 
-__all__ = ["GANAugment", "GANBatchAugment", "default_label", "FreshBank", "SyntheticDataset", "MixedDataset",
-           "balance", "resolve_strategy"]
+__all__ = ["GANAugment", "GANBatchAugment", "default_label", "PoolConfig", "ImagePool", "FreshBank",
+           "SyntheticDataset", "MixedDataset", "balance", "resolve_strategy"]

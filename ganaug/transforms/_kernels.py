@@ -22,6 +22,7 @@ from ..pixels import model_to_uint8
 
 if TYPE_CHECKING:
     from .bank import FreshBank
+    from .pool import ImagePool
 
 # generators loaded from source strings, per process: (pid, source, revision) -> Generator. Bounded:
 # the least recently used beyond MAX_LOADED is dropped (reloaded if asked for again), and entries a
@@ -105,7 +106,7 @@ def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
                       "ganaug converts between grey (1) and RGB (3) only.")
 
 
-def generate_fitted(gen: "Generator | FreshBank", labels: torch.Tensor, seeds: list[int], channels: int,
+def generate_fitted(gen: "Generator | FreshBank | ImagePool", labels: torch.Tensor, seeds: list[int], channels: int,
                     height: int, width: int, truncation: float | None = None) -> torch.Tensor:
     """uint8 (N, channels, height, width): one image per (label, seed), in one forward pass.
 
@@ -113,8 +114,9 @@ def generate_fitted(gen: "Generator | FreshBank", labels: torch.Tensor, seeds: l
     in the batch.
     """
     from .bank import FreshBank
+    from .pool import ImagePool
 
-    if isinstance(gen, FreshBank):  # a fresh image of the bank instead of a forward pass
+    if isinstance(gen, (FreshBank, ImagePool)):  # an image kept in a bank or pool instead of a forward pass
         out = gen.take(labels, seeds)
     else:
         z = torch.stack([_latent(gen.config.z_dim, s, truncation) for s in seeds])

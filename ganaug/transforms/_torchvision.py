@@ -20,6 +20,7 @@ from ..hub.generator import Generator
 from ..hub.inference import InferenceOptions
 from . import _kernels as K
 from .bank import FreshBank
+from .pool import ImagePool, PoolConfig, images_from, pool_config
 
 
 # targets tied to the image's geometry (KeyPoints exists from torchvision 0.23 on)
@@ -57,7 +58,7 @@ class _GANBase(Transform):
     def __init__(self, source: Generator | FreshBank | str | None = None, p: float | dict = 0.5, classes: Any = None,
                  labels_getter: str | Callable | None = "default", revision: str | None = None,
                  truncation: float | None = None, inference: InferenceOptions | dict | None = None,
-                 generator: Generator | FreshBank | str | None = None):
+                 generator: Generator | FreshBank | str | None = None, pool: PoolConfig | dict | None = PoolConfig()):
         super().__init__()
         if generator is not None:  # the name before 0.2: the albumentations GANAugment always said source
             warnings.warn(f"{type(self).__name__}(generator=...) is deprecated; pass it as source= (or first), as "
@@ -75,7 +76,9 @@ class _GANBase(Transform):
         self.p, self.classes, self.truncation = p, classes, truncation
         self.labels_getter = labels_getter
         self.inference = K.inference_options(inference)
+        self.pool = pool_config(pool)
         self._probs: torch.Tensor | None = None
+        self._pool: ImagePool | None = None  # per process: made on first use, never pickled
         if isinstance(generator, (Generator, FreshBank)):
             self._resolve()  # validate p and classes now, not in the first worker
 
@@ -85,6 +88,12 @@ class _GANBase(Transform):
             self._probs = K.class_probabilities(gen, self.p, self.classes)
         return gen, self._probs
 
+    def _images_from(self, gen: Generator | FreshBank) -> Generator | FreshBank | ImagePool:
+        """What hands out the images: the pool in front of the generator (the default), the
+        generator itself with ``pool=None``, or a FreshBank given as the source."""
+        source, self._pool = images_from(gen, self.pool, self.truncation, self._pool)
+        return source
+
     def _label(self, sample: Any) -> Any:
         return default_label(sample) if self.labels_getter == "default" else self.labels_getter(sample)
 
@@ -92,6 +101,7 @@ class _GANBase(Transform):
         # DataLoader workers pickle transforms: a source string travels, not a loaded copy (and a
         # Generator travels as its float weights: compiled or int8 variants are rebuilt there).
         state = self.__dict__.copy()
+        state["_pool"] = None  # each process keeps its own pool
         if isinstance(self.generator, Generator) and self.generator.source:
             # loaded from a source: the source travels (a few bytes), and the worker loads it itself.
             # (a Generator is an nn.Module, so it sits in _modules, not in __dict__)
@@ -105,7 +115,7 @@ class _GANBase(Transform):
 
     def extra_repr(self) -> str:
         src = self.generator if isinstance(self.generator, str) else repr(self.generator)
-        return f"generator={src}, p={self.p}, classes={self.classes}"
+        return f"generator={src}, p={self.p}, classes={self.classes}, pool={self.pool}"
 
 
 class GANAugment(_GANBase):
@@ -120,10 +130,11 @@ class GANAugment(_GANBase):
     ``source`` is a :class:`ganaug.Generator` or a source for :func:`ganaug.load_generator`
     (a source string is loaded lazily, once per process, on the CPU: the DataLoader-safe way).
     ``inference`` (:class:`ganaug.InferenceOptions`) runs it channels_last, compiled, bf16 or int8.
-    A :class:`ganaug.transforms.FreshBank` in place of the generator hands out images that a
-    background process keeps renewing (no generator forward in the training loop).
-    This per-sample path costs one generator forward per replaced image;
-    :class:`GANBatchAugment` does one forward per batch.
+    By default the images come from a pool per class that renews ``pool.refresh`` of the images it
+    hands out (:class:`ganaug.transforms.PoolConfig`; ``transforms/pool.py`` says what it costs and
+    trades); ``pool=None`` generates every replaced image in the call (one forward per image here,
+    one per batch in :class:`GANBatchAugment`). A :class:`ganaug.transforms.FreshBank` in place of
+    the generator hands out images that a background process keeps renewing.
     """
 
     def make_params(self, flat_inputs: list[Any], label: Any = None) -> dict[str, Any]:
@@ -151,7 +162,7 @@ class GANAugment(_GANBase):
         gen, _ = self._resolve()
         K.check_worker_device(gen)
         c, h, w = K.image_format(inpt)
-        img = K.generate_fitted(gen, torch.tensor([params["label"]]), [params["seed"]], c, h, w,
+        img = K.generate_fitted(self._images_from(gen), torch.tensor([params["label"]]), [params["seed"]], c, h, w,
                                 self.truncation)[0]
         return K.like(img, inpt)
 
@@ -161,8 +172,9 @@ class GANBatchAugment(_GANBase):
 
     Takes ``(images, labels)`` with images a ``(N, C, H, W)`` uint8 or float tensor and labels a
     ``(N,)`` tensor of class ids (or a dict with those under ``image``/``label`` keys). Every
-    image whose coin (per-class ``p``) comes up is replaced, all in one generator forward pass,
-    on the generator's device: the fast path, and the GPU path (in the main process).
+    image whose coin (per-class ``p``) comes up is replaced: from the pool by default (see
+    :class:`GANAugment`), or with ``pool=None`` all in one generator forward pass on the
+    generator's device (the GPU path, in the main process).
     """
 
     def forward(self, *inputs: Any) -> Any:
@@ -198,7 +210,7 @@ class GANBatchAugment(_GANBase):
             return images
         seeds = torch.randint(0, 2**62, (len(idx),)).tolist()
         _, c, h, w = images.shape
-        fresh = K.generate_fitted(gen, ids[idx], seeds, c, h, w, self.truncation)
+        fresh = K.generate_fitted(self._images_from(gen), ids[idx], seeds, c, h, w, self.truncation)
         out = images.clone()
         if images.dtype == torch.uint8:
             out[idx.to(images.device)] = fresh.to(images.device)
