@@ -15,6 +15,7 @@ from .errors import GanaugError
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     from .models import SUPPORTED_IMAGE_SIZES, list_architectures
     from .training import TrainConfig
+    from .training.distributed import DIST_TIMEOUT_S
 
     d = TrainConfig()
     p = sub.add_parser(
@@ -112,7 +113,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=d.seed, help="seed of the whole run (init, batches, noise)")
     t.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--dist-timeout", type=float, default=600.0,
+    t.add_argument("--dist-timeout", type=float, default=DIST_TIMEOUT_S,
                    help="under torchrun: seconds to wait for the other processes (joining, and at every step)")
 
 
@@ -193,6 +194,9 @@ def _init_source(a: argparse.Namespace):
 
 
 def _sample_parser(sub: argparse._SubParsersAction) -> None:
+    from .training.distributed import DIST_TIMEOUT_S
+    from .transforms.synthetic import CHUNK_SIZE
+
     p = sub.add_parser("sample", help="generate images from a trained generator",
                        description="Generate images with a generator: a training run folder (its "
                        "EMA generator), a package folder, or hf-hub:org/name[@revision].",
@@ -209,8 +213,8 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
                    help="instead of --out: write an on-disk bank of --n images per class (uint8 safetensors "
                    "chunks and a manifest) that SyntheticDataset(MODEL, counts=N, seed=SEED, cache=DIR) reads; "
                    "under torchrun every process writes its share of the chunks")
-    p.add_argument("--chunk-size", type=int, default=256, help="images per bank chunk (one forward pass each)")
-    p.add_argument("--dist-timeout", type=float, default=600.0,
+    p.add_argument("--chunk-size", type=int, default=CHUNK_SIZE, help="images per bank chunk (one forward pass each)")
+    p.add_argument("--dist-timeout", type=float, default=DIST_TIMEOUT_S,
                    help="under torchrun: seconds to wait for the other processes")
     p.add_argument("--seed", type=int, default=0, help="same seed, same images")
     p.add_argument("--truncation", type=float, default=None,
@@ -252,6 +256,7 @@ def _write_bank(a: argparse.Namespace) -> None:
     from .hub import load_generator
     from .training.distributed import distributed
     from .transforms import SyntheticDataset
+    from .transforms.synthetic import CHUNK_SIZE
 
     with distributed(a.device, a.dist_timeout) as (d, device):
         G = load_generator(a.model, device=device)
@@ -268,7 +273,7 @@ def _write_bank(a: argparse.Namespace) -> None:
         if d.is_main:
             counts = {G.class_names[c]: a.n for c in classes} if a.classes else a.n
             extra = "".join(f", {k}={v!r}" for k, v in (("truncation", a.truncation), ("chunk_size", a.chunk_size))
-                            if v != {"truncation": None, "chunk_size": 256}[k])
+                            if v != {"truncation": None, "chunk_size": CHUNK_SIZE}[k])
             print(f"bank of {len(bank)} images ({bank.num_chunks} chunks) in {bank.cache_dir}; read it with "
                   f"SyntheticDataset({a.model!r}, counts={counts!r}, seed={a.seed}, cache={a.bank!r}{extra})")
 
@@ -620,6 +625,8 @@ def _cmd_anomaly(a: argparse.Namespace) -> None:
 
 
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
+    from . import demo
+
     shipped = Path(__file__).resolve().parents[1] / "pretrained"
     p = sub.add_parser("demo", help="a minute of what ganaug does: balance a long-tailed dataset's rare classes",
                        description="Build the long-tail recipe's bank of generated images (SyntheticMix, band filter, "
@@ -627,11 +634,11 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
                        "shipped generator, serve a batch through a DataLoader, and write OUT/demo.png: real next to "
                        "kept generated images per class, and the class counts.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", default="../shared/data/fashion-mnist", help="Fashion-MNIST (IDX files)")
+    p.add_argument("--data", default=demo.DEFAULT_DATA, help="Fashion-MNIST (IDX files)")
     p.add_argument("--generator", default=str(shipped / "fashion-mnist-sngan"), help="a generator trained on DATA's classes")
     p.add_argument("--judge", default=str(shipped / "fashion-mnist-reference-classifier"),
                    help="a reference classifier of the same classes, whose penultimate features define the band")
-    p.add_argument("--out", default="runs/demo", help="folder for demo.png and demo.txt")
+    p.add_argument("--out", default=demo.DEFAULT_OUT, help="folder for demo.png and demo.txt")
     p.add_argument("--ratio", type=float, default=100.0, help="imbalance ratio of the slice")
 
 

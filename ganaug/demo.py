@@ -22,6 +22,10 @@ from .errors import GanaugError
 DEMO_RECIPE = {"share": 0.5, "weight": 0.5, "finish": 0.2, "filter": "band", "band_high": 0.95, "fill_to": 1.0}
 
 
+DEFAULT_DATA = "../shared/data/fashion-mnist"  # where this repository's checkout finds Fashion-MNIST
+DEFAULT_OUT = "runs/demo"
+
+
 def run_demo(data: str | Path, generator: str | Path, out: str | Path, judge: str | Path, *, ratio: float = 100.0,
              per_class: int = 600, seed: int = 0) -> Path:
     """Write ``out/demo.png`` and ``out/demo.txt``. ``judge`` is a reference classifier package of the

@@ -155,8 +155,11 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+DIST_TIMEOUT_S = 600.0  # how long a process waits for the others before the run fails with a message
+
+
 @contextmanager
-def distributed(device_name: str = "auto", timeout_s: float = 600.0,
+def distributed(device_name: str = "auto", timeout_s: float = DIST_TIMEOUT_S,
                 backend: str | None = None) -> Iterator[tuple[Dist, torch.device]]:
     """Join torchrun's process group if this process was launched by it, and leave it at the end.
 

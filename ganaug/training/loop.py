@@ -29,7 +29,7 @@ from ..pixels import uint8_to_model
 from ..precision import autocast, require_native_bf16
 from .config import TrainConfig
 from .diffaugment import diff_augment
-from .distributed import Dist, broadcast_buffers, check_consistency, distributed, sync_buffers, wrap_ddp
+from .distributed import DIST_TIMEOUT_S, Dist, broadcast_buffers, check_consistency, distributed, sync_buffers, wrap_ddp
 from .distributed import pick_device as pick_device
 from .ema import make_ema, update_ema
 from .engine import RunFolder
@@ -59,7 +59,7 @@ class _BatchSampler:
 
 def train(data: LabelledImages, model_config: GANConfig | None, config: TrainConfig,
           out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-          command: str | None = None, dist_timeout: float = 600.0, guide: torch.nn.Module | None = None,
+          command: str | None = None, dist_timeout: float = DIST_TIMEOUT_S, guide: torch.nn.Module | None = None,
           init: str | Path | None = None, init_classes: dict[str, str] | None = None) -> Path:
     """Train a conditional GAN on ``data``, writing everything into ``out_dir``.
 

@@ -49,6 +49,8 @@ def _fingerprint(gen) -> str:
     return h.hexdigest()[:16]
 
 
+CHUNK_SIZE = 256  # images per bank chunk: one forward pass each, and the unit a process writes
+
 class SyntheticDataset(Dataset):
     """Generated ``(image uint8 (C, H, W), label int)`` pairs.
 
@@ -62,7 +64,7 @@ class SyntheticDataset(Dataset):
 
     def __init__(self, generator: Any, counts: int | dict, *, seed: int = 0,
                  cache: str | Path | None = None, revision: str | None = None,
-                 chunk_size: int = 256, truncation: float | None = None,
+                 chunk_size: int = CHUNK_SIZE, truncation: float | None = None,
                  filter: str | None = None, reference: Any = None, threshold: float = 0.9,
                  max_tries: int = 10, inference: Any = None):
         self.generator, self.revision = generator, revision
