@@ -135,7 +135,9 @@ def split_neu_det_crops(a, c):
 
 
 METHODS = {
-    "skipganomaly": lambda a: ["--method", "skipganomaly", "--epochs", str(a.epochs), "--width", str(a.width)],
+    # --resume: a run killed mid-training continues from its last epoch (a new run where none was started)
+    "skipganomaly": lambda a: ["--method", "skipganomaly", "--epochs", str(a.epochs), "--width", str(a.width),
+                               "--resume"],
     "knn-pixels": lambda a: ["--method", "knn", "--backbone", "pixels"],
     "knn": lambda a: ["--method", "knn", "--backbone", f"reference:{a.features}"],
     "patchcore": lambda a: ["--method", "patchcore", "--backbone", f"reference:{a.features}"],
