@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -35,6 +34,8 @@ from ganaug.eval import ReferenceClassifier  # noqa: E402
 from ganaug.eval.classifier import predict  # noqa: E402
 from ganaug.pixels import uint8_to_model  # noqa: E402
 from ganaug.transforms import FreshBank, GANBatchAugment  # noqa: E402
+
+from augment_speed import median_rate  # noqa: E402  (this folder is on sys.path when run as a script)
 
 
 def epoch(images: torch.Tensor, labels: torch.Tensor, augment, batches: int, seed: int = 0) -> float:
@@ -54,16 +55,6 @@ def epoch(images: torch.Tensor, labels: torch.Tensor, augment, batches: int, see
         loss.backward()
         opt.step()
     return time.perf_counter() - t
-
-
-def rate(fn, n: int, runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return n / statistics.median(times)
 
 
 def fidelity(aug: GANBatchAugment, reference: ReferenceClassifier, n: int = 2000) -> float:
@@ -102,10 +93,10 @@ def main() -> None:
     t = time.perf_counter()
     pooled((x, y))
     fill_s = time.perf_counter() - t
-    rows = {"torchvision ColorJitter": rate(lambda: jitter(x), 128, a.runs),
-            "GANBatchAugment(G) (default: pool, 10 % renewed)": rate(lambda: pooled((x, y)), 128, a.runs),
+    rows = {"torchvision ColorJitter": median_rate(lambda: jitter(x), 128, a.runs),
+            "GANBatchAugment(G) (default: pool, 10 % renewed)": median_rate(lambda: pooled((x, y)), 128, a.runs),
             "GANBatchAugment(G, pool=None) (generated in the call)":
-                rate(lambda: GANBatchAugment(gen, p=1.0, pool=None)((x, y)), 128, a.runs)}
+                median_rate(lambda: GANBatchAugment(gen, p=1.0, pool=None)((x, y)), 128, a.runs)}
     base = rows["torchvision ColorJitter"]
     print("| path, batches of 128, p = 1 | images/s | vs ColorJitter |\n|---|---|---|")
     for name, r in rows.items():
