@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import platform
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from ..version import __version__
 from ..data.dataset import LabelledImages
 from ..errors import GanaugError
 from ..artifacts import weights_digest
+from ..hub.generator import Generator
 from ..longtail import SyntheticMix, SyntheticRecipe, adjust_logits, balanced_accuracy, choose_tau, log_prior
 from .bootstrap import encode_hits
 from .choice import choose
@@ -159,19 +159,8 @@ def _classes_of(data: LabelledImages, names: list[str]) -> LabelledImages:
     return part
 
 
-def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg: DownstreamConfig,
-                   out_dir: str | Path, *, generator=None, reference=None, device: str | torch.device = "cpu",
-                   progress: bool = True) -> dict:
-    """The whole benchmark; writes results.json, report.md and plots into ``out_dir``. Classifiers
-    and the generator train on ``device``; kept runs do not depend on it (their records name the machine).
-
-    ``test=None`` with ``imbalance_ratio=None`` carves a stratified test part from the data.
-    ``reference`` (a :class:`~ganaug.eval.ReferenceClassifier`) only judges the generator in
-    ``out_dir/generator-eval``; no classifier variant ever sees it or the data it was trained on.
-    """
-    import ganaug
-
-    out = Path(out_dir)
+def check_config(cfg: DownstreamConfig, generator) -> list[SyntheticRecipe]:
+    """Everything about the settings that can be wrong, said before any training; the recipe candidates."""
     bad = [v for v in cfg.variants if v not in VARIANTS]
     if bad:
         raise GanaugError(f"unknown variants {bad}; choose from {list(VARIANTS)}.")
@@ -186,169 +175,304 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
     if generator is not None and cfg.generator_init:
         raise GanaugError("--generator uses a generator as it is and --generator-init fine-tunes one on the training "
                           "part; give one of them.")
-    out.mkdir(parents=True, exist_ok=True)
-    log = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
+    # a candidate listed twice is one candidate
+    return list({recipe_name(r): r for r in recipes}.values())
 
-    # 1. splits
-    wants_gan = "ganaug-recipe" in cfg.variants
-    # data without a test split loses its test part first: the reference classifier and a generator's
-    # provenance check read train_full, which must not hold the test images
-    train_full, test = split_test(train_full, test, cfg)
-    public, lt_train, val, test = prepare_parts(train_full, test, cfg)
-    k, counts = lt_train.num_classes, lt_train.class_counts()
-    steps = classifier_steps(cfg, len(lt_train))
-    log(f"training part: {counts}; validation: {val.class_counts()}; test: {test.class_counts()}; "
-        f"{steps} classifier steps of {cfg.batch_size}; image size {lt_train.size_note()}")
 
-    # 2. the classifiers; every finished run is kept (ganaug/bench/store.py), so a killed benchmark
-    # continues where it stopped
-    cfg, seeds_note = resolve_seeds(cfg, len(lt_train))
-    log(seeds_note)
-    store = RunStore(out / "runs", lambda: SmallResNet(lt_train.channels, k, cfg.width), log=log, machine=machine)
-    rare = sorted(range(k), key=lambda c: counts[c])[: max(1, k // 3)]
-    schedule = {"steps": steps, **{f: getattr(cfg, f) for f in
-                                   ("batch_size", "lr", "width", "translate", "channels_last")}}
-    base_key = {"train": lt_train.fingerprint(), "val": val.fingerprint(), "schedule": schedule}
+def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg: DownstreamConfig,
+                   out_dir: str | Path, *, generator=None, reference=None, device: str | torch.device = "cpu",
+                   progress: bool = True) -> dict:
+    """The whole benchmark; writes results.json, report.md and plots into ``out_dir``. Classifiers
+    and the generator train on ``device``; kept runs do not depend on it (their records name the machine).
 
-    def score(model: SmallResNet, tau: float | None = 0.0) -> dict:
-        prior = log_prior(counts)
-        val_logits, test_logits = logits_of(model, val.images), logits_of(model, test.images)
-        if tau is None:  # post-hoc adjustment: tau chosen on validation
-            tau, _ = choose_tau(val_logits, val.labels, prior)
-        pred = adjust_logits(test_logits, prior, tau).argmax(1)
+    ``test=None`` with ``imbalance_ratio=None`` carves a stratified test part from the data.
+    ``generator``: a generator (or its source) to use as it is instead of training one on the training
+    part. ``reference`` (a :class:`~ganaug.eval.ReferenceClassifier`) only judges the generator in
+    ``out_dir/generator-eval``; no classifier variant ever sees it or the data it was trained on.
+    """
+    recipes = check_config(cfg, generator)
+    bench = _Benchmark(train_full, test, cfg, Path(out_dir), device, progress)
+    # 2. the baselines, seed by seed, so that a partial benchmark already holds every variant of the first seeds
+    results = bench.baselines()
+    gan = search = recipe_runs = None
+    if "ganaug-recipe" in cfg.variants:
+        # 3. the generator, 4. the recipe chosen on validation, its seeds, and the recipe without generated images
+        gan = bench.generator(generator, reference)
+        recipe_runs = _Recipes(bench, gan)
+        search = recipe_runs.search(recipes, results)
+    baseline_choice = bench.best_baseline(results, recipe_runs)
+    summary = bench.summary(results, gan, search, baseline_choice)
+    (bench.out / "results.json").write_text(json.dumps(summary, indent=2))
+    write_report(summary, bench.out)
+    return summary
+
+
+class _Scorer:
+    """A classifier's figures on test and validation: balanced and rare-class accuracy, per class,
+    confusion, and which images it got right (for the paired bootstrap)."""
+
+    def __init__(self, counts: list[int], val: LabelledImages, test: LabelledImages):
+        self.val, self.test, self.k = val, test, len(counts)
+        self.prior = log_prior(counts)
+        self.rare = sorted(range(self.k), key=lambda c: counts[c])[: max(1, self.k // 3)]
+
+    def __call__(self, model: SmallResNet, tau: float = 0.0) -> dict:
+        return self._figures(logits_of(model, self.val.images), logits_of(model, self.test.images), tau)
+
+    def posthoc(self, model: SmallResNet) -> dict:
+        """Post-hoc logit adjustment, its tau chosen on validation."""
+        val_logits, test_logits = logits_of(model, self.val.images), logits_of(model, self.test.images)
+        tau, _ = choose_tau(val_logits, self.val.labels, self.prior)
+        return self._figures(val_logits, test_logits, tau)
+
+    def _figures(self, val_logits: torch.Tensor, test_logits: torch.Tensor, tau: float) -> dict:
+        val, test, k = self.val, self.test, self.k
+        pred = adjust_logits(test_logits, self.prior, tau).argmax(1)
         bal, per = balanced_accuracy(pred, test.labels, k)
-        val_pred = adjust_logits(val_logits, prior, tau).argmax(1)
+        val_pred = adjust_logits(val_logits, self.prior, tau).argmax(1)
         val_bal, _ = balanced_accuracy(val_pred, val.labels, k)
         conf = torch.zeros(k, k, dtype=torch.int64)
         conf.index_put_((test.labels, pred), torch.ones_like(pred), accumulate=True)
         return {"balanced_accuracy": bal, "val_balanced_accuracy": val_bal, "per_class": per,
-                "rare_accuracy": sum(per[c] for c in rare) / len(rare), "confusion": conf.tolist(), "tau": tau,
-                "test_hits": encode_hits(pred == test.labels), "val_hits": encode_hits(val_pred == val.labels)}
+                "rare_accuracy": sum(per[c] for c in self.rare) / len(self.rare), "confusion": conf.tolist(),
+                "tau": tau, "test_hits": encode_hits(pred == test.labels),
+                "val_hits": encode_hits(val_pred == val.labels)}
 
-    def normalise(key: dict) -> dict:
-        if "recipe" in key:  # a recipe saved before a field existed has its default
-            key = {**key, "recipe": SyntheticRecipe.fields_with_defaults(key["recipe"])}
-        return key
 
-    def kept_record(name: str, key: dict, need_weights: bool = False) -> dict | None:
-        return store.record(name, key, need_weights, normalise=normalise)
+def _normalise(key: dict) -> dict:
+    """A kept run's key brought up to date: a recipe saved before a field existed has its default."""
+    if "recipe" in key:
+        key = {**key, "recipe": SyntheticRecipe.fields_with_defaults(key["recipe"])}
+    return key
 
-    def kept_run(name: str, key: dict, train: Callable[[], SmallResNet], tau: float | None = 0.0,
-                 model_of: str | None = None, need_weights: bool = False, wait: bool = True) -> dict | None:
-        return store.run(name, key, train, lambda m: score(m, tau), model_of=model_of, need_weights=need_weights,
-                         wait=wait, normalise=normalise)
 
-    def classical(variant: str, seed: int, need_weights: bool = False) -> dict:
-        if variant == "posthoc-la":  # the plain model, adjusted: needs the plain weights unless kept
-            key = {**base_key, "variant": "plain", "seed": seed, "posthoc": True}
-            classical("plain", seed, need_weights=kept_record(f"posthoc-la-seed{seed}", key) is None)
-            return kept_run(f"posthoc-la-seed{seed}", key, lambda: None, tau=None, model_of=f"plain-seed{seed}")
-        return kept_run(f"{variant}-seed{seed}", {**base_key, "variant": variant, "seed": seed},
-                        lambda: train_classifier(variant, lt_train, cfg, seed, device=device),
-                        need_weights=need_weights)
+@dataclass
+class _GeneratorPart:
+    """The benchmark's generator and what is known about it."""
 
-    # seed by seed, so that a partial benchmark already holds every variant of the first seeds
-    chosen = [v for v in cfg.variants if v in CLASSICAL]
-    per_seed = [{v: classical(v, s) for v in chosen} for s in range(cfg.seeds)]
-    results: dict[str, dict] = {v: summarise([runs[v] for runs in per_seed]) for v in chosen}
+    gen: Generator
+    source: str | Path | None  # a run folder or package, when it has one (snapshots are chosen from it)
+    trained_on: bool | str | None
+    leaky: bool
+    init: str | None = None
+    init_source: dict | None = None
+    snapshot_choice: dict | None = None
+    eval: dict | None = None
 
-    def load_judge() -> SmallResNet:
+    def record(self) -> dict:
+        gen = self.gen
+        return {"source": gen.source, "trained_on_training_part": self.trained_on, "leaky": self.leaky,
+                "trained_on": (gen.metadata.get("training") or {}).get("data"),
+                "fine_tuned_from": self.init_source and {"init": self.init, **self.init_source},
+                "snapshot_choice": self.snapshot_choice, "eval": self.eval}
+
+
+class _Benchmark:
+    """One benchmark folder: its parts (1. splits), its store of finished runs, and the runs of
+    the baselines; every finished run is kept (store.py), so a killed benchmark continues."""
+
+    def __init__(self, train_full: LabelledImages, test: LabelledImages | None, cfg: DownstreamConfig, out: Path,
+                 device: str | torch.device, progress: bool):
+        out.mkdir(parents=True, exist_ok=True)
+        self.out, self.device = out, device
+        self.log = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
+        self.progress = progress
+        # data without a test split loses its test part first: the reference classifier and a generator's
+        # provenance check read train_full, which must not hold the test images
+        self.train_full, test = split_test(train_full, test, cfg)
+        self.public, self.lt_train, self.val, self.test = prepare_parts(self.train_full, test, cfg)
+        counts = self.lt_train.class_counts()
+        self.steps = classifier_steps(cfg, len(self.lt_train))
+        self.log(f"training part: {counts}; validation: {self.val.class_counts()}; test: {self.test.class_counts()}; "
+                 f"{self.steps} classifier steps of {cfg.batch_size}; image size {self.lt_train.size_note()}")
+        self.cfg, self.seeds_note = resolve_seeds(cfg, len(self.lt_train))
+        self.log(self.seeds_note)
+        self.store = RunStore(out / "runs", lambda: SmallResNet(self.lt_train.channels, len(counts), cfg.width),
+                              log=self.log, machine=machine, normalise=_normalise)
+        self.score = _Scorer(counts, self.val, self.test)
+        schedule = {"steps": self.steps, **{f: getattr(cfg, f) for f in
+                                            ("batch_size", "lr", "width", "translate", "channels_last")}}
+        self.base_key = {"train": self.lt_train.fingerprint(), "val": self.val.fingerprint(), "schedule": schedule}
+        # when validation cannot separate candidates, k-fold over training + validation decides (choice.py)
+        self.kfold_skipped = KFold.skipped(self.cfg, len(self.lt_train) + len(self.val))
+        self.folds = None if self.kfold_skipped else KFold(self.lt_train, self.val, self.cfg, self.store, schedule,
+                                                           device)
+        self.salt = json.dumps(self.base_key, sort_keys=True)  # a tie's draw: seeded by the data, never by list order
+
+    # -- the baselines ----------------------------------------------------------------------------
+    def classical(self, variant: str, seed: int, need_weights: bool = False) -> dict:
+        """A classical variant's run (kept, or trained now)."""
+        if variant == "posthoc-la":
+            return self.posthoc(seed)
+        return self.store.run(f"{variant}-seed{seed}", {**self.base_key, "variant": variant, "seed": seed},
+                              lambda: train_classifier(variant, self.lt_train, self.cfg, seed, device=self.device),
+                              self.score, need_weights=need_weights)
+
+    def posthoc(self, seed: int) -> dict:
+        """The plain model of this seed, its logits adjusted post hoc (tau chosen on validation);
+        the plain weights are needed only while the adjusted run is not kept."""
+        key = {**self.base_key, "variant": "plain", "seed": seed, "posthoc": True}
+        self.classical("plain", seed, need_weights=self.store.record(f"posthoc-la-seed{seed}", key) is None)
+        return self.store.run(f"posthoc-la-seed{seed}", key, lambda: self.store.load(f"plain-seed{seed}"),
+                              self.score.posthoc, keep_weights=False)
+
+    def baselines(self) -> dict[str, dict]:
+        chosen = [v for v in self.cfg.variants if v in CLASSICAL]
+        per_seed = [{v: self.classical(v, s) for v in chosen} for s in range(self.cfg.seeds)]
+        return {v: summarise([runs[v] for runs in per_seed]) for v in chosen}
+
+    def judge(self) -> SmallResNet:
         """The judge: a balanced-softmax classifier of the real training part (the baseline's seed 0)."""
-        classical("balanced-softmax", 0, need_weights=True)
-        return store.load("balanced-softmax-seed0")
+        self.classical("balanced-softmax", 0, need_weights=True)
+        return self.store.load("balanced-softmax-seed0")
 
-    # when validation cannot separate candidates, k-fold over training + validation decides (choice.py)
-    kfold_skipped = KFold.skipped(cfg, len(lt_train) + len(val))
-    folds = None if kfold_skipped else KFold(lt_train, val, cfg, store, schedule, device)
-    salt = json.dumps(base_key, sort_keys=True)  # a tie's draw: seeded by the data, never by list order
+    # -- the generator ----------------------------------------------------------------------------
+    def generator(self, generator, reference) -> _GeneratorPart:
+        """The generator: trained on the training part only (checked, not assumed), or the one given;
+        a guided one after the judge, an unguided one first (another process may train the judge
+        meanwhile); its snapshot chosen on validation and its evaluation when asked for."""
+        import ganaug
 
-    # 3. the generator: trained on the training part only (checked, not assumed); a guided one after
-    # the judge, an unguided one first (another process may train the judge meanwhile)
-    gen = gen_eval = trained_on = choice = init_source = init = None
-    leaky = False
-    if wants_gan:
+        cfg, out, public = self.cfg, self.out, self.public
+        init_source = None
         if "public" in (generator, cfg.generator_init):  # trained once on the public part, kept
-            public_run = train_public_generator(public, cfg, out / "public-generator", device, progress)
+            public_run = train_public_generator(public, cfg, out / "public-generator", self.device, self.progress)
             generator = public_run if generator == "public" else generator
         init = str(out / "public-generator") if cfg.generator_init == "public" else cfg.generator_init
         if generator is None:
-            generator, init_source = train_generator(lt_train, cfg, out / "generator", device, progress, train_full,
-                                                     test, load_judge if cfg.generator_guide > 0 else None, init,
-                                                     public)
+            generator, init_source = train_generator(self.lt_train, cfg, out / "generator", self.device, self.progress,
+                                                     self.train_full, self.test,
+                                                     self.judge if cfg.generator_guide > 0 else None, init, public)
         gen = generator if isinstance(generator, ganaug.Generator) else ganaug.load_generator(generator)
-        if gen.class_names != lt_train.class_names:
+        if gen.class_names != self.lt_train.class_names:
             raise GanaugError(f"the generator's classes {gen.class_names} are not the data's "
-                              f"{lt_train.class_names}; train one on this data (leave out --generator).")
-        trained_on, leaky = provenance(gen, lt_train, public, init_source, cfg.leaky_generator)
-    search = None
-    if wants_gan:
-        judge = load_judge()
-        if cfg.generator_snapshots and isinstance(generator, (str, Path)) and list_snapshots(generator):
+                              f"{self.lt_train.class_names}; train one on this data (leave out --generator).")
+        trained_on, leaky = provenance(gen, self.lt_train, public, init_source, cfg.leaky_generator)
+        part = _GeneratorPart(gen, None if isinstance(generator, ganaug.Generator) else generator, trained_on, leaky,
+                              init, init_source)
+        if cfg.generator_snapshots and part.source is not None and list_snapshots(part.source):
             from ..eval.selection import choose_snapshot
 
-            choice = choose_snapshot(generator, val, judge.eval())
-            gen = ganaug.load_generator(generator, step=choice["chosen_step"])
-            log(f"generator snapshot chosen on validation: step {choice['chosen_step']} of {choice['last_step']}")
+            part.snapshot_choice = choose_snapshot(part.source, self.val, self.judge().eval())
+            part.gen = ganaug.load_generator(part.source, step=part.snapshot_choice["chosen_step"])
+            self.log(f"generator snapshot chosen on validation: step {part.snapshot_choice['chosen_step']} of "
+                     f"{part.snapshot_choice['last_step']}")
         if cfg.eval_n:
             from .generator_eval import evaluate_generator
 
             # the judge of the generator reads the classes the benchmark trains (a protocol may drop some)
-            gen_eval = evaluate_generator(gen, lt_train, test, reference,
-                                          _classes_of(train_full, lt_train.class_names), cfg.eval_n,
-                                          out / "generator-eval", progress,
-                                          min_steps=cfg.classifier_steps or cfg.classifier_min_steps)
+            part.eval = evaluate_generator(part.gen, self.lt_train, self.test, reference,
+                                           _classes_of(self.train_full, self.lt_train.class_names), cfg.eval_n,
+                                           out / "generator-eval", self.progress,
+                                           min_steps=cfg.classifier_steps or cfg.classifier_min_steps)
+        return part
+
+    # -- the verdict ------------------------------------------------------------------------------
+    def best_baseline(self, results: dict[str, dict], recipes: "_Recipes | None") -> dict | None:
+        """The best baseline: every variant without generated images, chosen by the same rule."""
+        baselines = {v: r["runs"] for v, r in results.items() if v in CLASSICAL or v == WITHOUT_GENERATED}
+        if not baselines:
+            return None
+
+        def baseline_folds(v: str) -> list[float]:
+            if v == WITHOUT_GENERATED:
+                return recipes.folds(recipes.without)
+            taus = sorted(r["tau"] for r in results["posthoc-la"]["runs"]) if v == "posthoc-la" else [0.0]
+            return self.folds.scores(v, v, tau=taus[len(taus) // 2])  # posthoc-la: the median of its chosen taus
+
+        choice = choose(baselines, self.val.labels, kfold=baseline_folds if self.folds else None,
+                        kfold_skipped=self.kfold_skipped, salt=self.salt)
+        self.log(f"best baseline ({choice['rule']}): {choice['chosen']}; {choice['sentence']}")
+        return choice
+
+    def summary(self, results: dict, gan: _GeneratorPart | None, search: dict | None,
+                baseline_choice: dict | None) -> dict:
+        cfg, public, lt, val, test = self.cfg, self.public, self.lt_train, self.val, self.test
+        leaky = bool(gan and gan.leaky)
+        generator = gan.record() if gan else {"source": None, "trained_on_training_part": None, "leaky": False,
+                                              "trained_on": None, "fine_tuned_from": None, "snapshot_choice": None,
+                                              "eval": None}
+        return {
+            "ganaug_version": __version__, "config": dataclasses.asdict(cfg), "classifier_steps": self.steps,
+            "data": {"train_full": self.train_full.source, "test": test.source, "train_counts": lt.class_counts(),
+                     "protocol": cfg.protocol, "public_counts": public.class_counts() if public else None,
+                     "public_classes": public.class_names if public else None,
+                     "val_counts": val.class_counts(), "test_counts": test.class_counts(),
+                     "rare_classes": self.score.rare, "class_names": lt.class_names, "image_size": lt.image_size,
+                     "native_size": lt.native_size, "image_size_note": lt.size_note()},
+            "generator": generator, "recipe_search": search, "results": results, "seeds_note": self.seeds_note,
+            "verdict": verdict(results, leaky=leaky, test_labels=test.labels, baseline_choice=baseline_choice),
+        }
+
+
+class _Recipes:
+    """ganaug's recipe runs with one generator and the judge: the candidates' runs, their choice on
+    validation, the chosen one's seeds, and the chosen recipe without generated images."""
+
+    def __init__(self, bench: _Benchmark, gan: _GeneratorPart):
+        self.bench, self.gan = bench, gan
+        self.judge = bench.judge().eval()
         # the generator by its weights, not its path: a retrained generator in the same folder is another one
-        gen_key = [weights_digest(gen.net), (gen.metadata.get("training") or {}).get("steps")]
-        mixes: dict[SyntheticRecipe, SyntheticMix] = {}
+        self.gen_key = [weights_digest(gan.gen.net), (gan.gen.metadata.get("training") or {}).get("steps")]
+        self.mixes: dict[SyntheticRecipe, SyntheticMix] = {}
+        self.without: SyntheticRecipe | None = None
 
-        def mix_of(recipe: SyntheticRecipe) -> SyntheticMix:
-            if recipe not in mixes:
-                mixes[recipe] = SyntheticMix(lt_train, gen, recipe, judge=judge.eval(), seed=0,
-                                             cache=out / "synthetic-cache")
-            return mixes[recipe]
+    def mix(self, recipe: SyntheticRecipe, part: LabelledImages | None = None) -> SyntheticMix:
+        """The recipe's mix of the training part (kept) or of another part (a k-fold's)."""
+        if part is not None:
+            return SyntheticMix(part, self.gan.gen, recipe, judge=self.judge, seed=0,
+                                cache=self.bench.out / "synthetic-cache")
+        if recipe not in self.mixes:
+            self.mixes[recipe] = self.mix(recipe, self.bench.lt_train)
+        return self.mixes[recipe]
 
-        def recipe_run(recipe: SyntheticRecipe, seed: int, wait: bool = True) -> dict | None:
-            uses = recipe.share > 0  # without generated images, the generator and the judge play no part
-            key = {**base_key, "variant": "ganaug-recipe", "seed": seed, "recipe": recipe.to_dict(),
-                   "generator": gen_key if uses else None, "judge": "balanced-softmax-seed0" if uses else None}
-            # named by content, so that runs with other candidate lists (in parallel too) share them
-            return kept_run(f"{recipe_name(recipe)}-seed{seed}", key,
-                            lambda: train_classifier("ganaug-recipe", lt_train, cfg, seed, mix=mix_of(recipe),
-                                                     device=device), wait=wait)
+    def _key(self, recipe: SyntheticRecipe) -> dict:
+        uses = recipe.share > 0  # without generated images, the generator and the judge play no part
+        return {"recipe": recipe.to_dict(), "generator": self.gen_key if uses else None,
+                "judge": "balanced-softmax-seed0" if uses else None}
 
-        def recipe_runs(pairs: list[tuple[SyntheticRecipe, int]]) -> list[dict]:
-            """The runs of these (recipe, seed) pairs; one that another process is training is left
-            for last, so that processes sharing the folder split the runs instead of queueing."""
-            runs = {p: run for p in pairs if (run := recipe_run(*p, wait=False)) is not None}
-            return [runs[p] if p in runs else recipe_run(*p) for p in pairs]
+    def run(self, recipe: SyntheticRecipe, seed: int, wait: bool = True) -> dict | None:
+        b = self.bench
+        key = {**b.base_key, "variant": "ganaug-recipe", "seed": seed, **self._key(recipe)}
+        # named by content, so that runs with other candidate lists (in parallel too) share them
+        return b.store.run(f"{recipe_name(recipe)}-seed{seed}", key,
+                           lambda: train_classifier("ganaug-recipe", b.lt_train, b.cfg, seed, mix=self.mix(recipe),
+                                                    device=b.device), b.score, wait=wait)
 
-        def recipe_folds(recipe: SyntheticRecipe) -> list[float]:
-            uses = recipe.share > 0
-            key = {"recipe": recipe.to_dict(), "generator": gen_key if uses else None,
-                   "judge": "balanced-softmax-seed0" if uses else None}
-            return folds.scores(recipe_name(recipe), "ganaug-recipe", key=key, mix_of=lambda part: SyntheticMix(
-                part, gen, recipe, judge=judge.eval(), seed=0, cache=out / "synthetic-cache"))
+    def runs(self, pairs: list[tuple[SyntheticRecipe, int]]) -> list[dict]:
+        """The runs of these (recipe, seed) pairs; one that another process is training is left
+        for last, so that processes sharing the folder split the runs instead of queueing."""
+        runs = {p: run for p in pairs if (run := self.run(*p, wait=False)) is not None}
+        return [runs[p] if p in runs else self.run(*p) for p in pairs]
 
-        recipes = list({recipe_name(r): r for r in recipes}.values())  # a candidate listed twice is one candidate
+    def folds(self, recipe: SyntheticRecipe) -> list[float]:
+        return self.bench.folds.scores(recipe_name(recipe), "ganaug-recipe", key=self._key(recipe),
+                                       mix_of=lambda part: self.mix(recipe, part))
+
+    def search(self, recipes: list[SyntheticRecipe], results: dict[str, dict]) -> dict:
+        """Choose among ``recipes`` on validation, run the chosen one's seeds into ``results``, and
+        say what its generated images add (``self.without``: the chosen recipe without them);
+        returns the search record."""
+        b, cfg = self.bench, self.bench.cfg
         cand, best, n, recipe_choice = None, 0, cfg.search_seeds, None
         if len(recipes) > 1:  # a single candidate needs no search: its seeds go straight to the runs below
-            searched = recipe_runs([(r, s) for r in recipes for s in range(n)])
+            searched = self.runs([(r, s) for r in recipes for s in range(n)])
             cand = [summarise(searched[i * n:(i + 1) * n]) for i in range(len(recipes))]
             by_name = {recipe_name(r): r for r in recipes}
-            recipe_choice = choose({recipe_name(r): cand[i]["runs"] for i, r in enumerate(recipes)}, val.labels,
-                                   kfold=(lambda name: recipe_folds(by_name[name])) if folds else None,
-                                   kfold_skipped=kfold_skipped, salt=salt)
+            recipe_choice = choose({recipe_name(r): cand[i]["runs"] for i, r in enumerate(recipes)}, b.val.labels,
+                                   kfold=(lambda name: self.folds(by_name[name])) if b.folds else None,
+                                   kfold_skipped=b.kfold_skipped, salt=b.salt)
             best = next(i for i, r in enumerate(recipes) if recipe_name(r) == recipe_choice["chosen"])
-            log(f"recipe chosen ({recipe_choice['rule']}): {recipes[best].to_dict()}; {recipe_choice['sentence']}")
-        final = recipe_runs([(recipes[best], s) for s in range(cfg.seeds)])
+            b.log(f"recipe chosen ({recipe_choice['rule']}): {recipes[best].to_dict()}; {recipe_choice['sentence']}")
+        final = self.runs([(recipes[best], s) for s in range(cfg.seeds)])
         results["ganaug-recipe"] = summarise(final)
         cand = cand or [summarise(final[:n])]  # the single candidate, as if searched: its first seeds
         search = {"candidates": [{"recipe": recipes[i].to_dict(), "name": recipe_name(recipes[i]),
                                   "val_balanced_accuracy_mean": cand[i]["val_balanced_accuracy_mean"]}
                                  for i in range(len(recipes))],
                   "chosen": best, "seeds": cfg.search_seeds, "choice": recipe_choice}
-        search["bank"] = mix_of(recipes[best]).report()
-        chosen_mix = mix_of(recipes[best])
+        chosen_mix = self.mix(recipes[best])
+        search["bank"] = chosen_mix.report()
         search["bank_cpu_seconds"] = round(chosen_mix.bank_cpu_seconds, 1)
         if chosen_mix.refreshes:  # per classifier run; unknown when every run was kept from an earlier process
             search["refresh_cpu_seconds_per_run"] = round(
@@ -356,45 +480,13 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
         # The chosen recipe without generated images tells what they add, and is a baseline itself
         # (Remix and last-layer retraining need no generator). Without either it is exactly the
         # balanced-softmax baseline (same draws, same loss), so it is not trained twice.
-        without = dataclasses.replace(recipes[best], share=0.0, filter="none")
-        if without.remix > 0 or without.finish_layers != "all" or without.loss != "balanced-softmax":
-            results[WITHOUT_GENERATED] = summarise(recipe_runs([(without, s) for s in range(cfg.seeds)]))
+        self.without = dataclasses.replace(recipes[best], share=0.0, filter="none")
+        w = self.without
+        if w.remix > 0 or w.finish_layers != "all" or w.loss != "balanced-softmax":
+            results[WITHOUT_GENERATED] = summarise(self.runs([(w, s) for s in range(cfg.seeds)]))
         search["without_generated"] = WITHOUT_GENERATED if WITHOUT_GENERATED in results else (
-            "balanced-softmax" if without.loss == "balanced-softmax" else None)
-
-    # the best baseline: every variant without generated images, chosen by the same rule
-    baselines = {v: r["runs"] for v, r in results.items() if v in CLASSICAL or v == WITHOUT_GENERATED}
-    baseline_choice = None
-    if baselines:
-        def baseline_folds(v: str) -> list[float]:
-            if v == WITHOUT_GENERATED:
-                return recipe_folds(without)
-            taus = sorted(r["tau"] for r in results["posthoc-la"]["runs"]) if v == "posthoc-la" else [0.0]
-            return folds.scores(v, v, tau=taus[len(taus) // 2])  # posthoc-la: the median of its chosen taus
-
-        baseline_choice = choose(baselines, val.labels, kfold=baseline_folds if folds else None,
-                                 kfold_skipped=kfold_skipped, salt=salt)
-        log(f"best baseline ({baseline_choice['rule']}): {baseline_choice['chosen']}; {baseline_choice['sentence']}")
-
-    summary = {
-        "ganaug_version": __version__, "config": dataclasses.asdict(cfg), "classifier_steps": steps,
-        "data": {"train_full": train_full.source, "test": test.source, "train_counts": counts,
-                 "protocol": cfg.protocol, "public_counts": public.class_counts() if public else None,
-                 "public_classes": public.class_names if public else None,
-                 "val_counts": val.class_counts(), "test_counts": test.class_counts(), "rare_classes": rare,
-                 "class_names": lt_train.class_names, "image_size": lt_train.image_size,
-                 "native_size": lt_train.native_size, "image_size_note": lt_train.size_note()},
-        "generator": {"source": gen.source if gen else None, "trained_on_training_part": trained_on,
-                      "leaky": leaky, "trained_on": (gen.metadata.get("training") or {}).get("data")
-                      if gen else None, "fine_tuned_from": init_source and {"init": init,
-                                                                            **init_source},
-                      "snapshot_choice": choice, "eval": gen_eval},
-        "recipe_search": search, "results": results, "seeds_note": seeds_note,
-        "verdict": verdict(results, leaky=leaky, test_labels=test.labels, baseline_choice=baseline_choice),
-    }
-    (out / "results.json").write_text(json.dumps(summary, indent=2))
-    write_report(summary, out)
-    return summary
+            "balanced-softmax" if w.loss == "balanced-softmax" else None)
+        return search
 
 
 SMALL_DATA_SEEDS = 5

@@ -86,8 +86,8 @@ class KFold:
                     self.store.run(f"kfold{i}-plain", plain, lambda: train_classifier("plain", train, self.cfg, 0,
                                                                                       device=self.device),
                                    lambda m: self._score(m, train, held, 0.0), need_weights=True)
-                run = self.store.run(f"kfold{i}-{name}", k, None, lambda m: self._score(m, train, held, tau),
-                                     model_of=f"kfold{i}-plain")
+                run = self.store.run(f"kfold{i}-{name}", k, lambda: self.store.load(f"kfold{i}-plain"),
+                                     lambda m: self._score(m, train, held, tau), keep_weights=False)
             else:
                 run = self.store.run(
                     f"kfold{i}-{name}", k,
