@@ -58,6 +58,13 @@ def make_package(root: Path, classes=("ok", "defect"), arch="sngan", steps=3, ch
     return ganaug.export_run(run, root / name, **export_kw)
 
 
+@pytest.fixture(scope="session")
+def tiny_package(tmp_path_factory) -> Path:
+    """One tiny generator package (classes ok/defect, grey 32 px, 3 steps) shared by the test files
+    that only need some trained generator; do not modify it (copy it first)."""
+    return make_package(tmp_path_factory.mktemp("tiny"))
+
+
 def assert_same_images(a, b) -> None:
     """Equal up to uint8 rounding: conv kernels with other batch sizes or thread counts differ in
     the last float bits, which can move a rare pixel by 1 (never more)."""

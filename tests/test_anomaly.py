@@ -11,7 +11,6 @@ from ganaug.anomaly import (AnomalyConfig, AnomalyTrainConfig, SkipGANomaly, loa
 from ganaug.cli import main
 from ganaug.data import load_fashion_mnist
 
-from .conftest import make_package
 
 
 @pytest.mark.parametrize("size", [32, 64, 128])
@@ -122,7 +121,7 @@ def test_cli_train_and_score_with_heatmaps_and_metrics(sneakers, tmp_path):
     assert card.startswith("---\nlibrary_name: ganaug") and "ganaug anomaly train" in card
 
 
-def test_bad_inputs(tmp_path, capsys):
+def test_bad_inputs(tmp_path, capsys, tiny_package):
     (tmp_path / "mixed").mkdir()
     Image.new("L", (32, 32)).save(tmp_path / "mixed" / "a.png")
     Image.new("L", (40, 32)).save(tmp_path / "mixed" / "b.png")
@@ -131,7 +130,7 @@ def test_bad_inputs(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["anomaly", "train", str(tmp_path / "empty"), "--out", str(tmp_path / "m")]) == 2
     assert "no images in" in capsys.readouterr().err
-    generator = make_package(tmp_path)
+    generator = tiny_package
     with pytest.raises(GanaugError, match="holds a 'ganaug-generator' package, not an anomaly detector"):
         load_detector(generator)
     with pytest.raises(GanaugError, match="images are \\(1, 32, 32\\) but the detector expects \\(3, 32, 32\\)"):

@@ -14,13 +14,13 @@ from ganaug.data import LabelledImages
 from ganaug.transforms import MixedDataset, SyntheticDataset, balance, resolve_strategy
 from ganaug.transforms import GANAugment, GANBatchAugment
 
-from .conftest import assert_same_images, make_package
+from .conftest import assert_same_images
 
 
 @pytest.fixture(scope="module")
-def pkg(tmp_path_factory):
+def pkg(tiny_package):
     """A small trained 1-channel 32px generator with classes ['ok', 'defect'] (3 steps)."""
-    return str(make_package(tmp_path_factory.mktemp("aug")))
+    return str(tiny_package)
 
 
 INPUTS = {
