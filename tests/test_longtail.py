@@ -175,6 +175,24 @@ def test_class_bands_split_at_the_real_distances_quantiles():
         ClassBands(real, labels, 3, low=0.0, high=0.9)
 
 
+def test_a_class_with_one_or_two_real_images_takes_the_pooled_band():
+    from ganaug.longtail.selection import BEYOND, IN_BAND, ClassBands
+
+    # classes 0 and 1 with 10 images 0..9 degrees off their axis; class 2 with one image (its own
+    # prototype: a band of its own would be a single point and reject everything)
+    deg = math.pi / 180
+    angles = torch.arange(10, dtype=torch.float64) * deg
+    real = torch.cat([torch.stack([angles.cos(), angles.sin(), 0 * angles], 1),
+                      torch.stack([angles.sin(), angles.cos(), 0 * angles], 1), torch.tensor([[0.0, 0.0, 1.0]])])
+    labels = torch.tensor([0] * 10 + [1] * 10 + [2])
+    bands = ClassBands(real, labels, 3, low=0.0, high=0.9)
+    assert bands.pooled_classes == [2]
+    d = bands.distance(real, labels)
+    assert torch.isclose(bands.outer[2], d[:20].quantile(0.9))
+    near = torch.tensor([[math.sin(3 * deg), 0.0, math.cos(3 * deg)], [math.sin(30 * deg), 0.0, math.cos(30 * deg)]])
+    assert bands.position(near, torch.tensor([2, 2])).tolist() == [IN_BAND, BEYOND]
+
+
 def test_band_filter_keeps_the_images_in_the_band(pkg):
     from ganaug.longtail.selection import IN_BAND, ClassBands
 

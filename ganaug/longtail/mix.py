@@ -40,7 +40,8 @@ from ..transforms.synthetic import SyntheticDataset
 from ..configs import JsonConfig
 from ..errors import GanaugError
 from .losses import logit_adjusted_loss
-from .selection import BEYOND, IN_BAND, INSIDE, SELECTIONS, ClassBands, penultimate, select_per_class
+from .selection import (BAND_MIN_IMAGES, BEYOND, IN_BAND, INSIDE, SELECTIONS, ClassBands, penultimate,
+                        select_per_class)
 
 FILTERS = ("none", "reject", "confidence", "soft", "band")
 LOSSES = ("balanced-softmax", "ce")
@@ -248,6 +249,10 @@ class SyntheticMix(Dataset):
         elif recipe.filter == "band":
             real_features, _ = penultimate(getattr(judge, "model", judge), self._real_images(gen))
             bands = ClassBands(real_features, targets, k, recipe.band_low, recipe.band_high)
+            if bands.pooled_classes:
+                warnings.warn(f"classes {[gen.class_names[c] for c in bands.pooled_classes]} have fewer than "
+                              f"{BAND_MIN_IMAGES} real images, too few for a band of their own: theirs is every "
+                              "other class's distances pooled.", stacklevel=2)
             position = bands.position(features, pool.labels) if len(pool) else torch.zeros(0, dtype=torch.int64)
             passed = position == IN_BAND
             self.band_counts = {name: {where: int(((position == code) & (pool.labels == c)).sum())

@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 
 from ..errors import GanaugError
-from ..models.features import BEYOND, IN_BAND, INSIDE, ClassBands, head_input, penultimate  # noqa: F401  (re-exported)
+from ..models.features import (BAND_MIN_IMAGES, BEYOND, IN_BAND, INSIDE, ClassBands, head_input,  # noqa: F401
+                               penultimate)  # (re-exported)
 
 SELECTIONS = ("random", "loss", "entropy")
 

@@ -59,13 +59,17 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x.double(), dim=1)
 
 
+BAND_MIN_IMAGES = 3  # real images a class needs for a band of its own
+
+
 class ClassBands:
     """Per-class prototypes and band edges from real images' judge features.
 
     ``low`` and ``high`` are quantiles of each class's real distances (cosine distance to the class
     prototype): a distance below the ``low`` quantile is ``INSIDE``, above the ``high`` quantile
     ``BEYOND``, else ``IN_BAND``. ``low=0`` puts nothing inside; ``high=1`` keeps up to the
-    farthest real image.
+    farthest real image. A class with fewer than ``BAND_MIN_IMAGES`` real images takes its edges
+    from the other classes' distances pooled (``pooled_classes``).
     """
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor, num_classes: int, low: float, high: float):
@@ -78,9 +82,19 @@ class ClassBands:
         f = _unit(features)
         self.prototypes = _unit(torch.stack([f[labels == c].mean(0) for c in range(num_classes)]))
         real = self.distance(features, labels)
-        self.inner = torch.stack([torch.quantile(real[labels == c], low) if low > 0 else torch.tensor(-1.0).double()
+        # one or two images say nothing about a class's spread (one sits on its own prototype, two at
+        # the same distance): such a class takes the edges of every better-known class's distances pooled
+        # (cosine distances of unit features: one scale for all classes)
+        known = counts[labels] >= BAND_MIN_IMAGES
+        pooled = real[known] if known.any() else real
+        self.pooled_classes = [c for c in range(num_classes) if counts[c] < BAND_MIN_IMAGES]
+
+        def spread(c: int) -> torch.Tensor:
+            return pooled if c in self.pooled_classes else real[labels == c]
+
+        self.inner = torch.stack([torch.quantile(spread(c), low) if low > 0 else torch.tensor(-1.0).double()
                                   for c in range(num_classes)])
-        self.outer = torch.stack([torch.quantile(real[labels == c], high) for c in range(num_classes)])
+        self.outer = torch.stack([torch.quantile(spread(c), high) for c in range(num_classes)])
 
     def distance(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cosine distance (N,) of each feature vector to its class's prototype: float64, or float32
