@@ -7,7 +7,7 @@ when every replaced image was generated in the call, 1.06x with the default pool
 the reference classifier found the intended class in 0.924 of the pool's images and 0.923 of the
 per-call ones. What the pool trades is variety: it holds ``per_class`` images of a class at a
 time, renewed at ``refresh`` of the rate they are used. ``pool=None`` on a transform generates
-every image in the call instead (the behaviour before 0.3).
+every image in the call instead (what the transforms did before the pool).
 """
 
 from __future__ import annotations
