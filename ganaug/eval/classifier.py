@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import GanaugError
 from ..pixels import uint8_to_model
 # the loop lives in the training layer; these names are re-exported for code written against this module
+from ..training.balanced import log_prior, logit_adjusted_loss
 from ..training.classifier import (BatchFn, ClassifierRun, LossFn, StepCheckpoint, StepFn, StepHooks,  # noqa: F401
                                    cross_entropy, nothing_before_step, random_hflip, random_shift,
                                    train_classifier, unchanged_batch)
@@ -93,8 +94,6 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
     steps_per_epoch = max(1, len(images) // config.batch_size)
     n_epochs = max(config.epochs, -(-config.min_steps // steps_per_epoch))
     if config.balanced and loss_fn is None:
-        from ..longtail.losses import log_prior, logit_adjusted_loss  # longtail builds on eval: imported late
-
         prior = log_prior(torch.bincount(labels, minlength=num_classes))
         loss_fn = lambda logits, y, w, step: logit_adjusted_loss(logits, y, prior.to(logits.device))  # noqa: E731
     hooks = StepHooks(loss=loss_fn or cross_entropy())
