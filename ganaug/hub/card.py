@@ -6,6 +6,7 @@ import json
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from ..eval_tables import per_class_table, summary_table
 from .generator import Generator
 
 
@@ -68,8 +69,6 @@ def model_card(gen: Generator, *, repo_hint: str = "ORG/NAME", local_hint: str |
         lines += ["", "Reproduce the training run (the commands that made it, in order):", "",
                   "```bash", *train["commands"], "```"]
     if eval_result:
-        from ..eval.report import per_class_table, summary_table
-
         lines += ["", "## Evaluation", "",
                   f"Against `{eval_result['protocol']['real_split']}` with the protocol below "
                   "(`ganaug eval`; see the ganaug README for what each number means).", "",
