@@ -529,6 +529,9 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="the public part's classes under --protocol new-classes")
     p.add_argument("--public-generator-steps", type=int, default=None,
                    help="steps of the public generator (default: --generator-steps)")
+    p.add_argument("--classifier-init", default=d.classifier_init, choices=("none", "public"),
+                   help="public: every classifier (baselines and recipe) starts from one trained on the protocol's "
+                   "public part instead of random weights (the row an engineer holding the public data would run)")
     p.add_argument("--generator-freeze-d", type=int, default=d.generator_freeze_d,
                    help="with --generator-init: FreezeD, the source discriminator's first N blocks stay fixed")
     p.add_argument("--generator-steps", type=int, default=d.generator_steps, help="steps of the generator run")
@@ -607,6 +610,7 @@ def _cmd_bench(a: argparse.Namespace) -> None:
         generator_guide=a.generator_guide, generator_guide_loss=a.generator_guide_loss,
         leaky_generator=a.leaky_generator, generator_init=a.generator_init,
         generator_freeze_d=a.generator_freeze_d, protocol=a.protocol, public_classes=tuple(a.public_classes),
+        classifier_init=a.classifier_init,
         public_generator_steps=a.public_generator_steps, variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n,
         kfold=a.kfold, kfold_repeats=a.kfold_repeats, kfold_max_images=a.kfold_max_images)
     reference = ReferenceClassifier.load(a.reference) if a.reference else None

@@ -412,6 +412,40 @@ def test_the_public_generator_of_a_protocol_is_used_as_it_is_or_fine_tuned(fmnis
                        progress=False)
 
 
+def test_classifier_init_public_starts_every_classifier_from_the_public_classifier(fmnist_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=40)
+    test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=2)
+    # a learning rate too small to move the weights: a run's kept weights show where it started
+    base = DownstreamConfig(imbalance_ratio=5, seeds=1, n_max=16, classifier_steps=2, batch_size=8, lr=1e-12,
+                            eval_n=0, protocol="same-classes", classifier_init="public", variants=("plain",), kfold=0)
+    summary = run_downstream(train, test, base, tmp_path / "r", progress=False)
+    runs = tmp_path / "r" / "runs"
+    public, plain = (load_file(str(runs / f"{n}.safetensors")) for n in ("public-classifier", "plain-seed0"))
+    assert torch.allclose(public["stem.0.weight"], plain["stem.0.weight"], atol=1e-6)
+    assert torch.allclose(public["head.weight"], plain["head.weight"], atol=1e-6)  # same classes: head kept
+    key = json.loads((runs / "plain-seed0.json").read_text())["key"]
+    assert key["schedule"]["init"]["classes"] == summary["data"]["class_names"]
+    assert "public classifier" in (tmp_path / "r" / "report.md").read_text()
+    # without it the same run is another run (its key differs), from random weights
+    scratch = run_downstream(train, test, dataclasses.replace(base, classifier_init="none"), tmp_path / "r",
+                             progress=False)
+    assert "init" not in json.loads((runs / "plain-seed0.json").read_text())["key"]["schedule"]
+    assert not torch.allclose(public["stem.0.weight"], load_file(str(runs / "plain-seed0.safetensors"))["stem.0.weight"])
+    assert scratch["config"]["classifier_init"] == "none"
+    # new classes: the body comes from the public classifier, the head (other classes) starts new
+    tops = ("T-shirt/top", "Pullover", "Dress", "Coat")
+    run_downstream(train, test, dataclasses.replace(base, protocol="new-classes", public_classes=tops),
+                   tmp_path / "n", progress=False)
+    public, plain = (load_file(str(tmp_path / "n" / "runs" / f"{n}.safetensors"))
+                     for n in ("public-classifier", "plain-seed0"))
+    assert public["head.weight"].shape[0] == 4 and plain["head.weight"].shape[0] == 6
+    assert torch.allclose(public["stages.2.conv2.weight"], plain["stages.2.conv2.weight"], atol=1e-6)
+    with pytest.raises(GanaugError, match="--protocol same-classes or new-classes"):
+        run_downstream(train, test, dataclasses.replace(base, protocol="none"), tmp_path / "x", progress=False)
+
+
 def test_a_leaky_generator_is_never_recommended_even_when_it_wins():
     r = {"plain": _result(0.50, [0.50]), "ganaug-recipe": _result(0.70, [0.70])}
     assert verdict(r)["recommendation"] == "ganaug-recipe"

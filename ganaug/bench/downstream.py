@@ -31,6 +31,7 @@ from .kfold import KFold
 from .store import RunStore
 from .generator_source import provenance, train_generator, train_public_generator
 from .protocols import PROTOCOLS, public_private, select_classes
+
 from .report import WITHOUT_GENERATED, verdict, write_report
 from .resnet import SmallResNet
 from ..data.splits import carve_test, carve_validation
@@ -38,6 +39,9 @@ from .splits import long_tailed_split
 from ..eval.classifier import logits_of
 from ..training.rundir import list_snapshots
 from .variants import CLASSICAL, VARIANTS, classifier_steps, train_classifier
+
+CLASSIFIER_INITS = ("none", "public")
+PUBLIC_CLASSIFIER_SEED = 1000  # not a variant's seed: a run's start never coincides with its own random init
 
 # The recipe space searched on validation: the default recipe and one change at a time. Small,
 # because every candidate is a full classifier run (about 5-10 CPU-minutes at 32 px); pass more
@@ -97,6 +101,10 @@ class DownstreamConfig:
     protocol: str = "none"
     public_classes: tuple[str, ...] = ()
     public_generator_steps: int | None = None
+    # "public": every classifier (baselines and recipe) starts from one trained on the public part (plain
+    # cross-entropy, the epochs rule above; its head kept when it drew the same classes) instead of random
+    # weights: what an engineer holding the public data would do, and the honest row to beat
+    classifier_init: str = "none"
     # keep this many evenly spaced snapshots of the generator and use the one that scores best on
     # validation (per-class fidelity and recall in the judge's features); 0: the last step
     generator_snapshots: int = 0
@@ -176,6 +184,11 @@ def check_config(cfg: DownstreamConfig, generator) -> list[SyntheticRecipe]:
     if "public" in (generator, cfg.generator_init) and cfg.protocol == "none":
         raise GanaugError("'public' names the generator of a transfer protocol's public part: pass --protocol "
                           "same-classes or new-classes too.")
+    if cfg.classifier_init not in CLASSIFIER_INITS:
+        raise GanaugError(f"classifier_init must be one of {CLASSIFIER_INITS}, got {cfg.classifier_init!r}.")
+    if cfg.classifier_init == "public" and cfg.protocol == "none":
+        raise GanaugError("--classifier-init public starts every classifier from one trained on a transfer "
+                          "protocol's public part: pass --protocol same-classes or new-classes too.")
     if generator is not None and cfg.generator_init:
         raise GanaugError("--generator uses a generator as it is and --generator-init fine-tunes one on the training "
                           "part; give one of them.")
@@ -296,12 +309,41 @@ class _Benchmark:
         self.score = _Scorer(counts, self.val, self.test)
         schedule = {"steps": self.steps, **{f: getattr(cfg, f) for f in
                                             ("batch_size", "lr", "width", "translate", "channels_last")}}
+        self.init: dict[str, torch.Tensor] | None = None
+        if cfg.classifier_init == "public":  # part of every run's key: a pretrained start is another run
+            self.init, schedule["init"] = self.public_classifier(schedule)
         self.base_key = {"train": self.lt_train.fingerprint(), "val": self.val.fingerprint(), "schedule": schedule}
         # when validation cannot separate candidates, k-fold over training + validation decides (choice.py)
         self.kfold_skipped = KFold.skipped(self.cfg, len(self.lt_train) + len(self.val))
         self.folds = None if self.kfold_skipped else KFold(self.lt_train, self.val, self.cfg, self.store, schedule,
-                                                           device)
+                                                           device, self.init)
         self.salt = json.dumps(self.base_key, sort_keys=True)  # a tie's draw: seeded by the data, never by list order
+
+    def public_classifier(self, schedule: dict) -> tuple[dict[str, torch.Tensor], dict]:
+        """The classifier every run starts from under ``classifier_init="public"``: plain cross-entropy on
+        the public part, the same schedule rule (kept as ``runs/public-classifier``); (its weights, what
+        names it in the runs' keys). It is scored on its own training part: the test split is the
+        private classes', and nothing is chosen on this figure."""
+        from safetensors.torch import load_file
+
+        public, cfg = self.public, self.cfg
+        steps = classifier_steps(cfg, len(public))
+        key = {"public": public.fingerprint(), "schedule": {**schedule, "steps": steps}, "variant": "plain",
+               "seed": PUBLIC_CLASSIFIER_SEED}
+        k = public.num_classes
+
+        def on_training_part(model: SmallResNet) -> dict:
+            bal, per = balanced_accuracy(logits_of(model, public.images).argmax(1), public.labels, k)
+            return {"balanced_accuracy": bal, "val_balanced_accuracy": bal, "per_class": per,
+                    "scored_on": "the public part (its own training data)"}
+
+        self.log(f"public classifier: {steps} steps on the public part {public.class_counts()}")
+        self.store.run("public-classifier", key, lambda: train_classifier("plain", public, cfg, PUBLIC_CLASSIFIER_SEED,
+                                                                       device=self.device), on_training_part,
+                       need_weights=True)
+        path = self.store.weights("public-classifier")
+        return load_file(str(path)), {"public_classifier": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                      "classes": public.class_names}
 
     # -- the baselines ----------------------------------------------------------------------------
     def classical(self, variant: str, seed: int, need_weights: bool = False) -> dict:
@@ -309,7 +351,8 @@ class _Benchmark:
         if variant == "posthoc-la":
             return self.posthoc(seed)
         return self.store.run(f"{variant}-seed{seed}", {**self.base_key, "variant": variant, "seed": seed},
-                              lambda: train_classifier(variant, self.lt_train, self.cfg, seed, device=self.device),
+                              lambda: train_classifier(variant, self.lt_train, self.cfg, seed, device=self.device,
+                                                       init=self.init),
                               self.score, need_weights=need_weights)
 
     def posthoc(self, seed: int) -> dict:
@@ -441,7 +484,7 @@ class _Recipes:
         # named by content, so that runs with other candidate lists (in parallel too) share them
         return b.store.run(f"{recipe_name(recipe)}-seed{seed}", key,
                            lambda: train_classifier("ganaug-recipe", b.lt_train, b.cfg, seed, mix=self.mix(recipe),
-                                                    device=b.device), b.score, wait=wait)
+                                                    device=b.device, init=b.init), b.score, wait=wait)
 
     def runs(self, pairs: list[tuple[SyntheticRecipe, int]]) -> list[dict]:
         """The runs of these (recipe, seed) pairs; one that another process is training is left

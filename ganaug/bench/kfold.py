@@ -37,9 +37,9 @@ class KFold:
     """The folds of ``train`` + ``val``; ``scores(...)`` trains (or reads) one candidate's fold runs."""
 
     def __init__(self, train: LabelledImages, val: LabelledImages, cfg: "DownstreamConfig", store: RunStore,
-                 schedule: dict, device: str | torch.device = "cpu"):
+                 schedule: dict, device: str | torch.device = "cpu", init: dict[str, torch.Tensor] | None = None):
         self.data = pooled(train, val)
-        self.cfg, self.store, self.device = cfg, store, device
+        self.cfg, self.store, self.device, self.init = cfg, store, device, init
         self.folds = stratified_folds(self.data.labels, cfg.kfold, cfg.kfold_repeats)
         self.base_key = {"pooled": self.data.fingerprint(), "folds": [cfg.kfold, cfg.kfold_repeats],
                          "schedule": schedule}
@@ -84,14 +84,15 @@ class KFold:
                 plain = {**self.base_key, "fold": i, "variant": "plain"}
                 if self.store.record(f"kfold{i}-{name}", k) is None:
                     self.store.run(f"kfold{i}-plain", plain, lambda: train_classifier("plain", train, self.cfg, 0,
-                                                                                      device=self.device),
+                                                                                      device=self.device,
+                                                                                      init=self.init),
                                    lambda m: self._score(m, train, held, 0.0), need_weights=True)
                 run = self.store.run(f"kfold{i}-{name}", k, lambda: self.store.load(f"kfold{i}-plain"),
                                      lambda m: self._score(m, train, held, tau), keep_weights=False)
             else:
                 run = self.store.run(
                     f"kfold{i}-{name}", k,
-                    lambda: train_classifier(variant, train, self.cfg, 0, device=self.device,
+                    lambda: train_classifier(variant, train, self.cfg, 0, device=self.device, init=self.init,
                                              mix=mix_of(train) if mix_of else None),
                     lambda m: self._score(m, train, held, 0.0))
             out.append(run["balanced_accuracy"])

@@ -85,6 +85,9 @@ def write_report(summary: dict, out: Path) -> None:
     if d.get("protocol", "none") != "none":
         split = (f"the private part of the {d['protocol']} protocol, {split}; the public part "
                  f"({', '.join(d['public_classes'])}: {d['public_counts']}) only trains the public generator")
+        if cfg.get("classifier_init") == "public":
+            split += (" and the public classifier that every classifier here starts from (plain cross-entropy "
+                      "on the public part, `runs/public-classifier`)")
     lines = ["# ganaug downstream benchmark", "",
              f"Training part ({split}): {d['train_counts']}; validation: {d['val_counts']}; test "
              f"({d['test']}): {d['test_counts']}. Images seen by every classifier and the generator: "

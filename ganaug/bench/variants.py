@@ -15,11 +15,12 @@ ganaug: ``ganaug-recipe``, a :class:`~ganaug.longtail.SyntheticMix` whose recipe
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..data.dataset import LabelledImages
 from ..training.classifier import ClassifierRun, StepHooks, cross_entropy
@@ -44,6 +45,15 @@ def classifier_steps(cfg: "DownstreamConfig", n_train: int) -> int:
     return max(1, cfg.classifier_min_steps, math.ceil(cfg.classifier_epochs * n_train / cfg.batch_size))
 
 
+def start_from(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> list[str]:
+    """Copy into ``model`` every tensor of ``weights`` with the same name and shape; returns the names
+    left as they were (the head, when the pretrained classifier drew other classes)."""
+    own = model.state_dict()
+    same = {n: t for n, t in weights.items() if n in own and own[n].shape == t.shape}
+    model.load_state_dict(same, strict=False)
+    return sorted(set(own) - set(same))
+
+
 def uniform_batches(n: int, batch_size: int):
     def draw(gen: torch.Generator) -> Iterator[torch.Tensor]:
         while True:
@@ -62,9 +72,11 @@ def balanced_batches(labels: torch.Tensor, num_classes: int, batch_size: int):
 
 
 def train_classifier(variant: str, train: LabelledImages, cfg: "DownstreamConfig", seed: int, *,
-                     mix: SyntheticMix | None = None, device: str | torch.device = "cpu") -> SmallResNet:
+                     mix: SyntheticMix | None = None, device: str | torch.device = "cpu",
+                     init: Mapping[str, torch.Tensor] | None = None) -> SmallResNet:
     """Train one classifier of ``variant`` (``posthoc-la`` trains the ``plain`` model; the
-    adjustment happens at prediction time)."""
+    adjustment happens at prediction time), from random weights or from ``init`` (the public
+    classifier of a transfer protocol: :func:`start_from`)."""
     k = train.num_classes
     counts = torch.bincount(train.labels, minlength=k)
     steps = classifier_steps(cfg, len(train))
@@ -92,6 +104,8 @@ def train_classifier(variant: str, train: LabelledImages, cfg: "DownstreamConfig
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SmallResNet(train.channels, k, cfg.width)
+        if init is not None:
+            start_from(model, init)
         run = ClassifierRun(steps=steps, lr=cfg.lr, seed=seed, translate=cfg.translate,
                             channels_last=cfg.channels_last, device=device)
         return train_loop(model, images, labels, batches, run, hooks, sample_weights=weights)
