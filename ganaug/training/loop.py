@@ -187,6 +187,60 @@ def _build(model_config: GANConfig, cfg: TrainConfig, device: torch.device, data
     return nets, record
 
 
+def _restore(run: RunFolder, nets: _Networks, device: torch.device, out: Path) -> int:
+    """The checkpoint's state in ``nets`` (resuming); the step it was written at (0: a new run)."""
+    try:
+        return run.restore(nets.states(), device)
+    except RuntimeError as e:
+        raise GanaugError(
+            f"the checkpoint in {str(out)!r} does not fit the networks this version of ganaug builds from the "
+            f"run's settings ({str(e).splitlines()[0]}): it was written by a version whose layers differ (the "
+            "lite discriminator changed with the depthwise spectral-norm fix). Continue in a new run folder; "
+            "the old run's generator still exports and loads.") from None
+
+
+def _distribute(d: Dist, nets: _Networks, batch_size: int, device: torch.device
+                ) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(G, D) as they compute gradients: DDP wrappers over the same modules when distributed, after
+    every rank took rank 0's buffers; the modules themselves in one process."""
+    if not d.enabled:
+        return nets.G, nets.D
+    broadcast_buffers(d, nets.G, nets.D, nets.G_ema)
+    nets.G.condition.rows = (d.rows(batch_size).start, batch_size)  # G's class-noise rows, as one process draws them
+    return wrap_ddp(nets.G, device), wrap_ddp(nets.D, device)
+
+
+class _RankBatches:
+    """This rank's rows of every batch (one process: all of them): real batches, the generator's
+    inputs with the same class distribution, and DiffAugment drawn for the whole batch so that every
+    rank augments its rows as one process would."""
+
+    def __init__(self, d: Dist, cfg: TrainConfig, data: LabelledImages, z_dim: int, value_range: tuple,
+                 device: torch.device):
+        self.d, self.cfg, self.data, self.z_dim, self.vr, self.device = d, cfg, data, z_dim, value_range, device
+        self.B = cfg.batch_size
+        self.rows = d.rows(self.B)
+        self.b = self.rows.stop - self.rows.start  # this rank's share of the batch
+        self.g_rows = torch.arange(self.rows.start, self.rows.stop)
+        self.d_rows = torch.cat([self.g_rows, self.g_rows + self.B])  # D sees [real batch; fake batch]
+        self.sampler = _BatchSampler(data.labels, data.num_classes, cfg.class_balanced)
+
+    def real(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.sampler.draw(self.B)[self.rows]
+        return (uint8_to_model(self.data.images[idx], self.vr).to(self.device, non_blocking=True),
+                self.data.labels[idx].to(self.device))
+
+    def fake_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.data.labels[self.sampler.draw(self.B)[self.rows]].to(self.device)  # as the real batches
+        return torch.randn(self.B, self.z_dim, device=self.device)[self.rows], y
+
+    def aug_d(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.cfg.diffaugment, self.d_rows if self.d.enabled else None, 2 * self.B)
+
+    def aug_g(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.cfg.diffaugment, self.g_rows if self.d.enabled else None, self.B)
+
+
 def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GANConfig, config: TrainConfig,
            out: Path, resume: bool, progress: bool, command: str | None, guide: torch.nn.Module | None,
            init: str | Path | None, init_classes: dict[str, str] | None) -> Path:
@@ -206,45 +260,16 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
     opt_g, opt_d, scaler_g, scaler_d = nets.opt_g, nets.opt_d, nets.scaler_g, nets.scaler_d
     if ckpt is not None:
         init_record = ckpt.get("init")
-    try:
-        start = run.restore(nets.states(), device)
-    except RuntimeError as e:
-        raise GanaugError(
-            f"the checkpoint in {str(out)!r} does not fit the networks this version of ganaug builds from the "
-            f"run's settings ({str(e).splitlines()[0]}): it was written by a version whose layers differ (the "
-            "lite discriminator changed with the depthwise spectral-norm fix). Continue in a new run folder; "
-            "the old run's generator still exports and loads.") from None
+    start = _restore(run, nets, device, out)
     lecam_ema: list[float] | None = ckpt.get("lecam_ema") if ckpt else None  # D's moving means, real and fake
     run.write_config(command, {
         "model": model_config.to_dict(), "train": cfg.to_dict(), "data": {"source": data.source, **data.fingerprint()},
         "processes": d.world_size, "guide": guider.digest if guider else None, "init": init_record})
 
     # -- distributed: one model on every rank; each rank computes its rows of every batch -------
-    G_train, D_train = G, D  # what computes gradients: DDP wrappers when distributed
-    if d.enabled:
-        broadcast_buffers(d, G, D, G_ema)
-        G_train, D_train = wrap_ddp(G, device), wrap_ddp(D, device)
-    rows = d.rows(cfg.batch_size)
-    if d.enabled:
-        G.condition.rows = (rows.start, cfg.batch_size)
-    b = rows.stop - rows.start  # this rank's share of the batch
-    g_rows = torch.arange(rows.start, rows.stop)
-    d_rows = torch.cat([g_rows, g_rows + cfg.batch_size])  # D sees [real batch; fake batch]
-
-    def aug(x: torch.Tensor, which: torch.Tensor, total: int) -> torch.Tensor:
-        return diff_augment(x, cfg.diffaugment, which if d.enabled else None, total)
-
-    sampler = _BatchSampler(data.labels, data.num_classes, cfg.class_balanced)
-    B, vr = cfg.batch_size, model_config.value_range
-
-    def batch() -> tuple[torch.Tensor, torch.Tensor]:
-        idx = sampler.draw(B)[rows]
-        return (uint8_to_model(data.images[idx], vr).to(device, non_blocking=True),
-                data.labels[idx].to(device))
-
-    def fake_inputs() -> tuple[torch.Tensor, torch.Tensor]:
-        y = data.labels[sampler.draw(B)[rows]].to(device)  # same class distribution as the real batches
-        return torch.randn(B, model_config.z_dim, device=device)[rows], y
+    G_train, D_train = _distribute(d, nets, cfg.batch_size, device)  # what computes gradients
+    batches = _RankBatches(d, cfg, data, model_config.z_dim, model_config.value_range, device)
+    B, b, vr = cfg.batch_size, batches.b, model_config.value_range
 
     # -- 3. the loop ----------------------------------------------------------------------------
     pbar = run.steps(cfg.steps, "train", progress)
@@ -255,12 +280,12 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
             G.condition.strength = G_ema.condition.strength = D.cond_strength = s
             # (1) discriminator: real and fake through one forward pass, both augmented alike
             for _ in range(cfg.n_dis):
-                real, y_real = batch()
-                z, y_fake = fake_inputs()
+                real, y_real = batches.real()
+                z, y_fake = batches.fake_inputs()
                 with torch.no_grad(), autocast(device, amp_dtype):
                     fake = G(z, y_fake)
                 with autocast(device, amp_dtype):
-                    logits, _ = D_train(aug(torch.cat([real, fake.to(real.dtype)]), d_rows, 2 * B),
+                    logits, _ = D_train(batches.aug_d(torch.cat([real, fake.to(real.dtype)])),
                                         torch.cat([y_real, y_fake]))
                 logits = logits.float()
                 loss_d = d_loss(cfg.loss, logits[:b], logits[b:])
@@ -274,15 +299,15 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
                 scaler_d.update()
 
             # (2) generator
-            z, y_fake = fake_inputs()
+            z, y_fake = batches.fake_inputs()
             D.requires_grad_(False)
             with autocast(device, amp_dtype):
                 fake = G_train(z, y_fake)
-                out_fake, feat_fake = D(aug(fake, g_rows, B), y_fake)  # D's weights are fixed here: no DDP
+                out_fake, feat_fake = D(batches.aug_g(fake), y_fake)  # D's weights are fixed here: no DDP
                 loss_g = g_loss(cfg.loss, out_fake.float())
                 if cfg.feature_matching > 0:  # per-rank batch means: not the same as one process
                     with torch.no_grad():
-                        _, feat_real = D(aug(real, g_rows, B), y_real)
+                        _, feat_real = D(batches.aug_g(real), y_real)
                     loss_g = loss_g + cfg.feature_matching * feature_matching(
                         feat_real.float(), feat_fake.float())
                 loss_guide = guider(fake, y_fake) if guider else torch.zeros((), device=device)
