@@ -139,7 +139,8 @@ def test_tiny_benchmark_writes_a_complete_report(fmnist_dir, tmp_path, monkeypat
     recipes = (SyntheticRecipe(filter="none", remix=0.5).to_dict(),
                SyntheticRecipe(filter="soft", remix=1.0, finish=0.34, finish_layers="head").to_dict())
     cfg = DownstreamConfig(imbalance_ratio=10, seeds=2, n_max=24, classifier_steps=3, batch_size=16,
-                           generator_steps=2, generator_snapshots=2, eval_n=40, recipes=recipes)
+                           generator_steps=2, generator_snapshots=2, snapshot_images_per_class=10, eval_n=40,
+                           recipes=recipes)
     summary = run_downstream(train, test, cfg, tmp_path / "report", progress=False)
     ev = summary["generator"]["eval"]  # the generator is judged against the real test split
     assert ev["n"] == 40 and len(ev["class_fidelity_per_class"]) == 10
@@ -389,7 +390,7 @@ def test_the_public_generator_of_a_protocol_is_used_as_it_is_or_fine_tuned(fmnis
     train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=60)
     test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=2)
     base = DownstreamConfig(imbalance_ratio=10, seeds=1, n_max=24, classifier_steps=1, batch_size=8, eval_n=0,
-                            generator_steps=1, protocol="same-classes", public_generator_steps=2,
+                            generator_steps=1, protocol="same-classes", public_generator_steps=2, kfold=0,
                             variants=("balanced-softmax", "ganaug-recipe"), recipes=(SyntheticRecipe().to_dict(),))
     as_is = run_downstream(train, test, base, tmp_path / "r", generator="public", progress=False)
     g = as_is["generator"]

@@ -87,6 +87,7 @@ def test_a_package_with_bad_inference_options_says_which_file(tmp_path):
         load_generator(tmp_path / "p")
 
 
+@pytest.mark.slow  # torch.compile's first call compiles for most of a minute on 2 cores
 def test_compiled_generator_gives_the_float_images():
     g = tiny()
     fast = g.optimized(compile=True, channels_last=True)

@@ -59,7 +59,9 @@ def test_the_shipped_judges_are_found():
     assert {p.name for p in JUDGES} >= {f"{d}-reference-classifier" for d in JUDGE_DATA}
 
 
-@pytest.mark.parametrize("folder", JUDGES, ids=lambda p: p.name)
+# reading CIFAR-10's 10,000 test JPEGs takes most of a minute on 2 cores: those run with -m slow
+@pytest.mark.parametrize("folder", [pytest.param(p, marks=pytest.mark.slow) if p.name.startswith("cifar10-") else p
+                                    for p in JUDGES], ids=lambda p: p.name)
 def test_shipped_judge_scores_its_recorded_accuracy_on_the_real_test_split(folder):
     judge = ReferenceClassifier.load(folder)
     name, kw = next(v for d, v in JUDGE_DATA.items() if folder.name.startswith(d + "-"))

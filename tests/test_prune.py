@@ -1,6 +1,7 @@
 """Structured pruning: a valid smaller generator of every architecture, channels chosen better
 than at random, and a distillation that starts from it."""
 
+import functools
 from pathlib import Path
 from unittest import mock
 
@@ -37,11 +38,13 @@ def test_importance_keeps_the_generator_closer_than_random_channels():
     def distance(pruned):
         return (pruned.generate(labels, seed=1).float() - full).abs().mean().item()
 
-    ours = distance(P.prune_generator(g, 0.5))
-    for seed in range(3):
-        torch.manual_seed(seed)
-        with mock.patch.object(P, "channel_importance", lambda block: torch.rand(block.bn2.bn.num_features)):
-            assert ours < distance(P.prune_generator(g, 0.5))
+    # a quarter of the default BatchNorm recalibration images: enough for this comparison, a quarter the time
+    with mock.patch.object(P, "recalibrate_batchnorm", functools.partial(P.recalibrate_batchnorm, batches=4)):
+        ours = distance(P.prune_generator(g, 0.5))
+        for seed in range(3):
+            torch.manual_seed(seed)
+            with mock.patch.object(P, "channel_importance", lambda block: torch.rand(block.bn2.bn.num_features)):
+                assert ours < distance(P.prune_generator(g, 0.5))
 
 
 def test_distill_fine_tunes_a_pruned_teacher_from_the_cli(tmp_path):

@@ -108,6 +108,7 @@ class DownstreamConfig:
     # keep this many evenly spaced snapshots of the generator and use the one that scores best on
     # validation (per-class fidelity and recall in the judge's features); 0: the last step
     generator_snapshots: int = 0
+    snapshot_images_per_class: int = 100  # generated images per class that score each snapshot
     # accept a --generator that saw more than the training part (a shipped full-data one): its recipe
     # row is then a leaky upper bound, labelled so in the report and never recommended
     leaky_generator: bool = False
@@ -400,7 +401,8 @@ class _Benchmark:
         if cfg.generator_snapshots and part.source is not None and list_snapshots(part.source):
             from ..eval.selection import choose_snapshot
 
-            part.snapshot_choice = choose_snapshot(part.source, self.val, self.judge().eval())
+            part.snapshot_choice = choose_snapshot(part.source, self.val, self.judge().eval(),
+                                                   n_per_class=cfg.snapshot_images_per_class)
             part.gen = ganaug.load_generator(part.source, step=part.snapshot_choice["chosen_step"])
             self.log(f"generator snapshot chosen on validation: step {part.snapshot_choice['chosen_step']} of "
                      f"{part.snapshot_choice['last_step']}")
