@@ -31,7 +31,6 @@ from .kfold import KFold
 from .store import RunStore
 from .generator_source import provenance, train_generator, train_public_generator
 from .protocols import PROTOCOLS, public_private, select_classes
-
 from .report import WITHOUT_GENERATED, verdict, write_report
 from .resnet import SmallResNet
 from ..data.splits import carve_test, carve_validation
