@@ -1,4 +1,5 @@
 import pickle
+import threading
 
 import numpy as np
 import PIL.Image
@@ -12,7 +13,7 @@ import ganaug
 from ganaug import GanaugError
 from ganaug.data import LabelledImages
 from ganaug.transforms import MixedDataset, SyntheticDataset, balance, resolve_strategy
-from ganaug.transforms import GANAugment, GANBatchAugment
+from ganaug.transforms import GANAugment, GANBatchAugment, ImagePool, PoolConfig
 
 from .conftest import assert_same_images
 
@@ -96,6 +97,10 @@ def test_per_class_probabilities_and_classes(pkg):
     assert only_defect(img, 0)[0] is img and not torch.equal(only_defect(img, 1)[0], img)
 
 
+def replaced_by(images, original):
+    return [not torch.equal(x, original) for x in images]
+
+
 def test_same_torch_seed_same_images(pkg):
     img = torch.zeros(1, 32, 32, dtype=torch.uint8)
 
@@ -103,15 +108,18 @@ def test_same_torch_seed_same_images(pkg):
         torch.manual_seed(0)
         return [t(img, i % 2)[0] for i in range(6)]
 
-    # generated in the call: the seed alone decides; from the pool (the default): the seed and the pool's
-    # history, so a new transform with the same seed gives the same images
+    # generated in the call: the seed alone decides; from a pool renewing in the call: the seed and the
+    # pool's history, so a new transform with the same seed gives the same images (the default pool renews
+    # on a thread, so only its coins repeat)
     fresh = GANAugment(pkg, p=0.5, pool=None)
     a = draw(fresh)
     assert all(torch.equal(x, y) for x, y in zip(a, draw(fresh)))
-    pooled = draw(GANAugment(pkg, p=0.5))
-    assert all(torch.equal(x, y) for x, y in zip(pooled, draw(GANAugment(pkg, p=0.5))))
-    replaced = [not torch.equal(x, img) for x in a]
-    assert replaced == [not torch.equal(x, img) for x in pooled]  # the same coins
+    in_call = PoolConfig(background=False)
+    pooled = draw(GANAugment(pkg, p=0.5, pool=in_call))
+    assert all(torch.equal(x, y) for x, y in zip(pooled, draw(GANAugment(pkg, p=0.5, pool=in_call))))
+    assert replaced_by(draw(GANAugment(pkg, p=0.5)), img) == replaced_by(pooled, img)
+    replaced = replaced_by(a, img)
+    assert replaced == replaced_by(pooled, img)  # the same coins
     assert any(replaced) and not all(replaced)  # p = 0.5 really drew both ways, and the images are generated
     assert len({x.float().sum().item() for x, r in zip(a, replaced) if r}) > 1  # new latents per call
 
@@ -140,13 +148,11 @@ def test_batch_augment_is_one_forward_pass(pkg):
     assert torch.equal(kept[0::2], images[0::2]) and not torch.equal(kept[1::2], images[1::2])
 
 
-def test_the_default_pool_hands_out_the_generators_images_and_renews_what_it_is_told(pkg):
-    from ganaug.transforms import ImagePool, PoolConfig
-
+def test_a_pool_hands_out_the_generators_images_and_renews_what_it_is_told(pkg):
     G = ganaug.load_generator(pkg)
     calls = []
     G.net.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
-    t = GANBatchAugment(G, p=1.0, pool=PoolConfig(per_class=16, refresh=0.5))
+    t = GANBatchAugment(G, p=1.0, pool=PoolConfig(per_class=16, refresh=0.5, background=False))
     labels = torch.tensor([0, 1] * 32)
     torch.manual_seed(0)
     first = t(torch.zeros(64, 1, 32, 32, dtype=torch.uint8), labels)[0]
@@ -157,12 +163,12 @@ def test_the_default_pool_hands_out_the_generators_images_and_renews_what_it_is_
     t(torch.zeros(64, 1, 32, 32, dtype=torch.uint8), labels)
     assert len(calls) == 4  # filled once: later calls pay only for the renewals
     # every image handed out is one the generator made for that class, from the pool's own seeds
-    fill = ImagePool(G, PoolConfig(per_class=16, refresh=0.5))
+    fill = ImagePool(G, PoolConfig(per_class=16, refresh=0.5, background=False))
     fill._fill(0), fill._fill(1)
     for img, c in zip(first, labels.tolist()):
         assert any(torch.equal(img, kept) for kept in fill.images[c])
     assert len({img.float().sum().item() for img in first}) > 8  # many slots, not one image
-    never = GANBatchAugment(G, p=1.0, pool=PoolConfig(per_class=16, refresh=0.0))
+    never = GANBatchAugment(G, p=1.0, pool=PoolConfig(per_class=16, refresh=0.0, background=False))
     calls.clear()
     for _ in range(3):
         never(torch.zeros(64, 3, 32, 32, dtype=torch.uint8), labels)
@@ -171,6 +177,40 @@ def test_the_default_pool_hands_out_the_generators_images_and_renews_what_it_is_
         PoolConfig(refresh=2.0)
     with pytest.raises(GanaugError, match="pool must be"):
         GANBatchAugment(G, pool=16)
+
+
+def test_the_default_pool_renews_on_a_thread_exactly_what_the_call_would_renew(pkg):
+    G = ganaug.load_generator(pkg)
+    calls = []
+    hook = G.net.register_forward_hook(lambda m, i, o: calls.append((threading.get_ident(), o.shape[0])))
+    in_call = ImagePool(G, PoolConfig(per_class=16, refresh=0.5, background=False))
+    threaded = ImagePool(G, PoolConfig(per_class=16, refresh=0.5))
+    assert PoolConfig().background  # the default
+    labels, rng = torch.tensor([0, 1] * 32), torch.Generator().manual_seed(0)
+    for call in range(3):
+        seeds = torch.randint(0, 2**62, (64,), generator=rng).tolist()
+        expected = in_call.take(labels, seeds)
+        calls.clear()
+        got = threaded.take(labels, seeds)
+        here = [n for who, n in calls if who == threading.get_ident()]
+        assert here == ([16, 16] if call == 0 else [])  # only the first fill runs in the call
+        assert torch.equal(got, expected)  # the same images: renewals landed before the next call
+        assert threaded.settle(timeout=30)
+        assert any(who != threading.get_ident() for who, _ in calls)  # the renewals ran on the thread
+        assert all(torch.equal(threaded.images[c], in_call.images[c]) for c in (0, 1))
+    assert threaded.made == in_call.made and threaded.stats()["renewals_queued"] == 0
+    hook.remove()
+    again = pickle.loads(pickle.dumps(threaded))  # locks and thread stay behind
+    assert torch.equal(again.take(labels[:4], [1, 2, 3, 4]), threaded.take(labels[:4], [1, 2, 3, 4]))
+
+
+def test_a_forked_worker_renews_its_own_copy_of_the_pool(pkg):
+    aug = GANAugment(pkg, p=1.0, pool=PoolConfig(per_class=4, refresh=1.0))
+    blank = torch.zeros(1, 32, 32, dtype=torch.uint8)
+    aug(blank, 0), aug(blank, 1)  # the parent's pool exists, its thread started, before the fork
+    loader = DataLoader(_Joint(aug), batch_size=4, num_workers=2, multiprocessing_context="fork", timeout=60)
+    images, labels = _collect(loader)
+    assert images.shape == (8, 1, 32, 32) and (images.flatten(1) != 0).any(1).all()
 
 
 def test_bad_inputs_name_the_problem(pkg):

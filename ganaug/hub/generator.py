@@ -127,10 +127,11 @@ class Generator(ConfigDescribed, nn.Module):
                 else:
                     raise GanaugError(f"a label must be a class id or name, got {item!r}.")
             ids = torch.tensor(ids_list, dtype=torch.int64)
-        bad = ids[(ids < 0) | (ids >= self.num_classes)]
-        if len(bad):
-            raise GanaugError(f"class id {int(bad[0])} is outside this generator's classes "
-                              f"0..{self.num_classes - 1} ({self.config.class_names}).")
+        if len(ids):  # one reduction: the augmentation transforms call this on every batch
+            lo, hi = (int(v) for v in torch.aminmax(ids))
+            if lo < 0 or hi >= self.num_classes:
+                raise GanaugError(f"class id {lo if lo < 0 else hi} is outside this generator's classes "
+                                  f"0..{self.num_classes - 1} ({self.config.class_names}).")
         return ids
 
     @torch.no_grad()
