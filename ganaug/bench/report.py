@@ -74,12 +74,25 @@ def verdict(results: dict[str, dict], leaky: bool = False, test_labels: torch.Te
 
 
 def write_report(summary: dict, out: Path) -> None:
-    import matplotlib
+    """``report.md`` (split, verdict, results, choices, the recipe's bank, the generator) and its two
+    figures (test accuracy per class, the recommended variant's confusion matrix) in ``out``."""
+    res, names, d = summary["results"], summary["data"]["class_names"], summary["data"]
+    lines = _header_lines(summary)
+    lines += _choice_lines(summary)
+    if summary.get("recipe_search"):
+        lines += _recipe_search_lines(summary["recipe_search"], names)
+    lines += _generator_lines(summary["generator"], d)
+    lines += _generator_eval_lines(summary["generator"].get("eval"), names, d["train_counts"])
+    machines = sorted({run.get("machine", "not recorded") for r in res.values() for run in r["runs"]})
+    lines += ["", "Machines the runs were made on: " + "; ".join(f"`{m}`" for m in machines) + "."]
+    lines += ["", "![per class](per_class.png)", "", "![confusion matrix](confusion.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    _plots(res, names, summary["verdict"].get("recommendation") or next(iter(res)), out)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    res, names, cfg, d = summary["results"], summary["data"]["class_names"], summary["config"], summary["data"]
+def _header_lines(summary: dict) -> list[str]:
+    """What was split how, the verdict, and the results table."""
+    res, cfg, d = summary["results"], summary["config"], summary["data"]
     split = (f"long-tailed split of the training data, imbalance ratio {cfg['imbalance_ratio']:g}"
              if cfg["imbalance_ratio"] is not None else "the data as it is")
     if d.get("protocol", "none") != "none":
@@ -102,7 +115,13 @@ def write_report(summary: dict, out: Path) -> None:
         label = f"{v} (leaky upper bound)" if leaky and v == GANAUG else v
         lines.append(f"| {label} | {100 * r['balanced_accuracy_mean']:.2f} +- {100 * r['balanced_accuracy_std']:.2f} | "
                      f"{100 * r['rare_accuracy_mean']:.2f} | {100 * r['val_balanced_accuracy_mean']:.2f} |")
-    v = summary["verdict"]
+    return lines
+
+
+def _choice_lines(summary: dict) -> list[str]:
+    """How the best baseline was chosen, the seeds, the paired differences, post-hoc's tau."""
+    res, v = summary["results"], summary["verdict"]
+    lines: list[str] = []
     if v.get("baseline_choice_sentence"):
         lines += ["", f"Best baseline chosen by the rule '{v['baseline_rule']}': {v['baseline_choice_sentence']}."]
         if v.get("baseline_kfold_means"):
@@ -116,57 +135,68 @@ def write_report(summary: dict, out: Path) -> None:
     if "posthoc-la" in res:
         lines += ["", "post-hoc tau chosen on validation, per seed: "
                   f"{[r['tau'] for r in res['posthoc-la']['runs']]}."]
-    s = summary.get("recipe_search")
-    if s:
-        lines += ["", f"Recipe search ({s['seeds']} seed(s) each, validation only; chosen: candidate {s['chosen']}):",
-                  "", "| # | recipe | balanced accuracy (validation) |", "|---|---|---|"]
-        for i, c in enumerate(s["candidates"]):
-            lines.append(f"| {i}{' (chosen)' if i == s['chosen'] else ''} | `{c['recipe']}` | "
-                         f"{100 * c['val_balanced_accuracy_mean']:.2f} |")
-        if s.get("choice"):
-            ch = s["choice"]
-            lines += ["", f"The recipe was chosen by the rule '{ch['rule']}': {ch['sentence']}."]
-            if ch.get("kfold_means"):
-                lines[-1] += " Mean held-out balanced accuracy over the folds: " + ", ".join(
-                    f"{c} {100 * m:.2f}" for c, m in ch["kfold_means"].items()) + "."
-        if s.get("without_generated"):
-            lines += ["", f"The chosen recipe without generated images (what they add) is `{s['without_generated']}` "
-                      "in the table above; it counts as a baseline."]
-        bank = s["bank"]
-        cost = f" Building it (generating, judging, choosing) took {s['bank_cpu_seconds']:.0f} CPU-seconds." \
-            if s.get("bank_cpu_seconds") is not None else ""
-        if s.get("refresh_cpu_seconds_per_run") is not None:
-            cost += (f" Choosing the bank again against the classifier in training cost "
-                     f"{s['refresh_cpu_seconds_per_run']:.0f} CPU-seconds per classifier run.")
-        lines += ["", "Bank of the chosen recipe, per class (real images, images generated, generated kept, the "
-                  "filter's pass rate, share of the generated draws; for the band filter, generated images "
-                  f"inside, in and beyond the band).{cost}", "",
-                  "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        for field, fmt in (("real", str), ("generated_pool", str), ("generated", str),
-                           ("judge_acceptance", lambda a: "-" if a is None else f"{a:.2f}"),
-                           ("draw_probability", lambda a: f"{a:.2f}"),
-                           ("inside", str), ("in_band", str), ("beyond", str)):
-            if all(field in bank[n] for n in names):  # records made before a field existed lack it
-                lines.append(f"| {field} | " + " | ".join(fmt(bank[n][field]) for n in names) + " |")
-    g = summary["generator"]
-    if g["source"]:
-        lines += ["", f"Generator: `{g['source']}`; trained only on the training part: "
-                  f"{g['trained_on_training_part']}."]
-        ft = g.get("fine_tuned_from")
-        if ft:
-            lines[-1] += (f" Fine-tuned from `{ft['init']}`, which saw `{ft['source']}` ({ft['num_images']} images, "
-                          f"class counts {ft['class_counts']}); it overlaps the split the training part was cut "
-                          f"from: {'yes' if ft['overlaps_training'] else 'no'}.")
-        if g.get("leaky"):
-            seen = g.get("trained_on") or {}
-            lines[-1] += (f" **It saw {seen.get('num_images')} images (class counts {seen.get('class_counts')}), "
-                          f"more than the training part's {sum(d['train_counts'])}: its row is a leaky upper "
-                          "bound, not a result.**")
-    lines += _generator_eval_lines(g.get("eval"), names, d["train_counts"])
-    machines = sorted({run.get("machine", "not recorded") for r in res.values() for run in r["runs"]})
-    lines += ["", "Machines the runs were made on: " + "; ".join(f"`{m}`" for m in machines) + "."]
-    lines += ["", "![per class](per_class.png)", "", "![confusion matrix](confusion.png)", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines
+
+
+def _recipe_search_lines(s: dict, names: list[str]) -> list[str]:
+    """The recipe candidates on validation, how one was chosen, and the chosen recipe's bank per class."""
+    lines = ["", f"Recipe search ({s['seeds']} seed(s) each, validation only; chosen: candidate {s['chosen']}):",
+             "", "| # | recipe | balanced accuracy (validation) |", "|---|---|---|"]
+    for i, c in enumerate(s["candidates"]):
+        lines.append(f"| {i}{' (chosen)' if i == s['chosen'] else ''} | `{c['recipe']}` | "
+                     f"{100 * c['val_balanced_accuracy_mean']:.2f} |")
+    if s.get("choice"):
+        ch = s["choice"]
+        lines += ["", f"The recipe was chosen by the rule '{ch['rule']}': {ch['sentence']}."]
+        if ch.get("kfold_means"):
+            lines[-1] += " Mean held-out balanced accuracy over the folds: " + ", ".join(
+                f"{c} {100 * m:.2f}" for c, m in ch["kfold_means"].items()) + "."
+    if s.get("without_generated"):
+        lines += ["", f"The chosen recipe without generated images (what they add) is `{s['without_generated']}` "
+                  "in the table above; it counts as a baseline."]
+    bank = s["bank"]
+    cost = f" Building it (generating, judging, choosing) took {s['bank_cpu_seconds']:.0f} CPU-seconds." \
+        if s.get("bank_cpu_seconds") is not None else ""
+    if s.get("refresh_cpu_seconds_per_run") is not None:
+        cost += (f" Choosing the bank again against the classifier in training cost "
+                 f"{s['refresh_cpu_seconds_per_run']:.0f} CPU-seconds per classifier run.")
+    lines += ["", "Bank of the chosen recipe, per class (real images, images generated, generated kept, the "
+              "filter's pass rate, share of the generated draws; for the band filter, generated images "
+              f"inside, in and beyond the band).{cost}", "",
+              "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for field, fmt in (("real", str), ("generated_pool", str), ("generated", str),
+                       ("judge_acceptance", lambda a: "-" if a is None else f"{a:.2f}"),
+                       ("draw_probability", lambda a: f"{a:.2f}"),
+                       ("inside", str), ("in_band", str), ("beyond", str)):
+        if all(field in bank[n] for n in names):  # records made before a field existed lack it
+            lines.append(f"| {field} | " + " | ".join(fmt(bank[n][field]) for n in names) + " |")
+    return lines
+
+
+def _generator_lines(g: dict, d: dict) -> list[str]:
+    """Which generator the recipe used, what it saw, and whether its row is a leaky upper bound."""
+    if not g["source"]:
+        return []
+    lines = ["", f"Generator: `{g['source']}`; trained only on the training part: {g['trained_on_training_part']}."]
+    ft = g.get("fine_tuned_from")
+    if ft:
+        lines[-1] += (f" Fine-tuned from `{ft['init']}`, which saw `{ft['source']}` ({ft['num_images']} images, "
+                      f"class counts {ft['class_counts']}); it overlaps the split the training part was cut "
+                      f"from: {'yes' if ft['overlaps_training'] else 'no'}.")
+    if g.get("leaky"):
+        seen = g.get("trained_on") or {}
+        lines[-1] += (f" **It saw {seen.get('num_images')} images (class counts {seen.get('class_counts')}), "
+                      f"more than the training part's {sum(d['train_counts'])}: its row is a leaky upper "
+                      "bound, not a result.**")
+    return lines
+
+
+def _plots(res: dict, names: list[str], shown: str, out: Path) -> None:
+    """per_class.png (test accuracy per class, every variant) and confusion.png (``shown``, seed 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 3.8))
     width = 0.8 / len(res)
@@ -180,7 +210,6 @@ def write_report(summary: dict, out: Path) -> None:
     fig.savefig(out / "per_class.png", dpi=100)
     plt.close(fig)
 
-    shown = v.get("recommendation") or next(iter(res))
     conf = torch.tensor(res[shown]["runs"][0]["confusion"], dtype=torch.float64)
     conf = conf / conf.sum(1, keepdim=True).clamp(min=1)
     fig, ax = plt.subplots(figsize=(5, 4.5))
