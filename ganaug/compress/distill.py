@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..artifacts import weights_digest
 from ..configs import JsonConfig
@@ -96,20 +97,7 @@ def _distill(teacher: Generator, student: GANConfig, config: DistillConfig, out:
              data: LabelledImages | None, init: Generator | None, resume: bool, progress: bool,
              command: str | None) -> Path:
     c = teacher.config
-    if (student.num_classes, student.class_names, student.image_size, student.channels, student.z_dim) != \
-            (c.num_classes, c.class_names, c.image_size, c.channels, c.z_dim):
-        raise GanaugError("the student must have the teacher's classes, image size, channels and z_dim "
-                          "(build its config with ganaug.compress.student_config).")
-    if reference is not None:
-        rc = reference.config
-        if (rc.channels, rc.image_size, list(rc.class_names)) != (c.channels, c.image_size, c.class_names):
-            raise GanaugError(f"the reference classifier sees {rc.channels}x{rc.image_size}px images of "
-                              f"{rc.class_names}; the teacher makes {c.channels}x{c.image_size}px images of "
-                              f"{c.class_names}. Use a reference trained on the teacher's data.")
-    if data is not None:
-        data.require(c.channels, c.image_size, c.class_names, "the teacher")
-    if init is not None and init.config != student:
-        raise GanaugError("init's config is not the student's; pass init.config as the student config.")
+    _check_inputs(c, student, reference, data, init)
     teacher_digest = weights_digest(teacher.net)
     run = RunFolder(out, resume)
     if run.resumed:
@@ -149,55 +137,16 @@ def _distill(teacher: Generator, student: GANConfig, config: DistillConfig, out:
                            "feature_network": "reference classifier" if reference is not None else "D"},
     })
 
-    B, K = config.batch_size, c.num_classes
     pbar = run.steps(config.steps, "distill", progress)
     try:
         for step in pbar:
-            z = torch.randn(B, c.z_dim, device=device)
-            y = torch.randint(K, (B,), device=device)
-            with torch.no_grad():
-                target = T(z, y)
-            real, y_real = target, y
-            if data is not None:  # half of D's real batch from the real images
-                idx = torch.randint(len(data), (B // 2,))
-                real = torch.cat([target[: B - B // 2], uint8_to_model(data.images[idx], c.value_range).to(device)])
-                y_real = torch.cat([y[: B - B // 2], data.labels[idx].to(device)])
-
-            # (1) D: the teacher's (and real) images are real, the student's are fake
-            with torch.no_grad():
-                fake = G(z, y)
-            logits, _ = D(torch.cat([real, fake]), torch.cat([y_real, y]))
-            loss_d = d_loss("hinge", logits[:B], logits[B:])
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-
-            # (2) the student: pixels, features, and fooling D
-            D.requires_grad_(False)
-            fake = G(z, y)
-            loss_pixel = (fake - target).abs().mean()
-            out_fake, feat_fake = D(fake, y)
-            if features is not None:
-                loss_feature = (features(fake) - features(target)).abs().mean()
-            else:
-                with torch.no_grad():
-                    _, feat_target = D(target, y)
-                loss_feature = (feat_fake - feat_target).abs().mean() / feat_target.abs().mean().clamp(min=1e-8)
-            loss_adv = g_loss("hinge", out_fake)
-            loss_g = config.pixel * loss_pixel + config.feature * loss_feature + config.adversarial * loss_adv
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            D.requires_grad_(True)
+            losses = _step(T, G, D, opt_g, opt_d, features, data, config, c)
             update_ema(G_ema, G, config.ema_beta, step)
-
             done = step + 1
-            ld, lg = loss_d.item(), loss_g.item()
-            run.check_finite("distillation", done, "Lower --lr-g/--lr-d and continue with --resume.", D=ld, student=lg)
+            run.check_finite("distillation", done, "Lower --lr-g/--lr-d and continue with --resume.",
+                             D=losses["loss_d"], student=losses["loss_g"])
             if done % config.log_every == 0 or done == config.steps:
-                row = {"step": done, "loss_d": round(ld, 5), "loss_g": round(lg, 5),
-                       "pixel_l1": round(loss_pixel.item(), 5), "feature_l1": round(loss_feature.item(), 5),
-                       "adversarial": round(loss_adv.item(), 5), "elapsed_s": round(run.elapsed(), 1)}
+                row = {"step": done, **{k: round(v, 5) for k, v in losses.items()}, "elapsed_s": round(run.elapsed(), 1)}
                 run.log(row)
                 pbar.set_postfix(pixel=f"{row['pixel_l1']:.3f}", feature=f"{row['feature_l1']:.3f}", refresh=False)
             if done % config.sample_every == 0 or done == config.steps:
@@ -209,3 +158,65 @@ def _distill(teacher: Generator, student: GANConfig, config: DistillConfig, out:
         pbar.close()
         run.close()
     return out
+
+
+def _check_inputs(c: GANConfig, student: GANConfig, reference: Any, data: LabelledImages | None,
+                  init: Generator | None) -> None:
+    """The student, reference, real data and init must fit the teacher (config ``c``)."""
+    if (student.num_classes, student.class_names, student.image_size, student.channels, student.z_dim) != \
+            (c.num_classes, c.class_names, c.image_size, c.channels, c.z_dim):
+        raise GanaugError("the student must have the teacher's classes, image size, channels and z_dim "
+                          "(build its config with ganaug.compress.student_config).")
+    if reference is not None:
+        rc = reference.config
+        if (rc.channels, rc.image_size, list(rc.class_names)) != (c.channels, c.image_size, c.class_names):
+            raise GanaugError(f"the reference classifier sees {rc.channels}x{rc.image_size}px images of "
+                              f"{rc.class_names}; the teacher makes {c.channels}x{c.image_size}px images of "
+                              f"{c.class_names}. Use a reference trained on the teacher's data.")
+    if data is not None:
+        data.require(c.channels, c.image_size, c.class_names, "the teacher")
+    if init is not None and init.config != student:
+        raise GanaugError("init's config is not the student's; pass init.config as the student config.")
+
+
+def _step(T: nn.Module, G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+          features: Any, data: LabelledImages | None, config: DistillConfig, c: GANConfig) -> dict[str, float]:
+    """One distillation step: D learns the teacher's (and real) images as real and the student's as
+    fake, then the student learns pixels, features and fooling D. Returns the step's losses."""
+    B, device = config.batch_size, next(G.parameters()).device
+    z = torch.randn(B, c.z_dim, device=device)
+    y = torch.randint(c.num_classes, (B,), device=device)
+    with torch.no_grad():
+        target = T(z, y)
+    real, y_real = target, y
+    if data is not None:  # half of D's real batch from the real images
+        idx = torch.randint(len(data), (B // 2,))
+        real = torch.cat([target[: B - B // 2], uint8_to_model(data.images[idx], c.value_range).to(device)])
+        y_real = torch.cat([y[: B - B // 2], data.labels[idx].to(device)])
+
+    with torch.no_grad():
+        fake = G(z, y)
+    logits, _ = D(torch.cat([real, fake]), torch.cat([y_real, y]))
+    loss_d = d_loss("hinge", logits[:B], logits[B:])
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+
+    D.requires_grad_(False)
+    fake = G(z, y)
+    loss_pixel = (fake - target).abs().mean()
+    out_fake, feat_fake = D(fake, y)
+    if features is not None:
+        loss_feature = (features(fake) - features(target)).abs().mean()
+    else:
+        with torch.no_grad():
+            _, feat_target = D(target, y)
+        loss_feature = (feat_fake - feat_target).abs().mean() / feat_target.abs().mean().clamp(min=1e-8)
+    loss_adv = g_loss("hinge", out_fake)
+    loss_g = config.pixel * loss_pixel + config.feature * loss_feature + config.adversarial * loss_adv
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    D.requires_grad_(True)
+    return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "pixel_l1": loss_pixel.item(),
+            "feature_l1": loss_feature.item(), "adversarial": loss_adv.item()}
