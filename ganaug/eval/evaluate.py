@@ -92,15 +92,8 @@ def evaluate(G: torch.nn.Module, config: GANConfig, train: LabelledImages, test:
     overall["class_fidelity"] = fidelity
     timings["metrics_s"] = time.perf_counter() - t
 
-    classes = []
-    n_train = train.class_counts()
-    for c, name in enumerate(config.class_names):
-        r, f = f_real[test.labels == c], f_fake[labels == c]
-        row = {"class": name, "n_train": n_train[c], "n_fake": len(f), "n_real": len(r),
-               "class_fidelity": fidelity_per[c]}
-        row["fid"] = M.fid(r, f) if min(len(r), len(f)) >= 2 else None
-        row.update(M.precision_recall(r, f, protocol.k, protocol.seed) if min(len(r), len(f)) > protocol.k else {})
-        classes.append(row)
+    classes = _class_rows(config.class_names, train.class_counts(), f_real, test.labels, f_fake, labels,
+                          fidelity_per, protocol)
 
     t = time.perf_counter()
     mem = M.memorisation(f_fake, labels, f_train, f_real, test.labels, K)
@@ -108,20 +101,11 @@ def evaluate(G: torch.nn.Module, config: GANConfig, train: LabelledImages, test:
         row["memorisation"] = m
     timings["memorisation_s"] = time.perf_counter() - t
 
-    cas = None
+    overall["cas"] = None
     if protocol.cas:
         t = time.perf_counter()
-        fit = FitConfig(**reference.config.fit) if reference.config.fit else FitConfig()
-        if fit.precision == "bf16" and not arithmetic.cpu_has_native_bf16():
-            # the judge's recipe, in fp32 here: a judge trained in bf16 still evaluates on CPUs without it
-            fit = dataclasses.replace(fit, precision="fp32")
-        clf = fit_classifier(fake, labels, K, fit, progress=progress, desc="CAS classifier")
-        hit = (predict(clf, test.images)[1].argmax(1) == test.labels).float()
-        cas = hit.mean().item()
-        for c, row in enumerate(classes):  # per real test class: which classes the generated images teach
-            row["cas"] = hit[test.labels == c].mean().item() if (test.labels == c).any() else None
+        overall["cas"] = _cas(fake, labels, K, reference, test, classes, progress)
         timings["cas_s"] = time.perf_counter() - t
-    overall["cas"] = cas
 
     # a judge near chance makes every figure it computes meaningless (judge_check.py): refuse them
     judge = judge_quality(reference.model, test.images, test.labels, K)
@@ -133,16 +117,7 @@ def evaluate(G: torch.nn.Module, config: GANConfig, train: LabelledImages, test:
         "ganaug_version": __version__,
         "protocol": {**dataclasses.asdict(protocol), "per_class": per_class,
                      "n_fake": len(fake), "n_real": len(test), "real_split": test.source,
-                     "train_split_for_memorisation": train.source,
-                     "resize": "real images loaded at the generator's resolution: shorter side "
-                               "resized (bicubic, antialiased) and centre-cropped; IDX data "
-                               "bilinear-resized",
-                     "features": features.describe(),
-                     "fid": "float64 Frechet distance via symmetric eigendecomposition",
-                     "kid": f"unbiased MMD^2, cubic polynomial kernel, {protocol.kid_subsets} subsets of {kid_m}",
-                     "precision_recall": f"k-NN balls, k={protocol.k}, the larger set subsampled "
-                                         "to the smaller (Kynkaanniemi 2019; Naeem 2020)",
-                     "inception_score": f"{protocol.is_splits} random splits"},
+                     "train_split_for_memorisation": train.source, **_methods(protocol, features, kid_m)},
         "reference_classifier": {"real_test_accuracy": reference.config.real_test_accuracy,
                                  "real_test_balanced_accuracy": judge["balanced_accuracy"],
                                  "trained_on": reference.config.trained_on.get("source")},
@@ -160,6 +135,49 @@ def evaluate(G: torch.nn.Module, config: GANConfig, train: LabelledImages, test:
     result["_tensors"] = {"fake": fake, "labels": labels, "ratio": None if result["memorisation"]["refused"]
                           else mem["ratio"], "nearest": mem["nearest_train_index"]}
     return result
+
+
+def _class_rows(names: list[str], n_train: list[int], f_real: torch.Tensor, real_labels: torch.Tensor,
+                f_fake: torch.Tensor, fake_labels: torch.Tensor, fidelity_per: list, protocol: EvalProtocol
+                ) -> list[dict]:
+    """Per class: counts, class fidelity, FID and precision/recall where the class has enough images."""
+    classes = []
+    for c, name in enumerate(names):
+        r, f = f_real[real_labels == c], f_fake[fake_labels == c]
+        row = {"class": name, "n_train": n_train[c], "n_fake": len(f), "n_real": len(r),
+               "class_fidelity": fidelity_per[c]}
+        row["fid"] = M.fid(r, f) if min(len(r), len(f)) >= 2 else None
+        row.update(M.precision_recall(r, f, protocol.k, protocol.seed) if min(len(r), len(f)) > protocol.k else {})
+        classes.append(row)
+    return classes
+
+
+def _cas(fake: torch.Tensor, labels: torch.Tensor, K: int, reference: ReferenceClassifier, test: LabelledImages,
+         classes: list[dict], progress: bool) -> float:
+    """Classification accuracy score: the judge's recipe trained on the generated images alone, tested
+    on the real test split; sets each class row's ``cas`` (which classes the generated images teach)."""
+    fit = FitConfig(**reference.config.fit) if reference.config.fit else FitConfig()
+    if fit.precision == "bf16" and not arithmetic.cpu_has_native_bf16():
+        # the judge's recipe, in fp32 here: a judge trained in bf16 still evaluates on CPUs without it
+        fit = dataclasses.replace(fit, precision="fp32")
+    clf = fit_classifier(fake, labels, K, fit, progress=progress, desc="CAS classifier")
+    hit = (predict(clf, test.images)[1].argmax(1) == test.labels).float()
+    for c, row in enumerate(classes):
+        row["cas"] = hit[test.labels == c].mean().item() if (test.labels == c).any() else None
+    return hit.mean().item()
+
+
+def _methods(protocol: EvalProtocol, features: FeatureSpace, kid_m: int) -> dict[str, str]:
+    """How each figure was computed, in words, for eval.json."""
+    return {"resize": "real images loaded at the generator's resolution: shorter side "
+                      "resized (bicubic, antialiased) and centre-cropped; IDX data "
+                      "bilinear-resized",
+            "features": features.describe(),
+            "fid": "float64 Frechet distance via symmetric eigendecomposition",
+            "kid": f"unbiased MMD^2, cubic polynomial kernel, {protocol.kid_subsets} subsets of {kid_m}",
+            "precision_recall": f"k-NN balls, k={protocol.k}, the larger set subsampled "
+                                "to the smaller (Kynkaanniemi 2019; Naeem 2020)",
+            "inception_score": f"{protocol.is_splits} random splits"}
 
 
 def save_result(result: dict, train: LabelledImages, out_dir: str | Path) -> Path:
