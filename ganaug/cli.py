@@ -8,14 +8,17 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import GanaugError
 
+if TYPE_CHECKING:
+    from .training import TrainConfig
+
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
-    from .models import SUPPORTED_IMAGE_SIZES, list_architectures
+    from .models import SUPPORTED_IMAGE_SIZES
     from .training import TrainConfig
-    from .training.distributed import DIST_TIMEOUT_S
 
     d = TrainConfig()
     p = sub.add_parser(
@@ -51,7 +54,15 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    "source's classes); repeatable")
     f.add_argument("--freeze-d", type=int, default=d.freeze_d,
                    help="FreezeD: keep the discriminator's first N blocks fixed")
-    m = p.add_argument_group("model")
+    _model_args(p.add_argument_group("model"))
+    _schedule_args(p.add_argument_group("training"), d)
+    _limited_data_args(p.add_argument_group("limited and long-tailed data"), d)
+    _run_args(p.add_argument_group("run"), d)
+
+
+def _model_args(m: argparse._ArgumentGroup) -> None:
+    from .models import list_architectures
+
     m.add_argument("--arch", default=None, choices=list_architectures(), help="architecture (default sngan)")
     m.add_argument("--g-width", type=int, default=None, help="generator base width (arch default if unset)")
     m.add_argument("--d-width", type=int, default=None, help="discriminator base width (arch default if unset)")
@@ -61,7 +72,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--g-upsample", default=None, choices=("nearest", "bilinear"),
                    help="how G's blocks upsample (default nearest; bilinear keeps lite at 64 px free of a "
                         "grid of flat squares)")
-    t = p.add_argument_group("training")
+
+
+def _schedule_args(t: argparse._ArgumentGroup, d: TrainConfig) -> None:
+    """Steps, batch, optimiser and loss."""
     t.add_argument("--steps", type=int, default=d.steps, help="generator updates in total")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help="real images per D step (and fakes per G step)")
     t.add_argument("--lr-g", type=float, default=d.lr_g, help="generator Adam learning rate")
@@ -71,6 +85,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--n-dis", type=int, default=d.n_dis, help="D updates per G update")
     t.add_argument("--loss", default=d.loss, choices=("hinge", "nonsat"),
                    help="adversarial loss: hinge or non-saturating logistic")
+    t.add_argument("--ema-beta", type=float, default=d.ema_beta, help="EMA decay of the sampled generator")
+
+
+def _limited_data_args(t: argparse._ArgumentGroup, d: TrainConfig) -> None:
+    """What helps on few or imbalanced images: regularisers, conditioning schedules, guidance, augmentation."""
     t.add_argument("--feature-matching", type=float, default=d.feature_matching,
                    help="weight of a feature-matching term in G's loss")
     t.add_argument("--ortho-reg", type=float, default=d.ortho_reg,
@@ -99,10 +118,15 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    "such as 'color,translation,cutout'")
     t.add_argument("--class-balanced", action=argparse.BooleanOptionalAction, default=d.class_balanced,
                    help="draw real batches with every class equally often (default: when imbalanced)")
-    t.add_argument("--ema-beta", type=float, default=d.ema_beta, help="EMA decay of the sampled generator")
     t.add_argument("--bn-group", type=int, default=d.bn_group,
                    help="BatchNorm statistics over groups of this many images (0: each process's whole batch; "
                    "under torchrun: the per-process batch)")
+
+
+def _run_args(t: argparse._ArgumentGroup, d: TrainConfig) -> None:
+    """Precision, device, seed, what is written how often, torchrun's timeout."""
+    from .training.distributed import DIST_TIMEOUT_S
+
     t.add_argument("--precision", default=d.precision, choices=("auto", "fp32", "bf16", "fp16"),
                    help="autocast dtype; auto = bf16 on a GPU that has it, else fp32")
     t.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
