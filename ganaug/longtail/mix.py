@@ -200,24 +200,8 @@ class SyntheticMix(Dataset):
                  judge: Any = None, seed: int = 0, cache: Any = None, transform: Any = None):
         self.recipe = recipe = recipe or SyntheticRecipe()
         gen = resolve_generator(generator)
-        targets = dataset_targets(real)
+        targets, counts = _checked_targets(real, gen, recipe, judge)
         k = gen.num_classes
-        names = getattr(real, "class_names", None) or getattr(real, "classes", None)
-        if names is not None and list(names) != gen.class_names:
-            raise GanaugError(f"the data's classes {list(names)} are not the generator's {gen.class_names}; "
-                              "use a generator trained on these classes, in this order.")
-        if len(targets) == 0 or targets.min() < 0 or targets.max() >= k:
-            raise GanaugError(f"the data's labels must be class ids 0..{k - 1} of the generator "
-                              f"({gen.class_names}); got {'no images' if len(targets) == 0 else int(targets.max())}.")
-        counts = torch.bincount(targets, minlength=k)
-        empty = [gen.class_names[c] for c in range(k) if counts[c] == 0]
-        if empty:
-            raise GanaugError(f"classes {empty} have no real image. A generated image cannot stand in for a "
-                              "class the classifier never sees for real; add real images or drop the class.")
-        if recipe.uses_judge and judge is None:
-            raise GanaugError(f"the recipe (filter {recipe.filter!r}, select {recipe.select!r}) needs judge=: a "
-                              "classifier trained on the real data with a balanced loss (ganaug.longtail.fit_judge), "
-                              "or filter='none' with select='random'.")
         self.num_classes, self.class_names = k, gen.class_names
         self.real_counts, self.real_labels = counts, targets
         self.transform = transform
@@ -242,23 +226,7 @@ class SyntheticMix(Dataset):
         probs, features = self._judge(images, pool.labels, k, judge if recipe.uses_judge else None,
                                       features=recipe.filter == "band")
         p = probs[torch.arange(len(pool.labels)), pool.labels]
-        passed = torch.ones(len(p), dtype=torch.bool)
-        self.band_counts = None
-        if recipe.filter == "reject":
-            passed = p >= recipe.threshold
-        elif recipe.filter == "band":
-            real_features, _ = penultimate(getattr(judge, "model", judge), self._real_images(gen))
-            bands = ClassBands(real_features, targets, k, recipe.band_low, recipe.band_high)
-            if bands.pooled_classes:
-                warnings.warn(f"classes {[gen.class_names[c] for c in bands.pooled_classes]} have fewer than "
-                              f"{BAND_MIN_IMAGES} real images, too few for a band of their own: theirs is every "
-                              "other class's distances pooled.", stacklevel=2)
-            position = bands.position(features, pool.labels) if len(pool) else torch.zeros(0, dtype=torch.int64)
-            passed = position == IN_BAND
-            self.band_counts = {name: {where: int(((position == code) & (pool.labels == c)).sum())
-                                       for where, code in (("inside", INSIDE), ("in_band", IN_BAND),
-                                                           ("beyond", BEYOND))}
-                                for c, name in enumerate(gen.class_names)}
+        passed = self._passed(p, features, pool.labels, judge, gen, targets)
         keep = select_per_class(pool.labels, passed, wanted, recipe.select, probs)
         weights = p if recipe.filter == "confidence" else torch.ones(len(p))
         # soft labels: generated images learn the judge's distribution, real ones their own class
@@ -287,22 +255,33 @@ class SyntheticMix(Dataset):
                           "get no generated images. A weak generator or judge for them, or a looser filter "
                           "(threshold, band_high), is the usual cause.", stacklevel=2)
         self.synthetic_counts = kept
-        # a class whose bank was emptied by the filter is never drawn; with rejected="real" every
-        # class is drawn in proportion to how much of its bank the filter let fill, the rest of its
-        # slots go to real images
-        filled = (kept / planned.clamp(min=1)).clamp(max=1)
-        drawn = filled if recipe.rejected == "real" else (kept > 0).double()
-        self.draw_probs = rarity * drawn
-        # the expected share of the generated slots that do get a generated image
-        has_bank = (planned > 0).any()
-        self.fill = float(self.draw_probs.sum() / rarity[planned > 0].sum()) if recipe.rejected == "real" and has_bank \
-            else float(self.draw_probs.sum() > 0)
-        if self.draw_probs.sum() > 0:
-            self.draw_probs = self.draw_probs / self.draw_probs.sum()
+        self.draw_probs, self.fill = _draw_probabilities(rarity, kept, planned, recipe.rejected)
         self._mixed = None if self._fast else MixedDataset(real, _Bank(self._bank_images, self.synthetic_labels,
                                                                        gen.class_names), targets)
 
     # -- the bank ------------------------------------------------------------------------------
+    def _passed(self, p: torch.Tensor, features: torch.Tensor | None, labels: torch.Tensor, judge: Any, gen: Any,
+                targets: torch.Tensor) -> torch.Tensor:
+        """Which generated images the recipe's filter lets through (``p``: the judge's probability of
+        the intended class); the band filter also records where each class's images fell."""
+        recipe, k = self.recipe, gen.num_classes
+        self.band_counts = None
+        if recipe.filter == "reject":
+            return p >= recipe.threshold
+        if recipe.filter != "band":
+            return torch.ones(len(p), dtype=torch.bool)
+        real_features, _ = penultimate(getattr(judge, "model", judge), self._real_images(gen))
+        bands = ClassBands(real_features, targets, k, recipe.band_low, recipe.band_high)
+        if bands.pooled_classes:
+            warnings.warn(f"classes {[gen.class_names[c] for c in bands.pooled_classes]} have fewer than "
+                          f"{BAND_MIN_IMAGES} real images, too few for a band of their own: theirs is every "
+                          "other class's distances pooled.", stacklevel=3)
+        position = bands.position(features, labels) if len(labels) else torch.zeros(0, dtype=torch.int64)
+        self.band_counts = {name: {where: int(((position == code) & (labels == c)).sum())
+                                   for where, code in (("inside", INSIDE), ("in_band", IN_BAND), ("beyond", BEYOND))}
+                            for c, name in enumerate(gen.class_names)}
+        return position == IN_BAND
+
     def _fit(self, images: torch.Tensor) -> torch.Tensor:
         """Generated images in the real tensors' format (size, channels), fitted once."""
         if not self._fast or not len(images):
@@ -574,3 +553,40 @@ class _Bank(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self._images[i], int(self.labels[i])
+
+
+def _checked_targets(real: Any, gen: Any, recipe: SyntheticRecipe, judge: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels, per-class counts) of the real data, checked against the generator and the recipe."""
+    targets, k = dataset_targets(real), gen.num_classes
+    names = getattr(real, "class_names", None) or getattr(real, "classes", None)
+    if names is not None and list(names) != gen.class_names:
+        raise GanaugError(f"the data's classes {list(names)} are not the generator's {gen.class_names}; "
+                          "use a generator trained on these classes, in this order.")
+    if len(targets) == 0 or targets.min() < 0 or targets.max() >= k:
+        raise GanaugError(f"the data's labels must be class ids 0..{k - 1} of the generator "
+                          f"({gen.class_names}); got {'no images' if len(targets) == 0 else int(targets.max())}.")
+    counts = torch.bincount(targets, minlength=k)
+    empty = [gen.class_names[c] for c in range(k) if counts[c] == 0]
+    if empty:
+        raise GanaugError(f"classes {empty} have no real image. A generated image cannot stand in for a "
+                          "class the classifier never sees for real; add real images or drop the class.")
+    if recipe.uses_judge and judge is None:
+        raise GanaugError(f"the recipe (filter {recipe.filter!r}, select {recipe.select!r}) needs judge=: a "
+                          "classifier trained on the real data with a balanced loss (ganaug.longtail.fit_judge), "
+                          "or filter='none' with select='random'.")
+    return targets, counts
+
+
+def _draw_probabilities(rarity: torch.Tensor, kept: torch.Tensor, planned: torch.Tensor, rejected: str
+                        ) -> tuple[torch.Tensor, float]:
+    """(each class's share of the generated slots, the expected share of those slots that get a generated
+    image). Rarer classes are drawn more often; a class whose bank the filter emptied never is; with
+    ``rejected="real"`` a class is drawn in proportion to how much of its bank the filter let fill, the
+    rest of its slots go to real images."""
+    filled = (kept / planned.clamp(min=1)).clamp(max=1)
+    probs = rarity * (filled if rejected == "real" else (kept > 0).double())
+    has_bank = (planned > 0).any()
+    fill = float(probs.sum() / rarity[planned > 0].sum()) if rejected == "real" and has_bank else float(probs.sum() > 0)
+    if probs.sum() > 0:
+        probs = probs / probs.sum()
+    return probs, fill
