@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from ganaug import GanaugError, load_images
-from ganaug.data import FASHION_MNIST_CLASSES, load_fashion_mnist, load_split
+from ganaug.data import FASHION_MNIST_CLASSES, LabelledImages, load_fashion_mnist, load_split
 from ganaug.data.loaders import class_of_filename, has_split
 
 from .conftest import make_class_folders
@@ -218,3 +218,13 @@ def test_data_without_splits_gets_one_stratified_test_part_for_every_command(tmp
         load_split(flat, split="test", class_from="filename", test_fraction=1.5)
     with pytest.raises(GanaugError, match="'train' and 'test'"):
         load_split(flat, split="val", **kw)
+
+
+def test_select_classes_keeps_the_named_classes_in_the_order_given():
+    images = torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1).expand(6, 1, 4, 4).contiguous()
+    data = LabelledImages(images, torch.tensor([0, 1, 2, 0, 1, 2]), ["a", "b", "c"], "test")
+    part = data.select_classes(["c", "a"])
+    assert part.class_names == ["c", "a"] and part.labels.tolist() == [1, 0, 1, 0]
+    assert part.images[:, 0, 0, 0].tolist() == [0, 2, 3, 5]  # the original order of the images
+    with pytest.raises(GanaugError, match=r"classes \['d'\] are not among"):
+        data.select_classes(["d"])

@@ -310,6 +310,15 @@ def test_eval_cli_end_to_end(tmp_path, monkeypatch):
     for f in ("report.md", "samples.png", "closest_pairs.png", "per_class.png"):
         assert (run / "eval" / f).is_file(), f
     assert list((tmp_path / "cache" / "reference").iterdir())  # the reference classifier was cached
+    # a generator whose classes come in another order than the sorted class folders: matched by name
+    assert main(["export", str(run), str(tmp_path / "pkg")]) == 0
+    config = json.loads((tmp_path / "pkg" / "config.json").read_text())
+    config["model"]["class_names"] = ["b", "a"]
+    (tmp_path / "pkg" / "config.json").write_text(json.dumps(config))
+    assert main(["eval", str(tmp_path / "pkg"), "--data", str(tmp_path / "ds"), "--n", "40", "--no-cas",
+                 "--reference-min-steps", "100", "--out", str(tmp_path / "ev2")]) == 0
+    result = json.loads((tmp_path / "ev2" / "eval.json").read_text())
+    assert [r["class"] for r in result["per_class"]] == ["b", "a"]
     assert main(["eval", str(run), "--data", str(tmp_path / "ds"), "--n", "2", "--reference-min-steps", "100"]) == 2
 
 

@@ -30,7 +30,7 @@ from .choice import choose
 from .kfold import KFold
 from .store import RunStore
 from .generator_source import provenance, train_generator, train_public_generator
-from .protocols import PROTOCOLS, public_private, select_classes
+from .protocols import PROTOCOLS, public_private
 from .report import WITHOUT_GENERATED, verdict, write_report
 from .resnet import SmallResNet
 from ..data.splits import carve_test, carve_validation
@@ -166,7 +166,7 @@ def _classes_of(data: LabelledImages, names: list[str]) -> LabelledImages:
     """``data`` restricted to classes ``names`` (the private classes of a new-classes protocol)."""
     if list(names) == data.class_names:
         return data
-    part = select_classes(data, list(names))
+    part = data.select_classes(list(names))
     part.source = f"{data.source} (classes {', '.join(names)})"
     return part
 

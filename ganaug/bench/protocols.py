@@ -40,8 +40,8 @@ def public_private(train: LabelledImages, protocol: str, public_classes: tuple[s
             raise GanaugError(f"the new-classes protocol needs --public-classes naming between 1 and "
                               f"{train.num_classes - 2} of the data's classes {train.class_names}"
                               + (f"; {unknown} are not among them" if unknown else "") + ".")
-        public = select_classes(train, [c for c in train.class_names if c in public_classes])
-        private = select_classes(train, [c for c in train.class_names if c not in public_classes])
+        public = train.select_classes([c for c in train.class_names if c in public_classes])
+        private = train.select_classes([c for c in train.class_names if c not in public_classes])
     else:
         raise GanaugError(f"protocol must be one of {PROTOCOLS[1:]} here, got {protocol!r}.")
     public.source, private.source = (f"{train.source} ({part} part, {protocol})" for part in PARTS)
@@ -51,13 +51,3 @@ def public_private(train: LabelledImages, protocol: str, public_classes: tuple[s
 def part_of(source: str | None) -> str | None:
     """``public`` or ``private`` when a data source string names a protocol part, else None."""
     return next((part for part in PARTS if f"({part} part, " in (source or "")), None)
-
-
-def select_classes(data: LabelledImages, names: list[str]) -> LabelledImages:
-    """The images of classes ``names``, relabelled 0..len(names)-1 in that order."""
-    old = torch.tensor([data.class_names.index(n) for n in names])
-    keep = torch.isin(data.labels, old)
-    relabel = torch.full((data.num_classes,), -1, dtype=torch.int64)
-    relabel[old] = torch.arange(len(names))
-    return LabelledImages(data.images[keep], relabel[data.labels[keep]], list(names), data.source,
-                          native_size=data.native_size)

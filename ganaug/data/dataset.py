@@ -66,6 +66,18 @@ class LabelledImages(Dataset):
         return LabelledImages(self.images[index], self.labels[index], list(self.class_names),
                               self.source, native_size=self.native_size)
 
+    def select_classes(self, names: list[str]) -> "LabelledImages":
+        """The images of classes ``names`` (a subset, in any order), relabelled 0..len(names)-1 in that order."""
+        unknown = [n for n in names if n not in self.class_names]
+        if unknown:
+            raise GanaugError(f"classes {unknown} are not among the data's classes {self.class_names}.")
+        old = torch.tensor([self.class_names.index(n) for n in names])
+        keep = torch.isin(self.labels, old)
+        relabel = torch.full((self.num_classes,), -1, dtype=torch.int64)
+        relabel[old] = torch.arange(len(names))
+        return LabelledImages(self.images[keep], relabel[self.labels[keep]], list(names), self.source,
+                              native_size=self.native_size)
+
     def size_note(self) -> str:
         """How far the images were resized, for logs and reports: a defect a few pixels wide in a
         large image vanishes at 32 px."""
