@@ -2,9 +2,9 @@
 as they are used, so that handing out an image costs an index, not a generator forward pass.
 
 Measured (``python benchmarks/augment_epoch.py``, one torch thread, the shipped Fashion-MNIST
-SNGAN, docs/results.md): a classifier epoch at p = 0.5 took 2.13x the time of one without
-augmentation when every replaced image was generated in the call, 1.15x with the pool renewing 10 %
-in the call, and the same time (0.91x, noise) with the renewals on the thread; the reference
+SNGAN, docs/results.md): a classifier epoch at p = 0.5 took 2.19x the time of one without
+augmentation when every replaced image was generated in the call, 1.17x with the pool renewing 10 %
+in the call, and 1.04x (ColorJitter: 1.05x) with the renewals on the thread; the reference
 classifier found the intended class in 0.923 of the pool's images and 0.923 of the per-call ones. What the pool trades is variety: it holds ``per_class`` images of a class at a
 time, renewed at ``refresh`` of the rate they are used. ``pool=None`` on a transform generates
 every image in the call instead (what the transforms did before the pool).
@@ -156,17 +156,19 @@ class ImagePool(ConfigDescribed):
         if os.getpid() != self._pid:
             self._start_process()
         labels = self.class_ids(labels)
-        if (self._row[labels] < 0).any():
+        if len(self.images) < self.generator.num_classes and (self._row[labels] < 0).any():
             for c in labels.unique().tolist():
                 if c not in self.images:
                     self._fill(c)
         n = self.options.per_class
         seeds_t = torch.tensor(seeds, dtype=torch.int64)
         slots = seeds_t % n
-        # the renewal coin: bits of the seed the slot did not use
-        renew = ((seeds_t // n) % 1_000_000).double() / 1_000_000 < self.options.refresh
-        idx = torch.nonzero(renew).flatten()
-        renewals = dict(zip(zip(labels[idx].tolist(), slots[idx].tolist()), (seeds_t[idx] + 1).tolist()))
+        renewals: dict[tuple[int, int], int] = {}
+        if self.options.refresh > 0:
+            # the renewal coin: bits of the seed the slot did not use
+            renew = ((seeds_t // n) % 1_000_000).double() / 1_000_000 < self.options.refresh
+            idx = torch.nonzero(renew).flatten()
+            renewals = dict(zip(zip(labels[idx].tolist(), slots[idx].tolist()), (seeds_t[idx] + 1).tolist()))
         with self._lock:
             out = self._store[self._row[labels], slots]
             self.asked += len(renewals)
