@@ -434,9 +434,11 @@ def _cmd_eval(a: argparse.Namespace) -> None:
               class_from=a.class_from, test_fraction=a.test_fraction)
     train = load_split(a.data, split=a.train_split, **kw)
     test = load_split(a.data, split=a.split, **kw)
-    if set(train.class_names) == set(cfg.class_names) and train.class_names != cfg.class_names:
-        # class folders are read in sorted order; the generator's order may be another (IDX data, a protocol)
-        print(f"the data's classes are the generator's in another order: reordered to {cfg.class_names}")
+    if set(cfg.class_names) <= set(train.class_names) and train.class_names != cfg.class_names:
+        # a generator of some of the data's classes (a protocol's private part), or of all of them in
+        # another order (class folders are read sorted): its classes are matched by name
+        print(f"evaluating against the data's images of the generator's classes {cfg.class_names} "
+              f"(the data has {train.class_names})")
         train, test = train.select_classes(cfg.class_names), test.select_classes(cfg.class_names)
     if a.reference:
         ref = ReferenceClassifier.load(a.reference)

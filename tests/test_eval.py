@@ -319,6 +319,13 @@ def test_eval_cli_end_to_end(tmp_path, monkeypatch):
                  "--reference-min-steps", "100", "--out", str(tmp_path / "ev2")]) == 0
     result = json.loads((tmp_path / "ev2" / "eval.json").read_text())
     assert [r["class"] for r in result["per_class"]] == ["b", "a"]
+    # data with a class the generator never drew: evaluated on the generator's classes only
+    make_class_folders(tmp_path / "ds" / "train", classes=("c",), n=12, seed=2)
+    make_class_folders(tmp_path / "ds" / "test", classes=("c",), n=6, seed=3)
+    assert main(["eval", str(run), "--data", str(tmp_path / "ds"), "--n", "40", "--no-cas",
+                 "--reference-min-steps", "100", "--out", str(tmp_path / "ev3")]) == 0
+    result = json.loads((tmp_path / "ev3" / "eval.json").read_text())
+    assert [r["class"] for r in result["per_class"]] == ["a", "b"] and result["protocol"]["n_real"] == 12
     assert main(["eval", str(run), "--data", str(tmp_path / "ds"), "--n", "2", "--reference-min-steps", "100"]) == 2
 
 
