@@ -518,6 +518,7 @@ def _cmd_push(a: argparse.Namespace) -> None:
 
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
     from .bench import VARIANTS, DownstreamConfig
+    from .bench.downstream import CLASSIFIER_INITS
     from .data.loaders import CLASS_FROM
     from .models import SUPPORTED_IMAGE_SIZES
 
@@ -559,9 +560,13 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="the public part's classes under --protocol new-classes")
     p.add_argument("--public-generator-steps", type=int, default=None,
                    help="steps of the public generator (default: --generator-steps)")
-    p.add_argument("--classifier-init", default=d.classifier_init, choices=("none", "public"),
+    p.add_argument("--classifier-init", default=d.classifier_init, choices=CLASSIFIER_INITS,
                    help="public: every classifier (baselines and recipe) starts from one trained on the protocol's "
-                   "public part instead of random weights (the row an engineer holding the public data would run)")
+                   "public part instead of random weights (the row an engineer holding the public data would run); "
+                   "generated: from one trained on --classifier-init-images generated images per class of the "
+                   "benchmark's generator (what a user holding only a Hub generator can do)")
+    p.add_argument("--classifier-init-images", type=int, default=d.classifier_init_images,
+                   help="with --classifier-init generated: generated images per class the start classifier learns from")
     p.add_argument("--generator-freeze-d", type=int, default=d.generator_freeze_d,
                    help="with --generator-init: FreezeD, the source discriminator's first N blocks stay fixed")
     p.add_argument("--generator-steps", type=int, default=d.generator_steps, help="steps of the generator run")
@@ -640,7 +645,7 @@ def _cmd_bench(a: argparse.Namespace) -> None:
         generator_guide=a.generator_guide, generator_guide_loss=a.generator_guide_loss,
         leaky_generator=a.leaky_generator, generator_init=a.generator_init,
         generator_freeze_d=a.generator_freeze_d, protocol=a.protocol, public_classes=tuple(a.public_classes),
-        classifier_init=a.classifier_init,
+        classifier_init=a.classifier_init, classifier_init_images=a.classifier_init_images,
         public_generator_steps=a.public_generator_steps, variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n,
         kfold=a.kfold, kfold_repeats=a.kfold_repeats, kfold_max_images=a.kfold_max_images)
     reference = ReferenceClassifier.load(a.reference) if a.reference else None

@@ -447,6 +447,34 @@ def test_classifier_init_public_starts_every_classifier_from_the_public_classifi
         run_downstream(train, test, dataclasses.replace(base, protocol="none"), tmp_path / "x", progress=False)
 
 
+def test_classifier_init_generated_starts_every_classifier_from_one_trained_on_generated_images(fmnist_dir,
+                                                                                                  tmp_path):
+    from safetensors.torch import load_file
+
+    train = load_fashion_mnist(fmnist_dir, image_size=32, max_per_class=40)
+    test = load_fashion_mnist(fmnist_dir, split="test", image_size=32, max_per_class=2)
+    # the public generator as it is; a learning rate too small to move weights shows where each run started
+    base = DownstreamConfig(imbalance_ratio=5, seeds=1, n_max=16, classifier_steps=2, batch_size=8, lr=1e-12,
+                            eval_n=0, protocol="same-classes", public_generator_steps=1, classifier_init="generated",
+                            classifier_init_images=3, variants=("plain",), kfold=0)
+    summary = run_downstream(train, test, base, tmp_path / "r", generator="public", progress=False)
+    runs = tmp_path / "r" / "runs"
+    start, plain = (load_file(str(runs / f"{n}.safetensors")) for n in ("generated-classifier", "plain-seed0"))
+    assert all(torch.allclose(start[k], plain[k], atol=1e-6) for k in ("stem.0.weight", "head.weight"))
+    started = json.loads((runs / "generated-classifier.json").read_text())
+    assert started["key"]["images_per_class"] == 3 and 0 <= started["run"]["balanced_accuracy"] <= 1  # on real test
+    init = json.loads((runs / "plain-seed0.json").read_text())["key"]["schedule"]["init"]
+    assert init["images_per_class"] == 3 and init["classes"] == summary["data"]["class_names"]
+    assert "generated classifier" in (tmp_path / "r" / "report.md").read_text()
+    # without it the same run starts from random weights
+    run_downstream(train, test, dataclasses.replace(base, classifier_init="none"), tmp_path / "r",
+                   generator="public", progress=False)
+    assert not torch.allclose(start["stem.0.weight"], load_file(str(runs / "plain-seed0.safetensors"))["stem.0.weight"])
+    with pytest.raises(GanaugError, match="need a judge"):
+        run_downstream(train, test, dataclasses.replace(base, generator_snapshots=2), tmp_path / "x",
+                       generator="public", progress=False)
+
+
 def test_a_leaky_generator_is_never_recommended_even_when_it_wins():
     r = {"plain": _result(0.50, [0.50]), "ganaug-recipe": _result(0.70, [0.70])}
     assert verdict(r)["recommendation"] == "ganaug-recipe"

@@ -39,7 +39,7 @@ from ..eval.classifier import logits_of
 from ..training.rundir import list_snapshots
 from .variants import CLASSICAL, VARIANTS, classifier_steps, train_classifier
 
-CLASSIFIER_INITS = ("none", "public")
+CLASSIFIER_INITS = ("none", "public", "generated")
 PUBLIC_CLASSIFIER_SEED = 1000  # not a variant's seed: a run's start never coincides with its own random init
 
 # The recipe space searched on validation: the default recipe and one change at a time. Small,
@@ -103,7 +103,11 @@ class DownstreamConfig:
     # "public": every classifier (baselines and recipe) starts from one trained on the public part (plain
     # cross-entropy, the epochs rule above; its head kept when it drew the same classes) instead of random
     # weights: what an engineer holding the public data would do, and the honest row to beat
+    # "generated": every classifier starts from one trained the same way on classifier_init_images generated
+    # images per class of the benchmark's generator: the pretraining open to a user who holds a Hub
+    # generator but not its data
     classifier_init: str = "none"
+    classifier_init_images: int = 3000
     # keep this many evenly spaced snapshots of the generator and use the one that scores best on
     # validation (per-class fidelity and recall in the judge's features); 0: the last step
     generator_snapshots: int = 0
@@ -189,6 +193,12 @@ def check_config(cfg: DownstreamConfig, generator) -> list[SyntheticRecipe]:
     if cfg.classifier_init == "public" and cfg.protocol == "none":
         raise GanaugError("--classifier-init public starts every classifier from one trained on a transfer "
                           "protocol's public part: pass --protocol same-classes or new-classes too.")
+    if cfg.classifier_init == "generated" and (cfg.generator_snapshots or cfg.generator_guide > 0):
+        raise GanaugError("--classifier-init generated trains its start classifier on the generator's images, but "
+                          "--generator-snapshots and --generator-guide need a judge (a classifier of this folder) "
+                          "before the generator exists; leave them out, or run them in another --out folder.")
+    if cfg.classifier_init == "generated" and cfg.classifier_init_images < 1:
+        raise GanaugError(f"classifier_init_images must be at least 1, got {cfg.classifier_init_images}.")
     if generator is not None and cfg.generator_init:
         raise GanaugError("--generator uses a generator as it is and --generator-init fine-tunes one on the training "
                           "part; give one of them.")
@@ -209,12 +219,15 @@ def run_downstream(train_full: LabelledImages, test: LabelledImages | None, cfg:
     """
     recipes = check_config(cfg, generator)
     bench = _Benchmark(train_full, test, cfg, Path(out_dir), device, progress)
+    gan = search = recipe_runs = None
+    if cfg.classifier_init == "generated":  # the generator first: every classifier starts from its images
+        gan = bench.generator(generator, reference)
+        bench.start_from_generated(gan)
     # 2. the baselines, seed by seed, so that a partial benchmark already holds every variant of the first seeds
     results = bench.baselines()
-    gan = search = recipe_runs = None
     if "ganaug-recipe" in cfg.variants:
         # 3. the generator, 4. the recipe chosen on validation, its seeds, and the recipe without generated images
-        gan = bench.generator(generator, reference)
+        gan = gan or bench.generator(generator, reference)
         recipe_runs = _Recipes(bench, gan)
         search = recipe_runs.search(recipes, results)
     baseline_choice = bench.best_baseline(results, recipe_runs)
@@ -307,17 +320,47 @@ class _Benchmark:
         self.store = RunStore(out / "runs", lambda: SmallResNet(self.lt_train.channels, len(counts), cfg.width),
                               log=self.log, machine=machine, normalise=_normalise)
         self.score = _Scorer(counts, self.val, self.test)
-        schedule = {"steps": self.steps, **{f: getattr(cfg, f) for f in
-                                            ("batch_size", "lr", "width", "translate", "channels_last")}}
-        self.init: dict[str, torch.Tensor] | None = None
-        if cfg.classifier_init == "public":  # part of every run's key: a pretrained start is another run
-            self.init, schedule["init"] = self.public_classifier(schedule)
+        self.schedule = {"steps": self.steps, **{f: getattr(cfg, f) for f in
+                                                 ("batch_size", "lr", "width", "translate", "channels_last")}}
+        self._start_from(*(self.public_classifier(self.schedule) if cfg.classifier_init == "public" else (None, None)))
+
+    def _start_from(self, init: dict[str, torch.Tensor] | None, record: dict | None) -> None:
+        """Every classifier from here on starts from ``init`` (None: random weights); ``record`` names the
+        start in every run's key, so that a pretrained start is another run."""
+        schedule = self.schedule if record is None else {**self.schedule, "init": record}
+        self.init = init
         self.base_key = {"train": self.lt_train.fingerprint(), "val": self.val.fingerprint(), "schedule": schedule}
         # when validation cannot separate candidates, k-fold over training + validation decides (choice.py)
         self.kfold_skipped = KFold.skipped(self.cfg, len(self.lt_train) + len(self.val))
         self.folds = None if self.kfold_skipped else KFold(self.lt_train, self.val, self.cfg, self.store, schedule,
-                                                           device, self.init)
+                                                           self.device, self.init)
         self.salt = json.dumps(self.base_key, sort_keys=True)  # a tie's draw: seeded by the data, never by list order
+
+    def start_from_generated(self, gan: "_GeneratorPart") -> None:
+        """``classifier_init="generated"``: every classifier from here on starts from one trained with plain
+        cross-entropy (the epochs rule) on ``classifier_init_images`` generated images per class of the
+        benchmark's generator, kept as ``runs/generated-classifier`` and scored like any run (on real
+        validation and test images it never saw)."""
+        from safetensors.torch import load_file
+
+        from ..transforms import SyntheticDataset
+
+        cfg, n, gen = self.cfg, self.cfg.classifier_init_images, gan.gen
+        steps = classifier_steps(cfg, n * gen.num_classes)
+        key = {"generator": weights_digest(gen.net), "images_per_class": n, "variant": "plain",
+               "schedule": {**self.schedule, "steps": steps}, "seed": PUBLIC_CLASSIFIER_SEED}
+
+        def train() -> SmallResNet:
+            bank = SyntheticDataset(gen, n, seed=PUBLIC_CLASSIFIER_SEED)
+            data = LabelledImages(bank.images(), bank.labels, gen.class_names, f"{gen.source} (generated)")
+            data.require(self.lt_train.channels, self.lt_train.image_size, self.lt_train.class_names, "the benchmark")
+            return train_classifier("plain", data, cfg, PUBLIC_CLASSIFIER_SEED, device=self.device)
+
+        self.log(f"generated classifier: {steps} steps on {n} generated images per class")
+        self.store.run("generated-classifier", key, train, self.score, need_weights=True)
+        path = self.store.weights("generated-classifier")
+        self._start_from(load_file(str(path)), {"generated_classifier": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                                "classes": gen.class_names, "images_per_class": n})
 
     def public_classifier(self, schedule: dict) -> tuple[dict[str, torch.Tensor], dict]:
         """The classifier every run starts from under ``classifier_init="public"``: plain cross-entropy on

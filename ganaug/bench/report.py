@@ -101,6 +101,10 @@ def _header_lines(summary: dict) -> list[str]:
         if cfg.get("classifier_init") == "public":
             split += (" and the public classifier that every classifier here starts from (plain cross-entropy "
                       "on the public part, `runs/public-classifier`)")
+    if cfg.get("classifier_init") == "generated":
+        split += (f"; every classifier here starts from the generated classifier (plain cross-entropy on "
+                  f"{cfg['classifier_init_images']} images per class of the generator below, "
+                  "`runs/generated-classifier`)")
     lines = ["# ganaug downstream benchmark", "",
              f"Training part ({split}): {d['train_counts']}; validation: {d['val_counts']}; test "
              f"({d['test']}): {d['test_counts']}. Images seen by every classifier and the generator: "
