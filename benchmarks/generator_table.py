@@ -16,11 +16,19 @@ import json
 from pathlib import Path
 
 
+PAUSE_FACTOR = 5  # a gap between metrics lines this many times the median is a stopped process, not training
+
+
 def _training(run: Path) -> dict:
-    """Steps and seconds of a run folder's training (the last metrics line)."""
+    """Steps and seconds of a run folder's training (the last metrics line), and the seconds without
+    pauses: gaps between metrics lines over PAUSE_FACTOR times the median gap (a process stopped while
+    another was timed) count as the median."""
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    last = lines[-1]
-    return {"steps": last["step"], "seconds": last["elapsed_s"]}
+    times = [0.0] + [x["elapsed_s"] for x in lines]
+    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    median = gaps[len(gaps) // 2]
+    active = sum(min(g, median) if g > PAUSE_FACTOR * median else g for g in gaps)
+    return {"steps": lines[-1]["step"], "seconds": lines[-1]["elapsed_s"], "active_seconds": active}
 
 
 def main() -> None:
@@ -46,6 +54,8 @@ def main() -> None:
     print("| training steps | " + " | ".join(str(t["steps"]) if t else "-" for _, _, t in cols) + " |")
     print("| training wall minutes (1 thread) | "
           + " | ".join(f"{t['seconds'] / 60:.1f}" if t else "-" for _, _, t in cols) + " |")
+    print("| ... without pauses | "
+          + " | ".join(f"{t['active_seconds'] / 60:.1f}" if t else "-" for _, _, t in cols) + " |")
     print()
     print("| class | " + " | ".join(f"{n}: fidelity / recall / CAS" for n, _, _ in cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
