@@ -133,8 +133,15 @@ class ImagePool(ConfigDescribed):
         z = sample_latents(n, self.config.z_dim, truncation=self.truncation, generator=rng)
         images = self._generate(torch.full((n,), c, dtype=torch.int64), z)
         with self._lock:
-            self._row[c] = len(self._store)
-            self._store = torch.cat([self._store, images[None]])
+            if c in self.images:  # another thread filled it meanwhile
+                return
+            row = len(self.images)
+            if row == len(self._store):  # grown by doubling: filling k classes copies O(k) rows, not O(k^2)
+                grown = self._store.new_empty(min(max(1, 2 * row), self.generator.num_classes), *self._store.shape[1:])
+                grown[:row] = self._store
+                self._store = grown
+            self._store[row] = images
+            self._row[c] = row
             self.images = {k: self._store[int(self._row[k])] for k in [*self.images, c]}
             self.made += n
 
