@@ -188,20 +188,38 @@ def test_the_default_pool_renews_on_a_thread_exactly_what_the_call_would_renew(p
     assert PoolConfig().background  # the default
     labels, rng = torch.tensor([0, 1] * 32), torch.Generator().manual_seed(0)
     for call in range(3):
-        seeds = torch.randint(0, 2**62, (64,), generator=rng).tolist()
-        expected = in_call.take(labels, seeds)
+        seeds = torch.randint(0, 2**62, (64,), generator=rng)
+        expected = in_call.take(labels, seeds.tolist())
         calls.clear()
         got = threaded.take(labels, seeds)
+        seeds.zero_()  # the caller's tensor changes after the call: the thread reads its own copy
         here = [n for who, n in calls if who == threading.get_ident()]
         assert here == ([16, 16] if call == 0 else [])  # only the first fill runs in the call
         assert torch.equal(got, expected)  # the same images: renewals landed before the next call
         assert threaded.settle(timeout=30)
         assert any(who != threading.get_ident() for who, _ in calls)  # the renewals ran on the thread
         assert all(torch.equal(threaded.images[c], in_call.images[c]) for c in (0, 1))
-    assert threaded.made == in_call.made and threaded.stats()["renewals_queued"] == 0
+    assert threaded.made == in_call.made and threaded.asked == in_call.asked > threaded.made - 32
+    assert threaded.stats()["renewals_queued"] == threaded.stats()["calls_unread"] == 0
     hook.remove()
     again = pickle.loads(pickle.dumps(threaded))  # locks and thread stay behind
     assert torch.equal(again.take(labels[:4], [1, 2, 3, 4]), threaded.take(labels[:4], [1, 2, 3, 4]))
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.float32])
+@pytest.mark.parametrize("shape", [(6, 1, 32, 32), (6, 3, 5, 7), (6, 1, 3, 3)])
+def test_replacing_rows_writes_words_and_matches_indexing(dtype, shape):
+    from ganaug.transforms._kernels import replace_rows
+
+    images = (torch.rand(shape) * 255).to(dtype)
+    fresh, idx = (torch.rand((3, *shape[1:])) * 255).to(dtype), torch.tensor([0, 2, 5])
+    before = images.clone()
+    for given, new in ((images, fresh), (images.transpose(2, 3), fresh.transpose(2, 3))):  # and not contiguous
+        want = given.clone()
+        want[idx] = new
+        out = replace_rows(given, idx, new)
+        assert out.dtype == dtype and out.shape == given.shape and torch.equal(out, want)
+    assert torch.equal(images, before)  # a copy: the batch given is not changed
 
 
 def test_a_forked_worker_renews_its_own_copy_of_the_pool(pkg):

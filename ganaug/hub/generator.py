@@ -112,7 +112,9 @@ class Generator(ConfigDescribed, nn.Module):
         if isinstance(labels, torch.Tensor):
             if labels.dtype.is_floating_point or labels.dtype == torch.bool:
                 raise GanaugError(f"labels must be integer class ids, got a {labels.dtype} tensor.")
-            ids = labels.flatten().to(torch.int64).cpu()
+            # each op skipped when it has nothing to do: the transforms call this on every batch
+            ids = labels if labels.dim() == 1 else labels.flatten()
+            ids = ids if ids.dtype == torch.int64 and ids.device.type == "cpu" else ids.to("cpu", torch.int64)
         else:
             items = [labels] if isinstance(labels, (int, str)) else list(labels)
             ids_list = []

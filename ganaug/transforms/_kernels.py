@@ -106,8 +106,8 @@ def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
                       "ganaug converts between grey (1) and RGB (3) only.")
 
 
-def generate_fitted(gen: "Generator | FreshBank | ImagePool", labels: torch.Tensor, seeds: list[int], channels: int,
-                    height: int, width: int, truncation: float | None = None) -> torch.Tensor:
+def generate_fitted(gen: "Generator | FreshBank | ImagePool", labels: torch.Tensor, seeds: torch.Tensor | list[int],
+                    channels: int, height: int, width: int, truncation: float | None = None) -> torch.Tensor:
     """uint8 (N, channels, height, width): one image per (label, seed), in one forward pass.
 
     Each image's latent comes from its own seed, so an image does not depend on what else is
@@ -119,11 +119,26 @@ def generate_fitted(gen: "Generator | FreshBank | ImagePool", labels: torch.Tens
     if isinstance(gen, (FreshBank, ImagePool)):  # an image kept in a bank or pool instead of a forward pass
         out = gen.take(labels, seeds)
     else:
-        z = torch.stack([_latent(gen.config.z_dim, s, truncation) for s in seeds])
+        z = torch.stack([_latent(gen.config.z_dim, s, truncation) for s in torch.as_tensor(seeds).tolist()])
         with torch.no_grad():
             x = gen(z.to(gen.device), labels.to(gen.device))
         out = model_to_uint8(x, gen.value_range).cpu()
     return resize_uint8(convert_channels(out, channels), height, width)
+
+
+def replace_rows(images: torch.Tensor, idx: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+    """A copy of ``images`` with ``images[idx]`` replaced by ``fresh`` (same dtype and device).
+    Contiguous images are written as rows of 8-, 4- or 2-byte words: indexing copies element by
+    element, and a 32x32 uint8 image is then 128 words instead of 1,024 bytes (4x faster)."""
+    if not (images.is_contiguous() and fresh.is_contiguous() and len(images)):
+        return images.index_put((idx,), fresh)
+    row_bytes = images[0].numel() * images.element_size()
+    word = next(dt for dt in (torch.int64, torch.int32, torch.int16, torch.uint8) if row_bytes % dt.itemsize == 0)
+
+    def as_words(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(len(t), -1).view(torch.uint8).view(word)
+
+    return as_words(images).index_put((idx,), as_words(fresh)).view(torch.uint8).view(images.dtype).view(images.shape)
 
 
 def _latent(z_dim: int, seed: int, truncation: float | None) -> torch.Tensor:

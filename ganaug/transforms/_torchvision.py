@@ -208,14 +208,14 @@ class GANBatchAugment(_GANBase):
         idx = torch.nonzero(replace).flatten()
         if len(idx) == 0:
             return images
-        seeds = torch.randint(0, 2**62, (len(idx),)).tolist()
+        seeds = torch.randint(0, 2**62, (len(idx),))
         _, c, h, w = images.shape
         fresh = K.generate_fitted(self._images_from(gen), ids[idx], seeds, c, h, w, self.truncation)
-        out = images.clone()
-        if images.dtype == torch.uint8:
-            out[idx.to(images.device)] = fresh.to(images.device)
-        elif images.dtype.is_floating_point:
-            out[idx.to(images.device)] = (fresh.float() / 255.0).to(images.device, images.dtype)
-        else:
+        if images.dtype.is_floating_point:
+            fresh = fresh.float() / 255.0
+        elif images.dtype != torch.uint8:
             raise GanaugError(f"cannot replace {images.dtype} images; use uint8 or float.")
+        if images.device.type != "cpu":
+            idx, fresh = idx.to(images.device), fresh.to(images.device)
+        out = K.replace_rows(images, idx, fresh.to(images.dtype))  # a new tensor: the batch given is not changed
         return tv_tensors.wrap(out, like=images) if isinstance(images, tv_tensors.TVTensor) else out

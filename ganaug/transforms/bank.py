@@ -104,11 +104,11 @@ class FreshBank(ConfigDescribed):
             raise GanaugError(f"class id {int(bad[0])} is outside this bank's classes 0..{self.num_classes - 1}.")
         return ids
 
-    def take(self, labels: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    def take(self, labels: torch.Tensor, seeds: "torch.Tensor | list[int]") -> torch.Tensor:
         """uint8 ``(N, C, H, W)``: for each label, the slot of its class that its seed picks."""
         labels = self.class_ids(labels)
         self._wait_for(labels.unique())
-        slots = torch.tensor(seeds, dtype=torch.int64) % self.filled[labels]
+        slots = torch.as_tensor(seeds, dtype=torch.int64) % self.filled[labels]
         out = torch.empty(len(labels), *self.images.shape[2:], dtype=torch.uint8)
         todo = torch.arange(len(labels))
         while len(todo):

@@ -2,24 +2,28 @@
 as they are used, so that handing out an image costs an index, not a generator forward pass.
 
 Measured (``python benchmarks/augment_epoch.py``, one torch thread, the shipped Fashion-MNIST
-SNGAN, docs/results.md): a classifier epoch at p = 0.5 took 2.19x the time of one without
-augmentation when every replaced image was generated in the call, 1.17x with the pool renewing 10 %
-in the call, and 1.04x (ColorJitter: 1.05x) with the renewals on the thread; the reference
-classifier found the intended class in 0.923 of the pool's images and 0.923 of the per-call ones. What the pool trades is variety: it holds ``per_class`` images of a class at a
-time, renewed at ``refresh`` of the rate they are used. ``pool=None`` on a transform generates
+SNGAN, docs/results.md): a classifier epoch at p = 0.5 took 2.12x the time of one without
+augmentation when every replaced image was generated in the call, 1.12x with the pool renewing 10 %
+in the call, and 0.98x (ColorJitter: 0.97x) with the renewals on the thread; in a tight loop the
+pool handed out 1.81x ColorJitter's images per second; the reference classifier found the intended
+class in 0.923 of the pool's images and 0.923 of the per-call ones. What the pool trades is
+variety: it holds ``per_class`` images of a class at a time, renewed at ``refresh`` of the rate
+they are used. ``pool=None`` on a transform generates
 every image in the call instead (what the transforms did before the pool).
 
 Renewals run on a background thread by default (``background=True``): a call hands out what the
-pool holds and queues its renewals, so no call waits for the generator once a class is filled
-(the fill itself is made in the call). The thread makes exactly the renewals asked for, no more, so
-it costs the CPU time renewing in the call would; it needs a free core to be free. What it gives up
-is exact repetition: which images a call gets depends on how far the thread has come. Runs that
-must repeat image for image set ``background=False`` (renewals in the call, from the seeds alone).
+pool holds and queues its labels and seeds (the thread works out which slots they renew), so no
+call waits for the generator once a class is filled (the fill itself is made in the call). The
+thread makes exactly the renewals asked for, no more, so it costs the CPU time renewing in the call
+would; it needs a free core to be free. What it gives up is exact repetition: which images a call
+gets depends on how far the thread has come. Runs that must repeat image for image set
+``background=False`` (renewals in the call, from the seeds alone).
 """
 
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import threading
 import weakref
@@ -98,9 +102,11 @@ class ImagePool(ConfigDescribed):
         self._store = torch.empty(0, options.per_class, self.channels, self.image_size, self.image_size,
                                   dtype=torch.uint8)
         self._row = torch.full((generator.num_classes,), -1, dtype=torch.int64)  # class -> row of _store
+        self._first = self._row.clone()  # class -> index of its first image in _store seen as one list
         self.images: dict[int, torch.Tensor] = {}  # class -> its row: uint8 (per_class, C, S, S)
         self.made = 0  # images generated: the fill and every renewal made
-        self.asked = 0  # renewals asked for (a slot asked twice before the thread reaches it is made once)
+        self._renew_below = _coin_threshold(options.refresh)
+        self.asked = 0  # renewals asked for (a slot asked again before its renewal is made is made once)
         self._start_process()
 
     def _start_process(self) -> None:
@@ -109,8 +115,9 @@ class ImagePool(ConfigDescribed):
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
+        self._asked: list[tuple[torch.Tensor, torch.Tensor]] = []  # (labels, seeds) of calls the thread has not read
         self._pending: dict[tuple[int, int], int] = {}  # (class, slot) -> seed of its next image
-        self._busy = 0  # renewals taken off _pending and not yet written
+        self._busy = 0  # work taken off _asked or _pending and not yet done
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -141,9 +148,20 @@ class ImagePool(ConfigDescribed):
                 grown[:row] = self._store
                 self._store = grown
             self._store[row] = images
-            self._row[c] = row
+            self._row[c], self._first[c] = row, row * n
             self.images = {k: self._store[int(self._row[k])] for k in [*self.images, c]}
             self.made += n
+
+    def _renewals(self, labels: torch.Tensor, seeds: torch.Tensor) -> tuple[dict[tuple[int, int], int], int]:
+        """({(class, slot): seed of its next image}, how many were asked for): the handed-out images
+        whose coin (the bits of the seed its slot did not use) comes up; a slot asked twice keeps
+        the later seed and is made once."""
+        n = self.options.per_class
+        renew = torch.nonzero((seeds // n) % 1_000_000 < self._renew_below).flatten()
+        if not len(renew):
+            return {}, 0
+        rows = torch.stack((labels[renew], seeds[renew] % n, seeds[renew] + 1), 1).tolist()
+        return {(c, s): seed for c, s, seed in rows}, len(rows)
 
     def _renew(self, renewals: list[tuple[tuple[int, int], int]]) -> None:
         """Make and store a new image for each ((class, slot), seed), in one forward pass."""
@@ -156,42 +174,46 @@ class ImagePool(ConfigDescribed):
             self._store[rows, torch.tensor([s for (_, s), _ in renewals])] = fresh
             self.made += len(renewals)
 
-    def take(self, labels: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    def take(self, labels: torch.Tensor, seeds: "torch.Tensor | list[int]") -> torch.Tensor:
         """uint8 ``(N, C, H, W)``: for each label, the image in the slot its seed picks; then the
-        slots whose seed says so (``refresh`` of them) are renewed, in one forward pass (queued for
-        the background thread, or in this call with ``background=False``)."""
+        slots whose seed says so (``refresh`` of them) are renewed, in one forward pass: by the
+        background thread, which is handed the labels and seeds as they are and works out which
+        slots to renew itself, or in this call with ``background=False``."""
+        # this runs once per training batch: few tensor ops (each lets the renewal thread take the
+        # interpreter lock) and no Python loop over the batch
         if os.getpid() != self._pid:
             self._start_process()
-        labels = self.class_ids(labels)
-        if len(self.images) < self.generator.num_classes and (self._row[labels] < 0).any():
-            for c in labels.unique().tolist():
+        ids = self.class_ids(labels)
+        if len(self.images) < self.generator.num_classes and (self._row[ids] < 0).any():
+            for c in ids.unique().tolist():
                 if c not in self.images:
                     self._fill(c)
-        n = self.options.per_class
-        seeds_t = torch.tensor(seeds, dtype=torch.int64)
-        slots = seeds_t % n
-        renewals: dict[tuple[int, int], int] = {}
-        if self.options.refresh > 0:
-            # the renewal coin: bits of the seed the slot did not use
-            renew = ((seeds_t // n) % 1_000_000).double() / 1_000_000 < self.options.refresh
-            idx = torch.nonzero(renew).flatten()
-            renewals = dict(zip(zip(labels[idx].tolist(), slots[idx].tolist()), (seeds_t[idx] + 1).tolist()))
+        seed_ids = torch.as_tensor(seeds, dtype=torch.int64)
+        renew = self._renew_below > 0
+        queue = renew and self.options.background
+        if queue:  # the thread reads them later: copies, where they are still the caller's tensors
+            ids = ids.clone() if ids is labels else ids
+            seed_ids = seed_ids.clone() if seed_ids is seeds else seed_ids
         with self._lock:
-            out = self._store[self._row[labels], slots]
-            self.asked += len(renewals)
-            if renewals and self.options.background:
-                self._pending.update(renewals)
+            # one row copy per image, from the store seen as one list of images (indexing the 5-d
+            # store by (row, slot) copies byte by byte, 5x slower)
+            out = self._store.flatten(0, 1).index_select(0, self._first[ids] + seed_ids % self.options.per_class)
+            if queue:
+                self._asked.append((ids, seed_ids))
                 self._wake.notify_all()
-        if renewals and self.options.background:
+        if queue:
             self._ensure_thread()
-        elif renewals:
-            self._renew(list(renewals.items()))
+        elif renew:
+            renewals, n_asked = self._renewals(ids, seed_ids)
+            self.asked += n_asked
+            if renewals:
+                self._renew(list(renewals.items()))
         return out
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=_renew_forever, name="ganaug-pool-renewal", daemon=True,
-                                            args=(weakref.ref(self), self._wake, self._pending, self._stop))
+            args = (weakref.ref(self), self._wake, self._asked, self._pending, self._stop)
+            self._thread = threading.Thread(target=_renew_forever, args=args, name="ganaug-pool-renewal", daemon=True)
             self._thread.start()
             _THREADS[:] = [t for t in _THREADS if t[1].is_alive()] + [(os.getpid(), self._thread, self._stop, self._wake)]
 
@@ -199,11 +221,11 @@ class ImagePool(ConfigDescribed):
         """Wait until every queued renewal is made (True), or ``timeout`` seconds pass (False); for
         tests and benchmarks that need to know what the pool holds."""
         with self._wake:
-            return self._wake.wait_for(lambda: not self._pending and not self._busy, timeout)
+            return self._wake.wait_for(lambda: not (self._asked or self._pending or self._busy), timeout)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for k in ("_lock", "_wake", "_pending", "_busy", "_thread", "_stop"):
+        for k in ("_lock", "_wake", "_asked", "_pending", "_busy", "_thread", "_stop"):
             del state[k]  # per process (see _start_process)
         return state
 
@@ -213,30 +235,52 @@ class ImagePool(ConfigDescribed):
 
     def stats(self) -> dict:
         return {"images_made": self.made, "renewals_asked": self.asked, "renewals_queued": len(self._pending),
+                "calls_unread": len(self._asked),
                 "classes_filled": sorted(self.images), "background": self.options.background}
 
 
+def _coin_threshold(refresh: float) -> int:
+    """The integer k below which a seed's coin ``k`` (in 0..999,999) renews its slot: exactly the
+    k with ``k / 1e6 < refresh`` in float64, compared as integers so that a call needs no float op."""
+    k = min(max(math.ceil(refresh * 1_000_000), 0), 1_000_000)
+    while k > 0 and (k - 1) / 1_000_000 >= refresh:
+        k -= 1
+    while k < 1_000_000 and k / 1_000_000 < refresh:
+        k += 1
+    return k
+
+
 def _renew_forever(pool_ref: "weakref.ref[ImagePool]", wake: threading.Condition,
-                   pending: dict[tuple[int, int], int], stop: threading.Event) -> None:
-    """The renewal thread: make queued renewals in chunks; end when the pool is gone or at exit. It
-    holds the pool only while renewing, so a dropped transform's pool (and this thread) go away."""
+                   asked: list[tuple[torch.Tensor, torch.Tensor]], pending: dict[tuple[int, int], int],
+                   stop: threading.Event) -> None:
+    """The renewal thread: read the calls' labels and seeds into renewals, and make them in chunks;
+    end when the pool is gone or at exit. It holds the pool only while working, so a dropped
+    transform's pool (and this thread) go away."""
     while True:
         with wake:
-            while not pending and not stop.is_set():
+            while not asked and not pending and not stop.is_set():
                 if not wake.wait(timeout=1.0) and pool_ref() is None:
                     return
             if stop.is_set():
                 return
-            chunk = [pending.popitem() for _ in range(min(len(pending), RENEW_CHUNK))]
             pool = pool_ref()
             if pool is None:
                 return
-            pool._busy += len(chunk)
+            calls, asked[:] = asked[:], []
+            pool._busy += 1
         try:
-            pool._renew(chunk)
+            if calls:  # every queued call read at once: a handful of tensor ops however many there are
+                renewals, n_asked = pool._renewals(torch.cat([c[0] for c in calls]), torch.cat([c[1] for c in calls]))
+            with wake:
+                if calls:
+                    pending.update(renewals)
+                    pool.asked += n_asked
+                chunk = [pending.popitem() for _ in range(min(len(pending), RENEW_CHUNK))]
+            if chunk:
+                pool._renew(chunk)
         finally:
             with wake:
-                pool._busy -= len(chunk)
+                pool._busy -= 1
                 wake.notify_all()
             del pool
 
