@@ -185,12 +185,9 @@ def _cmd_train(a: argparse.Namespace) -> None:
             raise GanaugError(f"the guide {a.guide!r} knows the classes {ref.config.class_names}, not the data's "
                               f"{data.class_names}; guide with a classifier trained on these classes.")
         guide = ref.model
-    init_classes = {}
-    for pair in a.init_class:
-        new, sep, old = pair.partition("=")
-        if not sep or not new or not old:
-            raise GanaugError(f"--init-class {pair!r} is not NEW=SOURCE_CLASS (a class of the data, a class of the source).")
-        init_classes[new] = old
+    from .training.init import parse_init_classes
+
+    init_classes = parse_init_classes(a.init_class)
     out = train(data, model_config, train_config, a.out, resume=a.resume, progress=not a.no_progress,
                 command=shlex.join([*torchrun_prefix(launch), "ganaug", *a.argv]), dist_timeout=a.dist_timeout,
                 guide=guide, init=a.init, init_classes=init_classes)
@@ -567,6 +564,9 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                    "benchmark's generator (what a user holding only a Hub generator can do)")
     p.add_argument("--classifier-init-images", type=int, default=d.classifier_init_images,
                    help="with --classifier-init generated: generated images per class the start classifier learns from")
+    p.add_argument("--generator-init-class", action="append", default=[], metavar="NEW=SOURCE_CLASS",
+                   help="with --generator-init: a class the source never drew starts from this source class "
+                   "(default: the mean of the source's classes); repeatable")
     p.add_argument("--generator-freeze-d", type=int, default=d.generator_freeze_d,
                    help="with --generator-init: FreezeD, the source discriminator's first N blocks stay fixed")
     p.add_argument("--generator-steps", type=int, default=d.generator_steps, help="steps of the generator run")
@@ -621,6 +621,7 @@ def _cmd_bench(a: argparse.Namespace) -> None:
     from .data import load_images
     from .data.loaders import has_split
     from .eval import ReferenceClassifier
+    from .training.init import parse_init_classes
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -644,7 +645,8 @@ def _cmd_bench(a: argparse.Namespace) -> None:
         generator_snapshots=a.generator_snapshots, generator_precision=a.generator_precision,
         generator_guide=a.generator_guide, generator_guide_loss=a.generator_guide_loss,
         leaky_generator=a.leaky_generator, generator_init=a.generator_init,
-        generator_freeze_d=a.generator_freeze_d, protocol=a.protocol, public_classes=tuple(a.public_classes),
+        generator_freeze_d=a.generator_freeze_d, generator_init_classes=parse_init_classes(a.generator_init_class),
+        protocol=a.protocol, public_classes=tuple(a.public_classes),
         classifier_init=a.classifier_init, classifier_init_images=a.classifier_init_images,
         public_generator_steps=a.public_generator_steps, variants=tuple(a.variants), recipes=recipes, search_seeds=a.search_seeds, eval_n=a.eval_n,
         kfold=a.kfold, kfold_repeats=a.kfold_repeats, kfold_max_images=a.kfold_max_images)

@@ -403,11 +403,19 @@ def test_the_public_generator_of_a_protocol_is_used_as_it_is_or_fine_tuned(fmnis
     assert ft["init"] == str(tmp_path / "r" / "public-generator")  # the same public generator, trained once
     # new classes: the private classes are all new to the public generator
     new = dataclasses.replace(base, protocol="new-classes", generator_init="public",
-                              public_classes=("T-shirt/top", "Pullover", "Dress", "Coat"))
+                              public_classes=("T-shirt/top", "Pullover", "Dress", "Coat"),
+                              generator_init_classes={"Shirt": "T-shirt/top", "Bag": "Pullover"})
     summary = run_downstream(train, test, new, tmp_path / "n", progress=False)
     assert summary["data"]["class_names"] == ["Trouser", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     rc = json.loads((tmp_path / "n" / "generator" / "run_config.json").read_text())
-    assert set(rc["init"]["new_classes"]) == set(summary["data"]["class_names"])
+    assert rc["init"]["new_classes"] == {"Trouser": "mean", "Sandal": "mean", "Shirt": "T-shirt/top",
+                                         "Sneaker": "mean", "Bag": "Pullover", "Ankle boot": "mean"}
+    with pytest.raises(GanaugError, match="use another --out folder"):  # the same folder, other starts
+        run_downstream(train, test, dataclasses.replace(new, generator_init_classes={}), tmp_path / "n",
+                       progress=False)
+    with pytest.raises(GanaugError, match="give --generator-init"):
+        run_downstream(train, test, dataclasses.replace(base, generator_init_classes={"Shirt": "Coat"}),
+                       tmp_path / "y", progress=False)
     with pytest.raises(GanaugError, match="pass --protocol"):
         run_downstream(train, test, dataclasses.replace(base, protocol="none"), tmp_path / "x", generator="public",
                        progress=False)

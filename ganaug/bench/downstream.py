@@ -94,6 +94,8 @@ class DownstreamConfig:
     # scratch (ganaug/training/init.py), its discriminator's first generator_freeze_d blocks fixed
     generator_init: str | None = None
     generator_freeze_d: int = 0
+    # with generator_init: {new class: source class} for classes the source never drew (else the mean)
+    generator_init_classes: dict[str, str] = dataclasses.field(default_factory=dict)
     # a transfer protocol (ganaug/bench/protocols.py): the training split cut into a public part and a
     # disjoint private one, which alone is made long-tailed; "--generator public" / "--generator-init
     # public" use a generator trained on the public part (public_generator_steps, default generator_steps)
@@ -199,6 +201,9 @@ def check_config(cfg: DownstreamConfig, generator) -> list[SyntheticRecipe]:
                           "before the generator exists; leave them out, or run them in another --out folder.")
     if cfg.classifier_init == "generated" and cfg.classifier_init_images < 1:
         raise GanaugError(f"classifier_init_images must be at least 1, got {cfg.classifier_init_images}.")
+    if cfg.generator_init_classes and not cfg.generator_init:
+        raise GanaugError("--generator-init-class says which source class a new class starts from: give "
+                          "--generator-init SOURCE too.")
     if generator is not None and cfg.generator_init:
         raise GanaugError("--generator uses a generator as it is and --generator-init fine-tunes one on the training "
                           "part; give one of them.")

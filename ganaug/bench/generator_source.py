@@ -119,10 +119,12 @@ def train_generator(lt_train: LabelledImages, cfg, out: Path, device: torch.devi
     if started and init:  # a killed benchmark continues its fine-tune, from the same source only
         import json
 
-        recorded = (json.loads((out / RUN_CONFIG).read_text()).get("init") or {}).get("source")
-        if recorded != str(init):
-            raise GanaugError(f"{str(out)!r} holds a generator run started from {recorded or 'scratch'}, not from "
-                              f"{init!r}; use another --out folder.")
+        recorded = json.loads((out / RUN_CONFIG).read_text()).get("init") or {}
+        named = {n: c for n, c in (recorded.get("new_classes") or {}).items() if c != "mean"}
+        if recorded.get("source") != str(init) or named != cfg.generator_init_classes:
+            raise GanaugError(f"{str(out)!r} holds a generator run started from {recorded.get('source') or 'scratch'}"
+                              f" (new classes from {named or 'the mean'}), not from {init!r} (new classes from "
+                              f"{cfg.generator_init_classes or 'the mean'}); use another --out folder.")
     run = ganaug.train(lt_train, mc, tc, out, resume=started, progress=progress, guide=guide() if guide else None,
-                       init=None if started else init)
+                       init=None if started else init, init_classes=cfg.generator_init_classes)
     return run, info

@@ -78,6 +78,18 @@ def check_compatible(source: GANConfig, target: GANConfig, where: str) -> None:
                           "--attn-resolution and --g-upsample with --init).")
 
 
+def parse_init_classes(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["NEW=SOURCE_CLASS", ...]`` (the command line's ``--init-class``) -> {new class: source class}."""
+    out = {}
+    for pair in pairs:
+        new, sep, old = pair.partition("=")
+        if not sep or not new or not old:
+            raise GanaugError(f"--init-class {pair!r} is not NEW=SOURCE_CLASS (a class of the data, a class of the "
+                              "source).")
+        out[new] = old
+    return out
+
+
 def init_models(source: str | Path, model_config: GANConfig, G: nn.Module, G_ema: nn.Module, D: nn.Module,
                 init_classes: dict[str, str] | None = None, log=print) -> dict:
     """Load SOURCE's weights into the freshly built ``G``, ``G_ema`` and ``D`` of ``model_config``
