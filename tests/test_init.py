@@ -89,7 +89,9 @@ def test_classes_are_matched_by_name_and_new_ones_start_from_the_mean_or_a_named
     # nothing in common: every class starts from the mean, and the log says so
     cfg, G, G_ema, D = fresh(source.config, ("x", "y"))
     init_models(grey_pkg, cfg, G, G_ema, D, log=messages.append)
-    assert "no class of the data matches" in messages[-1]
+    assert "no class of the data matches" in messages[-1] and "every class starts from the source's mean" in messages[-1]
+    init_models(grey_pkg, cfg, G, G_ema, D, {"x": "b"}, log=messages.append)  # only the unnamed one from the mean
+    assert messages[-1].endswith(": ['y'] start from the source's mean")
 
 
 def test_grey_and_rgb_are_adapted_at_the_image_ends(grey_pkg, tmp_path):

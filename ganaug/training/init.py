@@ -126,7 +126,10 @@ def init_models(source: str | Path, model_config: GANConfig, G: nn.Module, G_ema
         + (f"; channels {src_cfg.channels} -> {model_config.channels}" if src_cfg.channels != model_config.channels
            else ""))
     if not matched:
-        log("no class of the data matches a class of the source: every class starts from the source's mean")
+        from_mean = [n for n in names if n not in init_classes]
+        log("no class of the data matches a class of the source" + (
+            "" if not from_mean else ": every class starts from the source's mean" if len(from_mean) == len(names)
+            else f": {from_mean} start from the source's mean"))
     return {"source": str(source), "weights_sha256": weights_digest(gen.net), "source_classes": src_names,
             "classes": {n: (src_names[int(i)] if n in src_names else None) for n, i in zip(names, index)},
             "new_classes": new, "discriminator": "source" if src_d is not None else "scratch",
