@@ -60,21 +60,30 @@ def test_a_package_can_carry_its_discriminator(grey_pkg, tmp_path):
     assert load_package_discriminator(plain) is None
 
 
-def test_classes_are_matched_by_name_and_new_ones_start_from_the_mean_or_a_named_class(grey_pkg):
-    source = ganaug.load_generator(grey_pkg)
+def test_classes_are_matched_by_name_and_new_ones_start_from_a_free_named_or_mean_class(grey_pkg):
+    source = ganaug.load_generator(grey_pkg)  # classes a, b, c
     src_d = load_package_discriminator(grey_pkg)
     cfg, G, G_ema, D = fresh(source.config, ("c", "a", "new"))
     messages = []
     record = init_models(grey_pkg, cfg, G, G_ema, D, log=messages.append)
-    assert record["classes"] == {"c": "c", "a": "a", "new": None} and record["new_classes"] == {"new": "mean"}
-    assert record["discriminator"] == "source" and "new classes (from): {'new': 'mean'}" in messages[0]
+    # the new class starts from the source class the data does not hold
+    assert record["classes"] == {"c": "c", "a": "a", "new": None} and record["new_classes"] == {"new": "b"}
+    assert record["discriminator"] == "source" and "new classes (from): {'new': 'b'}" in messages[0]
     src_gain = source.net.state_dict()["body.blocks.0.bn1.gain.weight"]  # (features, classes): a column per class
     gain = G.state_dict()["body.blocks.0.bn1.gain.weight"]
     assert torch.equal(gain[:, 0], src_gain[:, 2]) and torch.equal(gain[:, 1], src_gain[:, 0])
-    assert torch.allclose(gain[:, 2], src_gain.mean(1))
+    assert torch.equal(gain[:, 2], src_gain[:, 1])
     src_embed = src_d.state_dict()["embed.parametrizations.weight.original"]  # (classes, features)
     embed = D.state_dict()["embed.parametrizations.weight.original"]
-    assert torch.equal(embed[0], src_embed[2]) and torch.allclose(embed[2], src_embed.mean(0))
+    assert torch.equal(embed[0], src_embed[2]) and torch.equal(embed[2], src_embed[1])
+    # "mean" asks for the mean of the source's classes
+    init_models(grey_pkg, cfg, G, G_ema, D, {"new": "mean"}, log=messages.append)
+    gain, embed = G.state_dict()["body.blocks.0.bn1.gain.weight"], D.state_dict()["embed.parametrizations.weight.original"]
+    assert torch.allclose(gain[:, 2], src_gain.mean(1)) and torch.allclose(embed[2], src_embed.mean(0))
+    # no free source class left: the new ones start from the mean, alike, and the log says what to do
+    cfg4, G4, G4_ema, D4 = fresh(source.config, ("a", "b", "c", "new", "newer"))
+    record = init_models(grey_pkg, cfg4, G4, G4_ema, D4, log=messages.append)
+    assert record["new_classes"] == {"new": "mean", "newer": "mean"} and "start alike" in messages[-1]
     # a fine-tune starts where the source stands: the same images for the classes they share
     z_labels = torch.tensor([0, 0, 1, 1])
     ours = generate_images(G_ema.eval(), z_labels, z_dim=cfg.z_dim, value_range=cfg.value_range, seed=5)
@@ -86,12 +95,13 @@ def test_classes_are_matched_by_name_and_new_ones_start_from_the_mean_or_a_named
     assert torch.equal(G.state_dict()["body.blocks.0.bn1.gain.weight"][:, 2], src_gain[:, 1])
     with pytest.raises(GanaugError, match="--init-class"):
         init_models(grey_pkg, cfg, G, G_ema, D, {"new": "zebra"})
-    # nothing in common: every class starts from the mean, and the log says so
+    # nothing in common: every class is new, each from a source class of its own in order, and the log says so
     cfg, G, G_ema, D = fresh(source.config, ("x", "y"))
-    init_models(grey_pkg, cfg, G, G_ema, D, log=messages.append)
-    assert "no class of the data matches" in messages[-1] and "every class starts from the source's mean" in messages[-1]
-    init_models(grey_pkg, cfg, G, G_ema, D, {"x": "b"}, log=messages.append)  # only the unnamed one from the mean
-    assert messages[-1].endswith(": ['y'] start from the source's mean")
+    record = init_models(grey_pkg, cfg, G, G_ema, D, log=messages.append)
+    assert record["new_classes"] == {"x": "a", "y": "b"} and "no class of the data matches" in messages[-1]
+    record = init_models(grey_pkg, cfg, G, G_ema, D, {"x": "a"}, log=messages.append)  # a named one is skipped
+    assert record["new_classes"] == {"x": "a", "y": "b"}
+    assert init_models(grey_pkg, cfg, G, G_ema, D, {"y": "a"})["new_classes"] == {"x": "b", "y": "a"}
 
 
 def test_grey_and_rgb_are_adapted_at_the_image_ends(grey_pkg, tmp_path):

@@ -96,7 +96,7 @@ def train_generator(lt_train: LabelledImages, cfg, out: Path, device: torch.devi
     when given, and then what its source saw (:func:`source_data`)."""
     import ganaug
     from ..training.checkpoint import CHECKPOINT_NAME
-    from ..training.init import config_for_data, load_source
+    from ..training.init import config_for_data, load_source, new_class_starts
     from ..training.rundir import RUN_CONFIG
 
     every = cfg.generator_steps // cfg.generator_snapshots if cfg.generator_snapshots else 0
@@ -120,11 +120,12 @@ def train_generator(lt_train: LabelledImages, cfg, out: Path, device: torch.devi
         import json
 
         recorded = json.loads((out / RUN_CONFIG).read_text()).get("init") or {}
-        named = {n: c for n, c in (recorded.get("new_classes") or {}).items() if c != "mean"}
-        if recorded.get("source") != str(init) or named != cfg.generator_init_classes:
+        starts = new_class_starts(list(src.config.class_names), lt_train.class_names, cfg.generator_init_classes)
+        if recorded.get("source") != str(init) or (recorded.get("new_classes") or {}) != starts:
             raise GanaugError(f"{str(out)!r} holds a generator run started from {recorded.get('source') or 'scratch'}"
-                              f" (new classes from {named or 'the mean'}), not from {init!r} (new classes from "
-                              f"{cfg.generator_init_classes or 'the mean'}); use another --out folder.")
+                              f" (new classes from {recorded.get('new_classes')}), not from {init!r} (new classes "
+                              f"from {starts}); use another --out folder, or name the recorded starts with "
+                              "--generator-init-class.")
     run = ganaug.train(lt_train, mc, tc, out, resume=started, progress=progress, guide=guide() if guide else None,
                        init=None if started else init, init_classes=cfg.generator_init_classes)
     return run, info
