@@ -94,7 +94,8 @@ class DownstreamConfig:
     # scratch (ganaug/training/init.py), its discriminator's first generator_freeze_d blocks fixed
     generator_init: str | None = None
     generator_freeze_d: int = 0
-    # with generator_init: {new class: source class} for classes the source never drew (else the mean)
+    # with generator_init: {new class: source class or "mean"} for classes the source never drew (else each
+    # starts from a source class of its own, ganaug/training/init.py)
     generator_init_classes: dict[str, str] = dataclasses.field(default_factory=dict)
     # a transfer protocol (ganaug/bench/protocols.py): the training split cut into a public part and a
     # disjoint private one, which alone is made long-tailed; "--generator public" / "--generator-init

@@ -191,9 +191,8 @@ class ImagePool(ConfigDescribed):
         seed_ids = torch.as_tensor(seeds, dtype=torch.int64)
         renew = self._renew_below > 0
         queue = renew and self.options.background
-        if queue:  # the thread reads them later: copies, where they are still the caller's tensors
-            ids = ids.clone() if ids is labels else ids
-            seed_ids = seed_ids.clone() if seed_ids is seeds else seed_ids
+        if queue:  # the thread reads them later: copies (they may be the caller's tensors, or views of them)
+            ids, seed_ids = ids.clone(), seed_ids.clone()
         with self._lock:
             # one row copy per image, from the store seen as one list of images (indexing the 5-d
             # store by (row, slot) copies byte by byte, 5x slower)
