@@ -23,7 +23,6 @@ gets depends on how far the thread has come. Runs that must repeat image for ima
 from __future__ import annotations
 
 import atexit
-import math
 import os
 import threading
 import weakref
@@ -105,7 +104,8 @@ class ImagePool(ConfigDescribed):
         self._first = self._row.clone()  # class -> index of its first image in _store seen as one list
         self.images: dict[int, torch.Tensor] = {}  # class -> its row: uint8 (per_class, C, S, S)
         self.made = 0  # images generated: the fill and every renewal made
-        self._renew_below = _coin_threshold(options.refresh)
+        # a seed's renewal coin is an integer in 0..999,999 (see _renewals): below this, its slot is renewed
+        self._renew_below = round(options.refresh * 1_000_000)
         self.asked = 0  # renewals asked for (a slot asked again before its renewal is made is made once)
         self._start_process()
 
@@ -236,17 +236,6 @@ class ImagePool(ConfigDescribed):
         return {"images_made": self.made, "renewals_asked": self.asked, "renewals_queued": len(self._pending),
                 "calls_unread": len(self._asked),
                 "classes_filled": sorted(self.images), "background": self.options.background}
-
-
-def _coin_threshold(refresh: float) -> int:
-    """The integer k below which a seed's coin ``k`` (in 0..999,999) renews its slot: exactly the
-    k with ``k / 1e6 < refresh`` in float64, compared as integers so that a call needs no float op."""
-    k = min(max(math.ceil(refresh * 1_000_000), 0), 1_000_000)
-    while k > 0 and (k - 1) / 1_000_000 >= refresh:
-        k -= 1
-    while k < 1_000_000 and k / 1_000_000 < refresh:
-        k += 1
-    return k
 
 
 def _renew_forever(pool_ref: "weakref.ref[ImagePool]", wake: threading.Condition,
