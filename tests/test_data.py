@@ -226,5 +226,8 @@ def test_select_classes_keeps_the_named_classes_in_the_order_given():
     part = data.select_classes(["c", "a"])
     assert part.class_names == ["c", "a"] and part.labels.tolist() == [1, 0, 1, 0]
     assert part.images[:, 0, 0, 0].tolist() == [0, 2, 3, 5]  # the original order of the images
+    # records made from the part (a reference classifier's trained_on) must say which classes it holds
+    assert part.source == "test (classes c, a)"
+    assert data.select_classes(["a", "b", "c"]).source == "test"
     with pytest.raises(GanaugError, match=r"classes \['d'\] are not among"):
         data.select_classes(["d"])

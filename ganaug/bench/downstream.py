@@ -171,11 +171,7 @@ def prepare_parts(train_full: LabelledImages, test: LabelledImages | None, cfg: 
 
 def _classes_of(data: LabelledImages, names: list[str]) -> LabelledImages:
     """``data`` restricted to classes ``names`` (the private classes of a new-classes protocol)."""
-    if list(names) == data.class_names:
-        return data
-    part = data.select_classes(list(names))
-    part.source = f"{data.source} (classes {', '.join(names)})"
-    return part
+    return data if list(names) == data.class_names else data.select_classes(list(names))
 
 
 def check_config(cfg: DownstreamConfig, generator) -> list[SyntheticRecipe]:

@@ -67,7 +67,10 @@ class LabelledImages(Dataset):
                               self.source, native_size=self.native_size)
 
     def select_classes(self, names: list[str]) -> "LabelledImages":
-        """The images of classes ``names`` (a subset, in any order), relabelled 0..len(names)-1 in that order."""
+        """The images of classes ``names`` (a subset, in any order), relabelled 0..len(names)-1 in that order.
+
+        The source string names the classes when they differ from the data's, so that records (a
+        reference classifier's ``trained_on``, a benchmark's test split) say which images they saw."""
         unknown = [n for n in names if n not in self.class_names]
         if unknown:
             raise GanaugError(f"classes {unknown} are not among the data's classes {self.class_names}.")
@@ -75,7 +78,8 @@ class LabelledImages(Dataset):
         keep = torch.isin(self.labels, old)
         relabel = torch.full((self.num_classes,), -1, dtype=torch.int64)
         relabel[old] = torch.arange(len(names))
-        return LabelledImages(self.images[keep], relabel[self.labels[keep]], list(names), self.source,
+        source = self.source if list(names) == self.class_names else f"{self.source} (classes {', '.join(names)})"
+        return LabelledImages(self.images[keep], relabel[self.labels[keep]], list(names), source,
                               native_size=self.native_size)
 
     def size_note(self) -> str:
