@@ -527,3 +527,26 @@ def test_cli_imposes_a_long_tail_on_data_without_test_split(tmp_path):
     assert summary["data"]["test_counts"] == [4, 4, 4] and "stratified test part" in summary["data"]["test"]
     counts = [t + v for t, v in zip(summary["data"]["train_counts"], summary["data"]["val_counts"])]
     assert counts == [16, 8, 4]  # the long tail, on what the test part left
+
+
+def test_downstream_table_pairs_rows_of_several_folders_seed_by_seed(tmp_path):
+    """benchmarks/downstream_table.py: rows from two benchmark folders, paired only on the seeds both hold."""
+    def record(folder, name, seed, acc):
+        (tmp_path / folder / "runs").mkdir(parents=True, exist_ok=True)
+        run = {"balanced_accuracy": acc, "rare_accuracy": acc - 0.1, "val_balanced_accuracy": acc - 0.01}
+        (tmp_path / folder / "runs" / f"{name}-seed{seed}.json").write_text(json.dumps({"key": {}, "run": run}))
+
+    for seed, acc in enumerate([0.90, 0.92, 0.94]):
+        record("a", "posthoc-la", seed, acc)
+    record("b", "recipe-0123abcd", 0, 0.91)
+    record("b", "recipe-0123abcd", 2, 0.97)
+    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "downstream_table.py")
+    out = subprocess.run([sys.executable, script, "--against", "base", f"base={tmp_path / 'a'}:posthoc-la",
+                          f"recipe={tmp_path / 'b'}:recipe"], capture_output=True, text=True, check=True).stdout
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines()[2:]}
+    assert "| 0,1,2 | 92.00 +- 2.00 | 82.00 | 91.00 | - |" in rows["base"]
+    # seeds 0 and 2: +1 and +3 points
+    assert rows["recipe"].endswith("| 0,2 | 94.00 +- 4.24 | 84.00 | 93.00 | +2.00 +- 1.41 (2) |")
+    record("b", "recipe-99999999", 1, 0.5)  # two recipes in one folder: which one is meant is not guessed
+    bad = subprocess.run([sys.executable, script, f"recipe={tmp_path / 'b'}:recipe"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "several recipes" in bad.stderr
