@@ -50,8 +50,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="start from a trained generator (a package folder, hf-hub:org/name[@rev] or a run folder): "
                    "its architecture, its G, and its D when it carries one; classes matched by name")
     f.add_argument("--init-class", action="append", default=[], metavar="NEW=SOURCE_CLASS",
-                   help="a class the source never drew starts from this source class, or 'mean' (default: a "
-                   "source class of its own, in order, from those the data does not hold); repeatable")
+                   help="a class the source never drew starts from this source class, 'mean' or 'spread' (the "
+                   "mean plus an offset as large as the source's classes differ) (default: a source class of its "
+                   "own, in order, from those the data does not hold, then 'spread'); repeatable")
     f.add_argument("--freeze-d", type=int, default=d.freeze_d,
                    help="FreezeD: keep the discriminator's first N blocks fixed")
     _model_args(p.add_argument_group("model"))
@@ -565,8 +566,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classifier-init-images", type=int, default=d.classifier_init_images,
                    help="with --classifier-init generated: generated images per class the start classifier learns from")
     p.add_argument("--generator-init-class", action="append", default=[], metavar="NEW=SOURCE_CLASS",
-                   help="with --generator-init: a class the source never drew starts from this source class, or "
-                   "'mean' (default: a source class of its own, as for ganaug train --init-class); repeatable")
+                   help="with --generator-init: a class the source never drew starts from this source class, "
+                   "'mean' or 'spread' (default: as for ganaug train --init-class); repeatable")
     p.add_argument("--generator-freeze-d", type=int, default=d.generator_freeze_d,
                    help="with --generator-init: FreezeD, the source discriminator's first N blocks stay fixed")
     p.add_argument("--generator-steps", type=int, default=d.generator_steps, help="steps of the generator run")

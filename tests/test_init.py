@@ -80,10 +80,27 @@ def test_classes_are_matched_by_name_and_new_ones_start_from_a_free_named_or_mea
     init_models(grey_pkg, cfg, G, G_ema, D, {"new": "mean"}, log=messages.append)
     gain, embed = G.state_dict()["body.blocks.0.bn1.gain.weight"], D.state_dict()["embed.parametrizations.weight.original"]
     assert torch.allclose(gain[:, 2], src_gain.mean(1)) and torch.allclose(embed[2], src_embed.mean(0))
-    # no free source class left: the new ones start from the mean, alike, and the log says what to do
+    # asked to start from the mean, new classes start alike, and the log says what to do
     cfg4, G4, G4_ema, D4 = fresh(source.config, ("a", "b", "c", "new", "newer"))
-    record = init_models(grey_pkg, cfg4, G4, G4_ema, D4, log=messages.append)
+    record = init_models(grey_pkg, cfg4, G4, G4_ema, D4, {"new": "mean", "newer": "mean"}, log=messages.append)
     assert record["new_classes"] == {"new": "mean", "newer": "mean"} and "start alike" in messages[-1]
+    # no free source class left: "spread", the mean plus an offset as large as the source's classes differ,
+    # seeded, so that each starts apart from every class
+    messages.clear()
+    spread = {"new": "spread", "newer": "spread"}
+    assert init_models(grey_pkg, cfg4, G4, G4_ema, D4, log=messages.append)["new_classes"] == spread
+    gain = G4.state_dict()["body.blocks.0.bn1.gain.weight"]
+    offset = (gain[:, 3:] - src_gain.mean(1, keepdim=True)) / src_gain.std(1, keepdim=True, correction=0)
+    assert 0.6 < offset.std() < 1.4 and offset.mean().abs() < 0.3  # a standard normal draw per element
+    apart = torch.cdist(gain.T, gain.T)  # every class column against every other
+    assert apart[3:].sort(1).values[:, 1].min() > 0.3 * apart[:3, :3].max()  # no new class near another class
+    assert not any("start alike" in m for m in messages)
+    init_models(grey_pkg, cfg4, G, G_ema, D, spread) if False else None
+    again = fresh(source.config, ("a", "b", "c", "new", "newer"))
+    init_models(grey_pkg, again[0], *again[1:], spread)
+    assert torch.equal(again[1].state_dict()["body.blocks.0.bn1.gain.weight"], gain)  # the same start every time
+    assert torch.equal(again[3].state_dict()["embed.parametrizations.weight.original"],
+                       D4.state_dict()["embed.parametrizations.weight.original"])
     # a fine-tune starts where the source stands: the same images for the classes they share
     z_labels = torch.tensor([0, 0, 1, 1])
     ours = generate_images(G_ema.eval(), z_labels, z_dim=cfg.z_dim, value_range=cfg.value_range, seed=5)
@@ -102,6 +119,9 @@ def test_classes_are_matched_by_name_and_new_ones_start_from_a_free_named_or_mea
     record = init_models(grey_pkg, cfg, G, G_ema, D, {"x": "a"}, log=messages.append)  # a named one is skipped
     assert record["new_classes"] == {"x": "a", "y": "b"}
     assert init_models(grey_pkg, cfg, G, G_ema, D, {"y": "a"})["new_classes"] == {"x": "b", "y": "a"}
+    # more new classes than free source classes: the rest spread, none shares a start
+    cfg, G, G_ema, D = fresh(source.config, ("a", "x", "y", "z"))
+    assert init_models(grey_pkg, cfg, G, G_ema, D)["new_classes"] == {"x": "b", "y": "c", "z": "spread"}
 
 
 def test_grey_and_rgb_are_adapted_at_the_image_ends(grey_pkg, tmp_path):
