@@ -4,7 +4,8 @@
    `pretrained/fashion-mnist-sngan`).
 2. Your data: here a long-tailed slice of Fashion-MNIST with some classes renamed, so that the
    source knows some classes by name and others not (a new class starts from a source class of its
-   own that your data does not hold, or from the one you name with init_classes).
+   own that your data does not hold, from the one you name with init_classes, or, when none is left,
+   from the source classes' mean spread apart).
 3. Fine-tune: `ganaug.train(data, None, TrainConfig(...), out, init=SOURCE)` takes the source's
    architecture and weights (D too, if the package carries one: `ganaug export --with-discriminator`;
    the shipped packages do not, so D starts from scratch here).
