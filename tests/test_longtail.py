@@ -169,6 +169,8 @@ def test_class_bands_split_at_the_real_distances_quantiles():
     assert pos.tolist() == [INSIDE, BEYOND, BEYOND, BEYOND]
     in_band = torch.tensor([[math.cos(2 * deg), math.sin(2 * deg)]])  # 2.5 degrees off: between the quantiles
     assert bands.position(in_band, torch.tensor([0])).tolist() == [IN_BAND]
+    # within another class's band: class 1's real image called class 0; its own image is not
+    assert bands.near_other(real[[12, 2]], torch.tensor([0, 0])).tolist() == [True, False]
     with pytest.raises(GanaugError, match="low < high"):
         ClassBands(real, labels, 2, low=0.5, high=0.5)
     with pytest.raises(GanaugError, match="real images of every class"):
@@ -217,6 +219,19 @@ def test_band_filter_keeps_the_images_in_the_band(pkg):
     assert torch.equal(SyntheticMix(pairs, str(pkg), recipe, judge=judge, seed=3).synthetic_labels, mix.synthetic_labels)
     # images on every side of the band, or the test proves nothing
     assert all(sum(report[n][where] for n in CLASSES) > 0 for where in ("inside", "in_band", "beyond"))
+    # band_soft: the same bank; its images within another class's band learn the judge's probabilities
+    soft = SyntheticMix(real, str(pkg), dataclasses.replace(recipe, band_soft=True), judge=judge, seed=3)
+    assert torch.equal(soft.synthetic_labels, mix.synthetic_labels)
+    near = bands.near_other(images.flatten(1).float() / 127.5 - 1, labels)[pos == IN_BAND]
+    assert 0 < int(near.sum()) < len(near)  # some relabelled, some not, or the test proves nothing
+    assert sum(soft.report()[n]["near_other"] for n in CLASSES) == int(near.sum())
+    probs = torch.softmax(judge(images[pos == IN_BAND].float() / 127.5 - 1), 1).detach()
+    targets = soft.tensors()[1][soft.n_real:]
+    assert torch.allclose(targets[near], probs[near])
+    assert torch.equal(targets[~near], F.one_hot(mix.synthetic_labels[~near], 3).float())
+    assert torch.equal(soft.tensors()[1][:soft.n_real], F.one_hot(real.labels, 3).float())
+    with pytest.raises(GanaugError, match="band_soft relabels images of the band filter"):
+        SyntheticRecipe(band_soft=True)
 
 
 def test_overgenerating_keeps_the_hardest_images_under_the_judge(pkg):

@@ -166,12 +166,13 @@ def _recipe_search_lines(s: dict, names: list[str]) -> list[str]:
                  f"{s['refresh_cpu_seconds_per_run']:.0f} CPU-seconds per classifier run.")
     lines += ["", "Bank of the chosen recipe, per class (real images, images generated, generated kept, the "
               "filter's pass rate, share of the generated draws; for the band filter, generated images "
-              f"inside, in and beyond the band).{cost}", "",
+              "inside, in and beyond the band, and those in the band that lie within another class's band "
+              f"too, which band_soft relabels).{cost}", "",
               "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for field, fmt in (("real", str), ("generated_pool", str), ("generated", str),
                        ("judge_acceptance", lambda a: "-" if a is None else f"{a:.2f}"),
                        ("draw_probability", lambda a: f"{a:.2f}"),
-                       ("inside", str), ("in_band", str), ("beyond", str)):
+                       ("inside", str), ("in_band", str), ("beyond", str), ("near_other", str)):
         if all(field in bank[n] for n in names):  # records made before a field existed lack it
             lines.append(f"| {field} | " + " | ".join(fmt(bank[n][field]) for n in names) + " |")
     return lines

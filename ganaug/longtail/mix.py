@@ -71,6 +71,9 @@ class SyntheticRecipe(JsonConfig):
       their class's prototype in the judge's penultimate features lies between the ``band_low``
       and ``band_high`` quantiles of the class's real images' distances
       (:mod:`ganaug.longtail.selection`); ``none`` trusts the generator;
+    - ``band_soft``: with the ``band`` filter, a kept image that also lies within another class's
+      band (near two classes' real images) trains towards the judge's class probabilities instead
+      of its intended class, as the prototype filters of public long-tail code repair such labels;
     - ``overgenerate``: generate this many times the bank's size and choose among the images the
       filter lets through by ``select``: ``random`` (any), ``loss`` or ``entropy`` (the hardest
       under the judge first, as feedback-guided synthesis does);
@@ -113,6 +116,7 @@ class SyntheticRecipe(JsonConfig):
     fill_to: float = 0.0
     band_low: float = 0.0
     band_high: float = 0.95
+    band_soft: bool = False
     overgenerate: float = 1.0
     select: str = "random"
     prior: str = "drawn"
@@ -151,6 +155,10 @@ class SyntheticRecipe(JsonConfig):
                             "'loss' or 'entropy'), with a filter whose labels and weights do not depend on the image "
                             f"(not 'soft' or 'confidence'); got overgenerate {self.overgenerate}, select "
                             f"{self.select!r}, filter {self.filter!r}")
+        if self.band_soft and self.filter != "band":
+            problems.append(f"band_soft relabels images of the band filter; got filter {self.filter!r}")
+        if self.band_soft and self.refresh:
+            problems.append("band_soft labels depend on the image, which a refresh replaces: use one or the other")
         if self.finish_layers == "head" and self.finish == 0:
             problems.append("finish_layers='head' needs a finish phase (finish > 0)")
         if problems:
@@ -229,9 +237,14 @@ class SyntheticMix(Dataset):
         passed = self._passed(p, features, pool.labels, judge, gen, targets)
         keep = select_per_class(pool.labels, passed, wanted, recipe.select, probs)
         weights = p if recipe.filter == "confidence" else torch.ones(len(p))
-        # soft labels: generated images learn the judge's distribution, real ones their own class
-        self.soft = recipe.filter == "soft"
+        # soft labels: generated images learn the judge's distribution (band_soft: those near another
+        # class's band only, the others their intended class), real ones their own class
+        self.soft = recipe.filter == "soft" or recipe.band_soft
         self.synthetic_targets = probs[keep] if recipe.filter == "soft" else None
+        if recipe.band_soft:
+            self.synthetic_targets = torch.nn.functional.one_hot(pool.labels[keep], k).float()
+            near = self._near_other[keep]
+            self.synthetic_targets[near] = probs[keep][near].float()
         generated = torch.tensor(pool.class_counts, dtype=torch.float64)  # per class, before the filter
         planned = torch.tensor(wanted, dtype=torch.float64)
         kept = torch.bincount(pool.labels[keep], minlength=k)
@@ -277,8 +290,12 @@ class SyntheticMix(Dataset):
                           f"{BAND_MIN_IMAGES} real images, too few for a band of their own: theirs is every "
                           "other class's distances pooled.", stacklevel=3)
         position = bands.position(features, labels) if len(labels) else torch.zeros(0, dtype=torch.int64)
-        self.band_counts = {name: {where: int(((position == code) & (labels == c)).sum())
-                                   for where, code in (("inside", INSIDE), ("in_band", IN_BAND), ("beyond", BEYOND))}
+        # in the band of their class and within another class's band too: what band_soft relabels
+        near = bands.near_other(features, labels) & (position == IN_BAND) if len(labels) else position.bool()
+        self._near_other = near
+        self.band_counts = {name: {**{where: int(((position == code) & (labels == c)).sum())
+                                      for where, code in (("inside", INSIDE), ("in_band", IN_BAND), ("beyond", BEYOND))},
+                                   "near_other": int((near & (labels == c)).sum())}
                             for c, name in enumerate(gen.class_names)}
         return position == IN_BAND
 

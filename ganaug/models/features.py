@@ -104,6 +104,14 @@ class ClassBands:
             return 1 - (torch.nn.functional.normalize(features.float(), dim=1) * protos.float()[labels]).sum(1)
         return 1 - (_unit(features) * protos[labels]).sum(1)
 
+    def near_other(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Boolean (N,): whether each image also lies within another class's outer edge (its cosine
+        distance to that class's prototype at most that class's ``high`` quantile)."""
+        d = 1 - _unit(features) @ self.prototypes.T  # (N, K): to every prototype
+        within = d <= self.outer[None, :]
+        within[torch.arange(len(labels)), labels] = False
+        return within.any(1)
+
     def position(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``INSIDE``, ``IN_BAND`` or ``BEYOND`` (N,) for each image."""
         d = self.distance(features, labels)
