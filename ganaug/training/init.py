@@ -134,7 +134,7 @@ def init_models(source: str | Path, model_config: GANConfig, G: nn.Module, G_ema
     check_compatible(src_cfg, model_config, where)
     src_names, names = list(src_cfg.class_names), list(model_config.class_names)
     new = new_class_starts(src_names, names, init_classes or {})
-    # per target class: the source class it copies (an index), or -1 for the mean of the source's classes
+    # per target class: the source class it copies (an index), -1 for the mean of the source's classes, -2 spread
     index = torch.tensor([src_names.index(n) if n in src_names else
                           (_STARTS[new[n]] if new[n] in _STARTS else src_names.index(new[n])) for n in names])
 
@@ -236,8 +236,9 @@ def _adapt(state: dict[str, torch.Tensor], model: nn.Module, class_axes: dict[st
 def _gather(s: torch.Tensor, axis: int, index: torch.Tensor, spread: bool) -> torch.Tensor:
     """Slices of ``s`` along its class axis: a source class (``i >= 0``), the mean (-1), or the mean plus
     normal noise with each element's standard deviation over the source's classes (-2; seeded by the
-    target class's position, so a run starts the same every time; only on weights: spectral-norm
-    vectors stay the mean's and are settled by power iterations)."""
+    target class's position, so a run starts the same every time, and the same draw for tensors of one
+    shape, such as a BN's gain and bias tables; only on weights: spectral-norm vectors stay the mean's
+    and are settled by power iterations)."""
     mean = s.mean(axis, keepdim=True)
     spread_by = s.std(axis, keepdim=True, correction=0) if spread else torch.zeros_like(mean)
     rows = []
