@@ -8,7 +8,8 @@
    from the source classes' mean spread apart).
 3. Fine-tune: `ganaug.train(data, None, TrainConfig(...), out, init=SOURCE)` takes the source's
    architecture and weights (D too, if the package carries one: `ganaug export --with-discriminator`;
-   the shipped packages do not, so D starts from scratch here).
+   the shipped packages do not, so D starts from scratch here, and FreezeD, `freeze_d=N`, which keeps
+   the source D's first blocks, is refused).
 4. Balance: the recipe's SyntheticMix draws generated images of the rare classes into batches.
 
     python examples/finetune_from_hub.py [--source hf-hub:org/name] [--steps 300] [--out runs/example-finetune]
@@ -41,7 +42,7 @@ def main() -> None:
     data.class_names = data.class_names[:-2] + ["handbag", "boot"]
 
     # fine-tune: the source's architecture, its weights, classes matched by name
-    run = ganaug.train(data, None, ganaug.TrainConfig(steps=a.steps, freeze_d=1), f"{a.out}/gan",
+    run = ganaug.train(data, None, ganaug.TrainConfig(steps=a.steps), f"{a.out}/gan",
                        init=a.source, init_classes={"handbag": "Bag", "boot": "Ankle boot"})
     G = ganaug.load_generator(run)
     G.sample_grid(per_class=8, seed=0).save(f"{a.out}/grid.png")

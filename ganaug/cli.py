@@ -54,7 +54,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    "mean plus an offset as large as the source's classes differ) (default: a source class of its "
                    "own, in order, from those the data does not hold, then 'spread'); repeatable")
     f.add_argument("--freeze-d", type=int, default=d.freeze_d,
-                   help="FreezeD: keep the discriminator's first N blocks fixed")
+                   help="FreezeD: keep the source discriminator's first N blocks fixed (a source with D only)")
     _model_args(p.add_argument_group("model"))
     _schedule_args(p.add_argument_group("training"), d)
     _limited_data_args(p.add_argument_group("limited and long-tailed data"), d)

@@ -176,6 +176,7 @@ def test_bad_fine_tuning_input_is_refused_with_what_to_do(grey_pkg, tmp_path, ca
         make_class_folders(tmp_path / "ds" / split, classes=("a", "b"), n=4, mode="L")
     base = ["train", str(tmp_path / "ds"), "--out", str(tmp_path / "run"), "--steps", "1", "--batch-size", "4",
             "--no-progress"]
+    no_d = make_package(tmp_path, classes=SOURCE_CLASSES, name="no-d", steps=1)  # G only: nothing to freeze
     ref = tmp_path / "ref"
     assert main(["reference-classifier", str(tmp_path / "ds"), "--out", str(ref), "--epochs", "1", "--width", "4"]) == 0
     for extra, message in (
@@ -185,7 +186,9 @@ def test_bad_fine_tuning_input_is_refused_with_what_to_do(grey_pkg, tmp_path, ca
             (["--init", str(grey_pkg), "--arch", "lite"], "contradict it"),
             (["--init", str(grey_pkg), "--resume"], "--resume without --init"),
             (["--init", str(grey_pkg), "--init-class", "a"], "is not NEW=SOURCE_CLASS"),
-            (["--init", str(grey_pkg), "--freeze-d", "9"], "would freeze every block")):
+            (["--init", str(grey_pkg), "--freeze-d", "9"], "would freeze every block"),
+            (["--freeze-d", "1"], "this run starts from scratch, so they would stay random"),
+            (["--init", str(no_d), "--freeze-d", "1"], "carries no discriminator, so they would stay random")):
         assert main([*base, *extra]) == 2, extra
         assert message in capsys.readouterr().err, extra
         assert not (tmp_path / "run" / "checkpoint.safetensors").exists()

@@ -260,6 +260,12 @@ def _train(d: Dist, device: torch.device, data: LabelledImages, model_config: GA
     opt_g, opt_d, scaler_g, scaler_d = nets.opt_g, nets.opt_d, nets.scaler_g, nets.scaler_d
     if ckpt is not None:
         init_record = ckpt.get("init")
+    elif cfg.freeze_d and (init_record or {}).get("discriminator") != "source":
+        raise GanaugError(
+            f"freeze_d {cfg.freeze_d} keeps D's first blocks as a source trained them, but "
+            + (f"{init!r} carries no discriminator" if init is not None else "this run starts from scratch")
+            + ", so they would stay random. Fine-tune from a run folder or from a package exported with "
+            "`ganaug export --with-discriminator`, or leave out --freeze-d.")
     start = _restore(run, nets, device, out)
     lecam_ema: list[float] | None = ckpt.get("lecam_ema") if ckpt else None  # D's moving means, real and fake
     run.write_config(command, {
