@@ -364,6 +364,9 @@ def test_the_generator_can_be_fine_tuned_from_a_source_that_never_saw_the_test_s
             run_downstream(train, test, cfg, tmp_path / "other", progress=False)
     with pytest.raises(GanaugError, match="give one of them"):
         run_downstream(train, test, cfg, tmp_path / "other", generator=str(pkg), progress=False)
+    with pytest.raises(GanaugError, match="give --generator-init SOURCE too"):  # FreezeD needs a source's D
+        run_downstream(train, test, dataclasses.replace(cfg, generator_init=None), tmp_path / "fd", progress=False)
+    assert not (tmp_path / "fd" / "runs").exists()  # said before any training
 
 
 def test_transfer_protocols_cut_a_public_part_off_before_the_long_tail(fmnist_dir):

@@ -201,6 +201,9 @@ def check_config(cfg: DownstreamConfig, generator) -> list[SyntheticRecipe]:
     if cfg.generator_init_classes and not cfg.generator_init:
         raise GanaugError("--generator-init-class says which source class a new class starts from: give "
                           "--generator-init SOURCE too.")
+    if cfg.generator_freeze_d and not cfg.generator_init:
+        raise GanaugError("--generator-freeze-d keeps a source discriminator's first blocks fixed: give "
+                          "--generator-init SOURCE too (a source that carries a discriminator).")
     if generator is not None and cfg.generator_init:
         raise GanaugError("--generator uses a generator as it is and --generator-init fine-tunes one on the training "
                           "part; give one of them.")
