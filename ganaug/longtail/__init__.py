@@ -4,7 +4,8 @@ mixes generated images into a classifier's batches (``SyntheticRecipe``, ``Synth
 from .judge import fit_judge
 from .losses import (adjust_logits, balanced_accuracy, choose_tau, effective_number_weights, log_prior,
                      logit_adjusted_loss)
-from .mix import MixedBatchSampler, SyntheticMix, SyntheticRecipe
+from .mix import MixedBatchSampler, SyntheticMix
+from .recipe import SyntheticRecipe
 from .selection import ClassBands, penultimate, select_per_class
 
 __all__ = ["SyntheticRecipe", "SyntheticMix", "MixedBatchSampler", "fit_judge", "log_prior",
