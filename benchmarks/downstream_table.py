@@ -4,7 +4,8 @@
         "posthoc-la=runs/bench/fmnist-new-scratch:posthoc-la" \\
         "recipe, scratch generator=runs/bench/fmnist-new-scratch:recipe" ...
 
-Each row is NAME=FOLDER:VARIANT, read from the folder's run records (`runs/VARIANT-seedN.json`;
+Each row is NAME=FOLDER:VARIANT, read from the folder's run records (`runs/VARIANT-seedN.json`, or
+FOLDER's own `VARIANT-seedN.json` for records copied out of a benchmark folder;
 VARIANT `recipe` reads the `recipe-<hash>-seedN.json` records, which must be of one recipe). A
 benchmark's own report pairs rows within one folder; protocols whose rows live in several folders
 (a generator per folder, a classifier start per folder: docs/bench/fmnist-new) are tabulated here.
@@ -24,19 +25,21 @@ import torch
 
 
 def _runs(folder: Path, variant: str) -> dict[int, dict]:
-    """{seed: the run record} of one variant in a benchmark folder."""
+    """{seed: the run record} of one variant in a benchmark folder (its `runs/`), or in a folder of
+    records copied out of one (docs/bench/*/runs/*)."""
+    records = folder / "runs" if (folder / "runs").is_dir() else folder
     prefix = r"recipe-[0-9a-f]{8}" if variant == "recipe" else re.escape(variant)
     found: dict[int, dict] = {}
     names = set()
-    for f in (folder / "runs").glob("*-seed*.json"):
+    for f in records.glob("*-seed*.json"):
         m = re.fullmatch(rf"({prefix})-seed(\d+)\.json", f.name)
         if m:
             names.add(m.group(1))
             found[int(m.group(2))] = json.loads(f.read_text())["run"]
     if not found:
-        raise SystemExit(f"no run records of {variant!r} in {folder / 'runs'}")
+        raise SystemExit(f"no run records of {variant!r} in {records}")
     if len(names) > 1:
-        raise SystemExit(f"{folder / 'runs'} holds several recipes {sorted(names)}; name one")
+        raise SystemExit(f"{records} holds several recipes {sorted(names)}; name one")
     return dict(sorted(found.items()))
 
 
@@ -49,6 +52,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("rows", nargs="+", help="NAME=FOLDER:VARIANT")
     ap.add_argument("--against", help="the row NAME every other row is paired with (default: the first)")
+    ap.add_argument("--rare", default="rare classes",
+                    help="the rare-class column's name (the benchmark's rarest classes, e.g. 'Ankle boot (54 images)')")
     a = ap.parse_args()
     rows = []
     for spec in a.rows:
@@ -59,7 +64,7 @@ def main() -> None:
     if against is None:
         raise SystemExit(f"--against {a.against!r} names no row")
 
-    print(f"| row | seeds | test balanced acc. | rare classes, test | validation | paired vs {a.against or rows[0][0]} |")
+    print(f"| row | seeds | test balanced acc. | {a.rare}, test | validation | paired vs {a.against or rows[0][0]} |")
     print("|---|---|---|---|---|---|")
     for name, runs in rows:
         seeds = list(runs)

@@ -2,6 +2,7 @@ import dataclasses
 import json
 import os
 import socket
+import shutil
 import subprocess
 import sys
 import threading
@@ -550,6 +551,12 @@ def test_downstream_table_pairs_rows_of_several_folders_seed_by_seed(tmp_path):
     assert "| 0,1,2 | 92.00 +- 2.00 | 82.00 | 91.00 | - |" in rows["base"]
     # seeds 0 and 2: +1 and +3 points
     assert rows["recipe"].endswith("| 0,2 | 94.00 +- 4.24 | 84.00 | 93.00 | +2.00 +- 1.41 (2) |")
+    # records copied out of a benchmark folder (docs/bench/*/runs/<folder>) read the same; --rare names the column
+    flat = tmp_path / "docs" / "b"
+    shutil.copytree(tmp_path / "b" / "runs", flat)
+    out = subprocess.run([sys.executable, script, "--rare", "Bag (5 images)", f"base={tmp_path / 'a'}:posthoc-la",
+                          f"recipe={flat}:recipe"], capture_output=True, text=True, check=True).stdout
+    assert "| Bag (5 images), test |" in out.splitlines()[0] and rows["recipe"] in out
     record("b", "recipe-99999999", 1, 0.5)  # two recipes in one folder: which one is meant is not guessed
     bad = subprocess.run([sys.executable, script, f"recipe={tmp_path / 'b'}:recipe"], capture_output=True, text=True)
     assert bad.returncode != 0 and "several recipes" in bad.stderr
